@@ -1,0 +1,191 @@
+"""Frozen value types shared by every room.
+
+Only the standard library is imported here: protocols, audio, asr, policy, sinks and evidence
+all speak in these types, and none of them may import another room.
+
+Times on the *stream timeline* are milliseconds since the media stream started (Twilio's
+``media.timestamp``, AudioHook's ``position``); they never come from the wall clock. Wall-clock
+and monotonic times are named as such (``*_wall``, ``*_mono``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Speaker = Literal["agent", "customer"]
+SPEAKERS: tuple[Speaker, Speaker] = ("agent", "customer")
+
+Outcome = Literal["pass", "fail", "not_applicable", "undetermined"]
+OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "not_applicable", "undetermined")
+
+Source = Literal["twilio", "audiohook", "pipecat", "offline", "demo"]
+
+
+# --------------------------------------------------------------------------- call & protocol events
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What a media stream tells us about its call when it starts."""
+
+    call_id: str
+    tenant: str
+    source: Source
+    stream_id: str = ""
+    account_sid: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Custom parameters (Twilio ``customParameters``, AudioHook ``customConfig``/``parameters``)."""
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    info: CallInfo
+    encoding: Literal["PCMU", "L16"] = "PCMU"
+    sample_rate: int = 8000
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One speaker's audio, still in the wire encoding (decoding is the audio room's job)."""
+
+    speaker: Speaker
+    payload: bytes
+    start_ms: float
+    """Stream-timeline position of the first sample."""
+    encoding: Literal["PCMU", "L16"] = "PCMU"
+    sample_rate: int = 8000
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+    at_ms: float
+
+
+@dataclass(frozen=True)
+class Mark:
+    name: str
+
+
+@dataclass(frozen=True)
+class ControlEvent:
+    """A trusted out-of-band signal about the conversation.
+
+    ``name`` is e.g. ``authenticated``, ``unauthenticated``, ``handoff``, ``intent``; ``data``
+    carries its arguments (``{"intent": "billing_question"}``).
+    """
+
+    name: str
+    at_ms: float
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Audio the stream deliberately did not carry (AudioHook pause / discarded)."""
+
+    start_ms: float
+    end_ms: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    reason: str = "stop"
+    at_ms: float | None = None
+
+
+ProtocolEvent = CallStarted | AudioChunk | Dtmf | Mark | ControlEvent | Gap | CallEnded
+
+
+# --------------------------------------------------------------------------- turns and transcripts
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker's stretch of speech cut by the VAD, as 16-bit mono PCM."""
+
+    speaker: Speaker
+    pcm16: bytes
+    sample_rate: int
+    start_ms: float
+    end_ms: float
+    partial: bool = False
+    """True for a piece of a turn cut at the maximum length (the turn goes on)."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    model_id: str
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    asr_ms: float = 0.0
+    """Time spent inside the model for this turn."""
+
+
+@dataclass(frozen=True)
+class TurnText:
+    """What the policy engine sees of a turn: who said what, when."""
+
+    index: int
+    speaker: Speaker
+    text: str
+    start_ms: float
+    end_ms: float
+    undetermined_reason: str | None = None
+    """Set when the text could not be obtained (ASR failure, overload); the engine then
+    returns ``undetermined`` for every assertion that would have looked at the turn."""
+    confidence: float | None = None
+
+
+# --------------------------------------------------------------------------- verdicts and alerts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One (turn, assertion) decision with the evidence that decided it."""
+
+    call_id: str
+    tenant: str
+    turn_index: int
+    speaker: Speaker
+    start_ms: float
+    end_ms: float
+    text: str
+    assertion_id: str
+    outcome: Outcome
+    evidence: str
+    severity: str = "major"
+    actions: tuple[str, ...] = ()
+    """What the policy asks for on failure, e.g. ``("alert", "handoff")``."""
+    scores: Mapping[str, float] = field(default_factory=dict)
+    policy_hash: str = ""
+    model_ids: Mapping[str, str] = field(default_factory=dict)
+    latency_ms: Mapping[str, float] = field(default_factory=dict)
+    """Per stage: ``vad_to_asr_start``, ``asr``, ``policy``, ``end_to_verdict``, ``publish``."""
+    decided_at_wall: float = 0.0
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A supervisor-facing notice raised by a failed or undetermined verdict."""
+
+    verdict: Verdict
+    kind: Literal["violation", "undetermined", "handoff"]
+    message: str
+
+
+@dataclass(frozen=True)
+class HandoffRequest:
+    call_id: str
+    tenant: str
+    source: Source
+    assertion_id: str
+    turn_index: int
+    reason: str
+    idempotency_key: str
+    requested_at_wall: float
+    account_sid: str = ""
