@@ -1,0 +1,185 @@
+"""The ``cxguard`` command line (the contract in README.md; tests rely on it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxguard.errors import CxguardError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluate every AI-agent turn of live calls against behavioural policies.")
+evidence_app = typer.Typer(no_args_is_help=True, help="Read the evidence ledger.")
+policy_app = typer.Typer(no_args_is_help=True, help="Work with policy packs.")
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(policy_app, name="policy")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML settings file.")]
+EvidenceOpt = Annotated[str | None, typer.Option("--evidence", help="Ledger URL (sqlite:///… "
+                                                 "or postgresql+psycopg://…).")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(exc: CxguardError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    evidence: EvidenceOpt = None,
+    redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz)."""
+    from cxguard.runtime.app import serve_forever
+    from cxguard.runtime.settings import load_settings
+
+    _logging(verbose)
+    try:
+        settings = load_settings(config, host=host, port=port, evidence_url=evidence,
+                                 redis_url=redis_url)
+        asyncio.run(serve_forever(settings))
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio")],
+    agent: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    customer: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible.")] = False,
+    param: Annotated[list[str] | None, typer.Option("--param", help="K=V customParameter.")] = None,
+    auth_token: Annotated[str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN",
+                                                   help="Sign the upgrade.")] = None,
+) -> None:
+    """Stream two mono WAVs as one Twilio both_tracks Media Stream."""
+    from cxguard.runtime.simulate import SimulationOptions, simulate_call
+
+    params = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param expects K=V, got {item!r}")
+        params[key] = value
+    options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
+    try:
+        result = asyncio.run(simulate_call(url, agent, customer, options))
+    except (CxguardError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"call_sid": result.call_sid, "stream_sid": result.stream_sid,
+                           "frames": result.frames, "seconds": round(result.seconds, 3),
+                           "close_code": result.close_code}))
+
+
+@app.command("eval")
+def eval_(
+    transcript: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    policy: Annotated[Path | None, typer.Option(help="Policy pack (default: billing).")] = None,
+    no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
+) -> None:
+    """Evaluate a JSONL transcript offline with the live engine; one JSON line per verdict."""
+    from cxguard.policy.offline import evaluate_transcript
+    from cxguard.runtime.services import load_engine
+    from cxguard.runtime.settings import Settings
+
+    try:
+        settings = Settings(policy=str(policy) if policy else None,
+                            classifiers=not no_classifiers)
+        engine, _ = load_engine(settings)
+        with transcript.open(encoding="utf-8") as fh:
+            lines = [json.loads(line) if line.strip() else {} for line in fh]
+        for row in evaluate_transcript(lines, engine):
+            sys.stdout.write(json.dumps(row) + "\n")
+    except json.JSONDecodeError as exc:
+        typer.echo(f"error: {transcript}: line {exc.lineno}: not JSON: {exc.msg}", err=True)
+        raise typer.Exit(2) from exc
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
+@evidence_app.command("export")
+def evidence_export(
+    evidence: EvidenceOpt = None,
+    call: Annotated[str | None, typer.Option("--call")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+) -> None:
+    """Print the ledger as JSON lines (one per turn and assertion)."""
+    from cxguard.evidence.ledger import EvidenceLedger
+    from cxguard.runtime.settings import Settings
+
+    try:
+        ledger = EvidenceLedger(evidence or Settings().evidence_url)
+        try:
+            for row in ledger.export(call_id=call, tenant=tenant):
+                sys.stdout.write(json.dumps(row, default=str) + "\n")
+        finally:
+            ledger.close()
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    evidence: EvidenceOpt = None,
+    call: Annotated[str | None, typer.Option("--call")] = None,
+) -> None:
+    """Check the hash chains; exit 1 if any row was changed, removed or reordered."""
+    from cxguard.evidence.ledger import EvidenceLedger
+    from cxguard.runtime.settings import Settings
+
+    try:
+        ledger = EvidenceLedger(evidence or Settings().evidence_url)
+        try:
+            report = ledger.verify(call_id=call)
+        finally:
+            ledger.close()
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(report.as_dict() if hasattr(report, "as_dict") else vars(report),
+                          default=str))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def demo(
+    fast: Annotated[bool, typer.Option("--fast", help="Stream faster than real time.")] = False,
+    evidence: EvidenceOpt = None,
+    redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
+    port: Annotated[int, typer.Option()] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve + simulate the bundled billing call in one process, printing verdicts live."""
+    from cxguard.runtime.demo import run_demo
+    from cxguard.runtime.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    try:
+        settings = load_settings(None, port=port, redis_url=redis_url,
+                                 evidence_url=evidence or "sqlite:///cxguard-demo-evidence.db")
+        raise typer.Exit(run_demo(settings, fast=fast))
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

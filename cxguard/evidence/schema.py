@@ -1,0 +1,101 @@
+"""Tables of the evidence ledger (SQLAlchemy Core; the same schema on SQLite and PostgreSQL).
+
+``turns``, ``verdicts`` and ``events`` are append-only and share one hash chain per call:
+``seq`` numbers a call's rows across the three tables, ``prev_hash`` is the ``row_hash`` of
+row ``seq - 1`` and ``calls.next_seq`` / ``calls.head_hash`` anchor the end of the chain, so
+deleting the last row shows too. Times on the stream timeline are milliseconds (``*_ms``);
+wall-clock times are epoch seconds (``decided_at``, ``recorded_at``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_ID = sa.String(128)
+_TENANT = sa.String(64)
+_HASH = sa.String(64)
+
+
+def _chained(name: str, *columns: sa.Column[object], indexes: tuple[sa.Index, ...] = ()) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("call_id", _ID, sa.ForeignKey("calls.call_id"), nullable=False),
+        sa.Column("tenant", _TENANT, nullable=False),
+        sa.Column("seq", sa.Integer, nullable=False),
+        *columns,
+        sa.Column("recorded_at", sa.Double, nullable=False),
+        sa.Column("prev_hash", _HASH, nullable=False),
+        sa.Column("row_hash", _HASH, nullable=False),
+        sa.UniqueConstraint("call_id", "seq", name=f"uq_{name}_call_seq"),
+        *indexes,
+    )
+
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("call_id", _ID, primary_key=True),
+    sa.Column("tenant", _TENANT, nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False, default=""),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("started_at_ms", sa.Double, nullable=True),
+    sa.Column("ended_at_ms", sa.Double, nullable=True),
+    sa.Column("end_reason", sa.String(128), nullable=True),
+    sa.Column("next_seq", sa.Integer, nullable=False, default=0),
+    sa.Column("head_hash", _HASH, nullable=False),
+)
+
+turns = _chained(
+    "turns",
+    sa.Column("turn_index", sa.Integer, nullable=False),
+    sa.Column("speaker", sa.String(16), nullable=False),
+    sa.Column("start_ms", sa.Double, nullable=False),
+    sa.Column("end_ms", sa.Double, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("undetermined_reason", sa.Text, nullable=True),
+    sa.Column("confidence", sa.Double, nullable=True),
+    sa.Column("model_ids", sa.JSON, nullable=False),
+    indexes=(sa.Index("ix_turns_call_turn", "call_id", "turn_index"),),
+)
+
+verdicts = _chained(
+    "verdicts",
+    sa.Column("turn_index", sa.Integer, nullable=False),
+    sa.Column("speaker", sa.String(16), nullable=False),
+    sa.Column("start_ms", sa.Double, nullable=False),
+    sa.Column("end_ms", sa.Double, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("assertion_id", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(32), nullable=False),
+    sa.Column("actions", sa.JSON, nullable=False),
+    sa.Column("scores", sa.JSON, nullable=False),
+    sa.Column("policy_hash", sa.String(128), nullable=False),
+    sa.Column("model_ids", sa.JSON, nullable=False),
+    sa.Column("latency", sa.JSON, nullable=False),
+    sa.Column("decided_at", sa.Double, nullable=False),
+    indexes=(
+        sa.Index("ix_verdicts_export", "call_id", "turn_index", "assertion_id", "id"),
+        sa.Index("ix_verdicts_tenant_assertion", "tenant", "assertion_id", "decided_at"),
+    ),
+)
+
+events = _chained(
+    "events",
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("at_ms", sa.Double, nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    indexes=(sa.Index("ix_events_tenant_kind", "tenant", "kind"),),
+)
+
+CHAINED: dict[str, sa.Table] = {"turns": turns, "verdicts": verdicts, "events": events}
+"""The tables whose rows carry the hash chain, by name."""
+
+# Columns that are not part of a row's hashed content: ``id`` is assigned by the database
+# after the hash is computed, ``row_hash`` is the hash itself.
+UNHASHED = frozenset({"id", "row_hash"})

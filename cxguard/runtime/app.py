@@ -1,0 +1,59 @@
+"""Process entry points: run the sidecar until stopped, or with one simulated call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from cxguard.runtime.server import running_sidecar
+from cxguard.runtime.services import Listener, Services
+from cxguard.runtime.settings import Settings
+from cxguard.runtime.simulate import SimulationOptions, SimulationResult, simulate_call
+
+log = logging.getLogger(__name__)
+
+
+async def serve_forever(settings: Settings) -> None:
+    services = await Services.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
+            for proto in sidecar.auth.open_protocols:
+                log.warning("%s upgrades are accepted WITHOUT signature checks: configure "
+                            "credentials or set require_auth", proto)
+            log.info("cxguard listening on %s", ", ".join(
+                f"ws://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets))
+            await stop.wait()
+    finally:
+        await services.close()
+
+
+async def serve_with_call(settings: Settings, agent: Path, customer: Path,
+                          options: SimulationOptions,
+                          listener: Listener | None = None) -> SimulationResult:
+    """Start the sidecar on ``settings.port`` (0 = any free port), stream one call, wait for
+    every verdict, shut down."""
+    services = await Services.start(settings)
+    if listener is not None:
+        services.listeners.append(listener)
+    try:
+        async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
+            port = next(iter(server.sockets)).getsockname()[1]
+            url = f"ws://{settings.host}:{port}/twilio"
+            result = await simulate_call(url, agent, customer, options)
+            await sidecar.drain()
+        return result
+    finally:
+        await services.close()
+
+
+def run_with_call(settings: Settings, agent: Path, customer: Path, options: SimulationOptions,
+                  listener: Listener | None = None) -> SimulationResult:
+    return asyncio.run(serve_with_call(settings, agent, customer, options, listener))

@@ -1,0 +1,82 @@
+"""``cxguard demo``: the sidecar and a simulated Twilio call in one process, printed live."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.runtime.app import run_with_call
+from cxguard.runtime.settings import Settings
+from cxguard.runtime.simulate import SimulationOptions
+
+_STYLE = {"pass": "green", "fail": "bold red", "undetermined": "bold yellow",
+          "not_applicable": "dim"}
+
+
+def demo_audio() -> tuple[Path, Path]:
+    base = Path(str(resources.files("cxguard") / "data" / "demo"))
+    return base / "agent.wav", base / "customer.wav"
+
+
+@dataclass
+class LivePrinter:
+    console: Console
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+        self.verdicts.extend(verdicts)
+        if text is not None:
+            who = "[cyan]agent   [/]" if text.speaker == "agent" else "[magenta]customer[/]"
+            shown = verdicts[0].text if verdicts else text.text
+            if text.undetermined_reason:
+                shown = f"[yellow](not transcribed: {text.undetermined_reason})[/]"
+            self.console.print(f"{text.start_ms / 1000:6.1f}s  #{text.index:<2} {who} {shown}")
+        for v in verdicts:
+            if v.outcome in ("fail", "undetermined"):
+                took = v.latency_ms.get("end_to_verdict")
+                extra = f"  ({took:.0f} ms after end of turn)" if took else ""
+                self.console.print(f"           [{_STYLE[v.outcome]}]{v.outcome.upper():>4}"
+                                   f"[/] {v.assertion_id}: {v.evidence}{extra}")
+        if text is not None and text.speaker == "agent":
+            passed = sum(v.outcome == "pass" for v in verdicts)
+            self.console.print(f"           [green]{passed} passed[/]", highlight=False)
+
+
+def run_demo(settings: Settings, *, fast: bool = False, console: Console | None = None) -> int:
+    console = console or Console()
+    agent, customer = demo_audio()
+    printer = LivePrinter(console)
+    console.print(f"[bold]cxguard demo[/]: streaming the bundled billing call "
+                  f"({'as fast as possible' if fast else 'real time'}) over a Twilio Media "
+                  f"Stream to ws://{settings.host}:{settings.port}/twilio …")
+    options = SimulationOptions(fast=fast, parameters={"tenant": "northwind",
+                                                        "authenticated": "false"})
+    result = run_with_call(settings, agent, customer, options, listener=printer)
+    _summary(console, printer.verdicts, settings, result.call_sid)
+    return 0
+
+
+def _summary(console: Console, verdicts: list[Verdict], settings: Settings, call_id: str) -> None:
+    table = Table(title="Violations by assertion")
+    for col in ("assertion", "pass", "fail", "undetermined", "n/a"):
+        table.add_column(col)
+    counts: dict[str, Counter[str]] = {}
+    for v in verdicts:
+        counts.setdefault(v.assertion_id, Counter())[v.outcome] += 1
+    for assertion, c in sorted(counts.items()):
+        table.add_row(assertion, str(c["pass"]), f"[red]{c['fail']}[/]" if c["fail"] else "0",
+                      str(c["undetermined"]), str(c["not_applicable"]))
+    console.print(table)
+    lat = [v.latency_ms["end_to_verdict"] for v in verdicts if "end_to_verdict" in v.latency_ms]
+    if lat:
+        console.print(f"end of turn → verdict: median {statistics.median(lat):.0f} ms, "
+                      f"max {max(lat):.0f} ms")
+    console.print(f"evidence: {settings.evidence_url} (call {call_id}); export with "
+                  f"`cxguard evidence export --evidence {settings.evidence_url} --call {call_id}`")

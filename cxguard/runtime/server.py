@@ -1,0 +1,167 @@
+"""The websocket sidecar: ``/twilio``, ``/audiohook``, ``/metrics``, ``/healthz``, ``/readyz``.
+
+The server only listens: it never sends media back and never holds the call up. A stream
+that breaks its protocol is closed with the protocol's own error; other calls carry on.
+Evaluation of a call goes on after its socket closes (its last turns are still in ASR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from cxguard.errors import AuthenticationError, ProtocolError
+from cxguard.model import CallStarted, ProtocolEvent
+from cxguard.runtime import metrics
+from cxguard.runtime.auth import Authenticator
+from cxguard.runtime.services import Services
+from cxguard.runtime.session import CallSession
+from cxguard.runtime.streams import open_stream
+
+log = logging.getLogger(__name__)
+
+
+class MediaStream(Protocol):
+    def receive_text(self, text: str) -> None: ...
+    def receive_bytes(self, data: bytes) -> None: ...
+    def events_received(self) -> list[ProtocolEvent]: ...
+    def data_to_send(self) -> list[str]: ...
+
+
+class Sidecar:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.auth = Authenticator(services.settings)
+        self._calls: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
+        self.ready = False
+
+    # ---------------------------------------------------------------- HTTP before the upgrade
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            return _plain(connection, http.HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if not self.ready:
+                return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
+            body = json.dumps({"ready": True, **self.services.health()}) + "\n"
+            return _plain(connection, http.HTTPStatus.OK, body, "application/json")
+        if path == "/metrics":
+            return _plain(connection, http.HTTPStatus.OK, metrics.render().decode(),
+                          "text/plain; version=0.0.4; charset=utf-8")
+        if path not in ("/twilio", "/audiohook"):
+            return _plain(connection, http.HTTPStatus.NOT_FOUND, f"no route {path}\n")
+        protocol = path.lstrip("/")
+        try:
+            tenant = self.auth.check(protocol, request.path, request.headers)
+        except AuthenticationError as exc:
+            metrics.AUTH_FAILURES.labels(protocol=protocol).inc()
+            log.warning("rejected %s upgrade from %s: %s", protocol, connection.remote_address,
+                        exc)
+            return _plain(connection, http.HTTPStatus(exc.status), f"{exc}\n")
+        connection.cxguard_tenant = tenant  # type: ignore[attr-defined]
+        return None
+
+    # ---------------------------------------------------------------- one media stream
+
+    async def handle(self, ws: ServerConnection) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            self._handlers.add(me)
+            me.add_done_callback(self._handlers.discard)
+        path = ws.request.path.split("?", 1)[0] if ws.request else ""
+        protocol = path.lstrip("/")
+        tenant: str | None = getattr(ws, "cxguard_tenant", None)
+        headers = ws.request.headers if ws.request else Headers()
+        stream: MediaStream = open_stream(protocol, self.services.settings, tenant, headers)
+        session: CallSession | None = None
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    stream.receive_text(message)
+                else:
+                    stream.receive_bytes(message)
+                session = self._dispatch(stream.events_received(), session)
+                for out in stream.data_to_send():
+                    await ws.send(out)
+        except ProtocolError as exc:
+            metrics.PROTOCOL_ERRORS.labels(protocol=protocol).inc()
+            call = session.info.call_id if session else "(not started)"
+            log.error("%s stream %s closed: %s", protocol, call, exc)
+            session = self._dispatch(stream.events_received(), session)
+            for out in stream.data_to_send():
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(out)
+            await ws.close(exc.close_code, str(exc)[:120])
+        except ConnectionClosed:
+            pass
+        finally:
+            if session is not None:
+                session.end("disconnected")
+                self._track(session)
+
+    def _dispatch(self, events: list[ProtocolEvent],
+                  session: CallSession | None) -> CallSession | None:
+        for event in events:
+            if isinstance(event, CallStarted):
+                session = CallSession(self.services, event)
+                log.info("call %s started (%s, tenant %s)", event.info.call_id,
+                         event.info.source, event.info.tenant)
+            elif session is not None:
+                session.handle(event)
+        return session
+
+    def _track(self, session: CallSession) -> None:
+        async def finish() -> None:
+            summary = await session.wait_closed()
+            log.info("call %s evaluated: %d turns, %s", summary.call_id, summary.turns,
+                     summary.verdicts)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def drain(self) -> None:
+        """Wait for open streams to end and every call still being evaluated."""
+        while self._calls or self._handlers:
+            current = asyncio.current_task()
+            pending = [t for t in (*self._calls, *self._handlers) if t is not current]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _plain(connection: ServerConnection, status: http.HTTPStatus, body: str,
+           content_type: str = "text/plain; charset=utf-8") -> Response:
+    response = connection.respond(status, body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+@contextlib.asynccontextmanager
+async def running_sidecar(services: Services, host: str, port: int
+                          ) -> AsyncIterator[tuple[Sidecar, Server]]:
+    sidecar = Sidecar(services)
+    settings = services.settings
+    async with serve(sidecar.handle, host, port, process_request=sidecar.process_request,
+                     max_size=settings.max_message_bytes, ping_interval=20,
+                     ping_timeout=20) as server:
+        sidecar.ready = True
+        try:
+            yield sidecar, server
+        finally:
+            sidecar.ready = False
+            server.close()
+            await server.wait_closed()
+            await sidecar.drain()

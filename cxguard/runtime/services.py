@@ -1,0 +1,107 @@
+"""The process-wide parts every call shares: one ASR model, one policy engine, one ledger,
+the alert and handoff sinks. Built once by :meth:`Services.start`, closed by :meth:`close`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cxguard.asr.options import AsrOptions
+from cxguard.asr.transcriber import Transcriber
+from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.policy.engine import PolicyEngine
+from cxguard.policy.pack import PolicyPack, default_pack_path, load_pack
+from cxguard.runtime.asr_worker import AsrWorker, BatchFn
+from cxguard.runtime.evidence_writer import EvidenceWriter
+from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher
+from cxguard.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+Listener = Callable[[CallInfo, TurnText | None, list[Verdict]], None]
+
+
+def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
+    """The policy pack and, when it has semantic assertions, the ONNX classifiers."""
+    pack = load_pack(settings.policy or default_pack_path())
+    scorer = None
+    if settings.classifiers and pack.needs_scorer:
+        from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
+
+        models = Path(settings.models_dir) if settings.models_dir else None
+        scorer = OnnxTextScorer(ClassifierOptions(models_dir=models))
+    return PolicyEngine(pack, scorer), pack
+
+
+def load_transcriber(settings: Settings) -> Transcriber:
+    a = settings.asr
+    return Transcriber(AsrOptions(model=a.model, device=a.device, compute_type=a.compute_type,
+                                  beam_size=a.beam_size, window=a.window,  # type: ignore[arg-type]
+                                  cpu_threads=a.cpu_threads, num_workers=a.workers))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    asr: AsrWorker
+    engine: PolicyEngine
+    engine_pack_hash: str
+    model_ids: Mapping[str, str]
+    evidence: EvidenceWriter
+    alerts: AlertDispatcher
+    handoff: HandoffDispatcher
+    listeners: list[Listener] = field(default_factory=list)
+    _policy_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy"))
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        transcribe_batch: BatchFn | None = None,
+        model_id: str | None = None,
+    ) -> Services:
+        """Load models (in a thread: loading takes a second) and connect the sinks."""
+        engine, pack = await asyncio.to_thread(load_engine, settings)
+        if transcribe_batch is None:
+            transcriber = await asyncio.to_thread(load_transcriber, settings)
+            await asyncio.to_thread(transcriber.warmup)
+            transcribe_batch, model_id = transcriber.transcribe_batch, transcriber.model_id
+        a = settings.asr
+        worker = AsrWorker(transcribe_batch, workers=a.workers, queue_size=a.queue_size,
+                           max_wait_ms=a.max_wait_ms, batch_size=a.batch_size)
+        evidence = await asyncio.to_thread(EvidenceWriter.open, settings.evidence_url)
+        alerts = AlertDispatcher(settings.redis_url, evidence)
+        handoff = HandoffDispatcher(settings, alerts, evidence)
+        model_ids = {**engine.model_ids, "asr": model_id or "unknown"}
+        return cls(settings, worker, engine, pack.hash, model_ids, evidence, alerts, handoff)
+
+    async def run_policy(self, fn: Callable[[A], T], arg: A) -> T:
+        """Policy evaluation may run ONNX models: keep it off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._policy_pool, fn, arg)
+
+    def notify(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(info, text, verdicts)
+            except Exception:  # a display bug must not stop evaluation
+                log.exception("listener failed")
+
+    def health(self) -> dict[str, Any]:
+        return {"asr_queue_depth": self.asr.depth, "redis": self.alerts.redis_configured}
+
+    async def close(self) -> None:
+        await self.asr.close()
+        await self.alerts.close()
+        await self.handoff.close()
+        await self.evidence.close()
+        self._policy_pool.shutdown(wait=True)

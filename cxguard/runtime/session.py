@@ -1,0 +1,181 @@
+"""One call: protocol events in, verdicts out.
+
+Audio handling (μ-law decode, VAD) is cheap and runs inline on the event loop as frames
+arrive; everything slow (ASR, classifiers, the ledger) runs elsewhere. Turns may finish ASR
+out of order (agent turns jump the queue), but the policy engine must see them in stream
+order, so each call has one ordered pipeline: a queue of pending turns and events consumed by
+a single task that awaits each transcript in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from cxguard.audio.codec import ulaw_decode
+from cxguard.audio.vad import TurnSegmenter, VadOptions
+from cxguard.errors import AsrError, CxguardError
+from cxguard.model import (
+    AudioChunk,
+    CallEnded,
+    CallInfo,
+    CallStarted,
+    ControlEvent,
+    Dtmf,
+    Gap,
+    Mark,
+    ProtocolEvent,
+    Speaker,
+    Transcript,
+    Turn,
+    TurnText,
+)
+from cxguard.runtime import metrics
+from cxguard.runtime.services import Services
+from cxguard.runtime.verdicts import CallSummary, VerdictPipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _PendingTurn:
+    index: int
+    turn: Turn
+    transcript: asyncio.Future[Transcript] | None
+    error: str | None
+    closed_mono: float
+    speech_end_mono: float
+
+
+@dataclass
+class _Finish:
+    at_ms: float
+    reason: str
+
+
+_Item = _PendingTurn | ControlEvent | Gap | Dtmf | _Finish
+
+
+class CallSession:
+    def __init__(self, services: Services, started: CallStarted) -> None:
+        self.info: CallInfo = started.info
+        self._services = services
+        self._sample_rate = started.sample_rate
+        self._encoding = started.encoding
+        self._segmenters = {s: TurnSegmenter(s, started.sample_rate, self._vad_options(s))
+                            for s in ("agent", "customer")}
+        self._next_index = 0
+        self._position_ms = 0.0
+        self._items: asyncio.Queue[_Item] = asyncio.Queue()
+        self._verdicts = VerdictPipeline(services, self.info)
+        self.summary = CallSummary(self.info.call_id, self.info.tenant)
+        self._consumer = asyncio.get_running_loop().create_task(self._consume())
+        self._ended = False
+        metrics.CALLS.labels(source=self.info.source).inc()
+        metrics.ACTIVE_CALLS.labels(source=self.info.source).inc()
+        services.evidence.submit_event(self.info, "call_started", 0.0, dict(self.info.parameters))
+
+    def _vad_options(self, speaker: Speaker) -> VadOptions:
+        vad = self._services.settings.vad
+        max_ms = vad.max_turn_ms
+        if speaker == "agent" and vad.agent_max_turn_ms:
+            max_ms = vad.agent_max_turn_ms
+        return VadOptions(aggressiveness=vad.aggressiveness, hangover_ms=vad.hangover_ms,
+                          min_turn_ms=vad.min_turn_ms, max_turn_ms=max_ms)
+
+    # ------------------------------------------------------------------ events from the protocol
+
+    def handle(self, event: ProtocolEvent) -> None:
+        if self._ended:
+            return
+        if isinstance(event, AudioChunk):
+            self._audio(event)
+        elif isinstance(event, ControlEvent | Dtmf):
+            self._items.put_nowait(event)
+        elif isinstance(event, Gap):
+            for seg in self._segmenters.values():
+                self._turns(seg.gap(event.start_ms, event.end_ms), event.end_ms)
+            self._items.put_nowait(event)
+        elif isinstance(event, CallEnded):
+            self.end(event.reason, event.at_ms)
+        elif isinstance(event, Mark | CallStarted):
+            pass
+
+    def _audio(self, chunk: AudioChunk) -> None:
+        if chunk.encoding == "PCMU":
+            pcm = ulaw_decode(chunk.payload)
+        else:
+            pcm = np.frombuffer(chunk.payload, dtype="<i2").astype(np.int16)
+        end_ms = chunk.start_ms + 1000.0 * len(pcm) / chunk.sample_rate
+        self._position_ms = max(self._position_ms, end_ms)
+        self._turns(self._segmenters[chunk.speaker].feed(pcm, chunk.start_ms), end_ms)
+
+    def _turns(self, turns: list[Turn], position_ms: float) -> None:
+        now = time.monotonic()
+        for turn in turns:
+            # Map the stream timeline to the wall clock through the chunk that closed the turn:
+            # at real-time pace this is when the speaker actually stopped.
+            speech_end = now - max(0.0, position_ms - turn.end_ms) / 1000.0
+            index = self._next_index
+            self._next_index += 1
+            metrics.TURNS.labels(speaker=turn.speaker).inc()
+            future: asyncio.Future[Transcript] | None = None
+            error = None
+            try:
+                future = self._services.asr.submit(turn)
+            except AsrError as exc:
+                error = str(exc)
+            self._items.put_nowait(_PendingTurn(index, turn, future, error, now, speech_end))
+
+    def end(self, reason: str = "stop", at_ms: float | None = None) -> None:
+        """No more audio: close open turns and let the pipeline finish the call."""
+        if self._ended:
+            return
+        for seg in self._segmenters.values():
+            self._turns(seg.flush(), self._position_ms)
+        self._ended = True
+        self._items.put_nowait(_Finish(at_ms if at_ms is not None else self._position_ms, reason))
+
+    async def wait_closed(self) -> CallSummary:
+        if not self._ended:
+            self.end("disconnected")
+        await self._consumer
+        return self.summary
+
+    # ------------------------------------------------------------------ the ordered pipeline
+
+    async def _consume(self) -> None:
+        try:
+            while True:
+                item = await self._items.get()
+                if isinstance(item, _Finish):
+                    await self._verdicts.finish(item.at_ms, item.reason, self.summary)
+                    return
+                if isinstance(item, _PendingTurn):
+                    await self._turn(item)
+                else:
+                    await self._verdicts.event(item)
+        except CxguardError:
+            log.exception("call %s: pipeline failed", self.info.call_id)
+        finally:
+            metrics.ACTIVE_CALLS.labels(source=self.info.source).dec()
+
+    async def _turn(self, item: _PendingTurn) -> None:
+        asr_started = time.monotonic()
+        transcript: Transcript | None = None
+        reason = item.error
+        if item.transcript is not None:
+            try:
+                transcript = await item.transcript
+            except AsrError as exc:
+                reason = str(exc)
+        turn = item.turn
+        text = TurnText(item.index, turn.speaker, transcript.text if transcript else "",
+                        turn.start_ms, turn.end_ms, undetermined_reason=reason)
+        self.summary.turns += 1
+        await self._verdicts.turn(text, transcript, item.closed_mono, item.speech_end_mono,
+                                  asr_started, self.summary)

@@ -1,0 +1,50 @@
+"""The rooms of DESIGN.md stay true: lower rooms import only model/errors of cxguard."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cxguard"
+ROOMS = ("protocols", "audio", "asr", "policy", "sinks", "evidence")
+SHARED = {"cxguard", "cxguard.model", "cxguard.errors"}
+SERVERS = {"asyncio", "websockets"}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_room_imports_only_shared_types(room: str) -> None:
+    offenders = []
+    for path in sorted((PACKAGE / room).rglob("*.py")):
+        for name in _imports(path):
+            if not name.startswith("cxguard"):
+                continue
+            own = name == f"cxguard.{room}" or name.startswith(f"cxguard.{room}.")
+            if not own and name not in SHARED:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("room", ("protocols", "audio", "policy", "evidence"))
+def test_pure_rooms_run_no_servers(room: str) -> None:
+    offenders = [f"{p.relative_to(PACKAGE)} imports {n}"
+                 for p in sorted((PACKAGE / room).rglob("*.py"))
+                 for n in _imports(p) if n.split(".")[0] in SERVERS]
+    assert offenders == []
+
+
+def test_architecture_scan_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from cxguard.asr import transcriber\nimport asyncio\n", encoding="utf-8")
+    assert _imports(bad) == {"cxguard.asr", "asyncio"}
