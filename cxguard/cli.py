@@ -13,21 +13,29 @@ import typer
 
 from cxguard.errors import CxguardError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Evaluate every AI-agent turn of live calls against behavioural policies.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Evaluate every AI-agent turn of live calls against behavioural policies.",
+)
 evidence_app = typer.Typer(no_args_is_help=True, help="Read the evidence ledger.")
 policy_app = typer.Typer(no_args_is_help=True, help="Work with policy packs.")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML settings file.")]
-EvidenceOpt = Annotated[str | None, typer.Option("--evidence", help="Ledger URL (sqlite:///… "
-                                                 "or postgresql+psycopg://…).")]
+EvidenceOpt = Annotated[
+    str | None,
+    typer.Option("--evidence", help="Ledger URL (sqlite:///… or postgresql+psycopg://…)."),
+]
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _fail(exc: CxguardError) -> typer.Exit:
@@ -50,8 +58,9 @@ def serve(
 
     _logging(verbose)
     try:
-        settings = load_settings(config, host=host, port=port, evidence_url=evidence,
-                                 redis_url=redis_url)
+        settings = load_settings(
+            config, host=host, port=port, evidence_url=evidence, redis_url=redis_url
+        )
         asyncio.run(serve_forever(settings))
     except CxguardError as exc:
         raise _fail(exc) from exc
@@ -64,8 +73,9 @@ def simulate(
     customer: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
     fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible.")] = False,
     param: Annotated[list[str] | None, typer.Option("--param", help="K=V customParameter.")] = None,
-    auth_token: Annotated[str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN",
-                                                   help="Sign the upgrade.")] = None,
+    auth_token: Annotated[
+        str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Sign the upgrade.")
+    ] = None,
 ) -> None:
     """Stream two mono WAVs as one Twilio both_tracks Media Stream."""
     from cxguard.runtime.simulate import SimulationOptions, simulate_call
@@ -82,9 +92,17 @@ def simulate(
     except (CxguardError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(json.dumps({"call_sid": result.call_sid, "stream_sid": result.stream_sid,
-                           "frames": result.frames, "seconds": round(result.seconds, 3),
-                           "close_code": result.close_code}))
+    typer.echo(
+        json.dumps(
+            {
+                "call_sid": result.call_sid,
+                "stream_sid": result.stream_sid,
+                "frames": result.frames,
+                "seconds": round(result.seconds, 3),
+                "close_code": result.close_code,
+            }
+        )
+    )
 
 
 @app.command("eval")
@@ -99,8 +117,7 @@ def eval_(
     from cxguard.runtime.settings import Settings
 
     try:
-        settings = Settings(policy=str(policy) if policy else None,
-                            classifiers=not no_classifiers)
+        settings = Settings(policy=str(policy) if policy else None, classifiers=not no_classifiers)
         engine, _ = load_engine(settings)
         with transcript.open(encoding="utf-8") as fh:
             lines = [json.loads(line) if line.strip() else {} for line in fh]
@@ -151,8 +168,9 @@ def evidence_verify(
             ledger.close()
     except CxguardError as exc:
         raise _fail(exc) from exc
-    typer.echo(json.dumps(report.as_dict() if hasattr(report, "as_dict") else vars(report),
-                          default=str))
+    typer.echo(
+        json.dumps(report.as_dict() if hasattr(report, "as_dict") else vars(report), default=str)
+    )
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -170,8 +188,12 @@ def demo(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     try:
-        settings = load_settings(None, port=port, redis_url=redis_url,
-                                 evidence_url=evidence or "sqlite:///cxguard-demo-evidence.db")
+        settings = load_settings(
+            None,
+            port=port,
+            redis_url=redis_url,
+            evidence_url=evidence or "sqlite:///cxguard-demo-evidence.db",
+        )
         raise typer.Exit(run_demo(settings, fast=fast))
     except CxguardError as exc:
         raise _fail(exc) from exc

@@ -38,9 +38,12 @@ def test_room_imports_only_shared_types(room: str) -> None:
 
 @pytest.mark.parametrize("room", ("protocols", "audio", "policy", "evidence"))
 def test_pure_rooms_run_no_servers(room: str) -> None:
-    offenders = [f"{p.relative_to(PACKAGE)} imports {n}"
-                 for p in sorted((PACKAGE / room).rglob("*.py"))
-                 for n in _imports(p) if n.split(".")[0] in SERVERS]
+    offenders = [
+        f"{p.relative_to(PACKAGE)} imports {n}"
+        for p in sorted((PACKAGE / room).rglob("*.py"))
+        for n in _imports(p)
+        if n.split(".")[0] in SERVERS
+    ]
     assert offenders == []
 
 

@@ -44,8 +44,12 @@ class Recorder:
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, Recorder, str]]:
     tenant = f"e2e{uuid.uuid4().hex[:8]}"
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}",
-                        redis_url=REDIS_URL, default_tenant=tenant)
+    settings = Settings(
+        port=0,
+        evidence_url=f"sqlite:///{tmp_path / 'ev.db'}",
+        redis_url=REDIS_URL,
+        default_tenant=tenant,
+    )
     services = await Services.start(settings)
     recorder = Recorder()
     services.listeners.append(recorder)
@@ -71,8 +75,10 @@ def _expected() -> list[dict[str, Any]]:
 
 def _script_turn(verdict: Verdict, script: list[dict[str, Any]]) -> dict[str, Any]:
     """The scripted turn whose timing overlaps the verdict's turn most."""
+
     def overlap(t: dict[str, Any]) -> float:
         return min(verdict.end_ms, t["end_ms"]) - max(verdict.start_ms, t["start_ms"])
+
     return max((t for t in script if t["speaker"] == verdict.speaker), key=overlap)
 
 
@@ -81,8 +87,12 @@ async def test_demo_call_catches_every_scripted_violation(
 ) -> None:
     side, url, recorder, tenant = sidecar
     agent, customer = demo_audio()
-    result = await simulate_call(url, agent, customer, SimulationOptions(
-        fast=True, parameters={"tenant": tenant, "authenticated": "false"}))
+    result = await simulate_call(
+        url,
+        agent,
+        customer,
+        SimulationOptions(fast=True, parameters={"tenant": tenant, "authenticated": "false"}),
+    )
     assert result.close_code == 1000
     await side.drain()
 
@@ -92,10 +102,14 @@ async def test_demo_call_catches_every_scripted_violation(
     assert len(agent_turns) == len(agent_script)
     assert all(t.undetermined_reason is None for t in recorder.turns)
 
-    fails = {(v.assertion_id, _script_turn(v, script)["text"])
-             for v in recorder.verdicts if v.outcome == "fail"}
-    wanted = {(a, t["text"]) for t in agent_script for a, o in t.get("expect", {}).items()
-              if o == "fail"}
+    fails = {
+        (v.assertion_id, _script_turn(v, script)["text"])
+        for v in recorder.verdicts
+        if v.outcome == "fail"
+    }
+    wanted = {
+        (a, t["text"]) for t in agent_script for a, o in t.get("expect", {}).items() if o == "fail"
+    }
     assert fails == wanted
     assert not [v for v in recorder.verdicts if v.outcome == "undetermined"]
 
@@ -106,8 +120,7 @@ async def test_demo_call_catches_every_scripted_violation(
         handoffs = await client.xrange(f"cxguard:{tenant}:handoffs")
     finally:
         await client.aclose()
-    alerted = {json.loads(next(iter(f.values())))["verdict"]["assertion_id"]
-               for _, f in entries}
+    alerted = {json.loads(next(iter(f.values())))["verdict"]["assertion_id"] for _, f in entries}
     assert alerted == {a for a, _ in wanted}
     assert len(handoffs) == 1
 
@@ -121,8 +134,9 @@ async def test_demo_call_catches_every_scripted_violation(
     assert len(rows) == len(recorder.verdicts)
     assert {r["verdict"] for r in rows} >= {"pass", "fail"}
     assert not any("4111" in (r["text"] or "") for r in rows)
-    card = [r for r in rows if r["assertion"] == "pii.no_full_card_number" and
-            r["verdict"] == "fail"]
+    card = [
+        r for r in rows if r["assertion"] == "pii.no_full_card_number" and r["verdict"] == "fail"
+    ]
     assert card and "[CARD]" in card[0]["text"]
 
 
@@ -142,8 +156,9 @@ async def test_malformed_stream_is_closed_and_other_calls_carry_on(
         assert early.close_code == 1002
 
     agent, customer = demo_audio()
-    result = await simulate_call(url, agent, customer, SimulationOptions(
-        fast=True, parameters={"tenant": tenant}))
+    result = await simulate_call(
+        url, agent, customer, SimulationOptions(fast=True, parameters={"tenant": tenant})
+    )
     assert result.close_code == 1000
     await side.drain()
     assert any(v.outcome == "fail" for v in recorder.verdicts)

@@ -251,6 +251,14 @@ def test_tracks_are_ordered_separately_and_gaps_are_tolerated() -> None:
     assert stream.position_ms == 140.0
 
 
+def test_counters_may_start_at_zero_but_not_repeat() -> None:
+    zero_start = START.replace('"sequenceNumber": "1"', '"sequenceNumber": "0"')
+    stream = feed(zero_start, media(1, "outbound", 0, 0), media(2, "inbound", 0, 0))
+    assert len(stream.events_received()) == 3
+    with pytest.raises(TwilioProtocolError, match="outbound chunk 0 does not follow chunk 0"):
+        stream.receive_text(media(3, "outbound", 0, 20))
+
+
 def test_inbound_only_stream() -> None:
     stream = feed(start_with(tracks=["inbound"]), media(2, "inbound", 1, 0))
     assert stream.events_received()[-1] == AudioChunk("customer", SILENCE, 0.0)

@@ -44,7 +44,7 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
                 source_rate = frame.sample_rate
                 channels = frame.layout.nb_channels
                 for out in to_s16.resample(frame):
-                    packed = out.to_ndarray().reshape(-1, channels)
+                    packed = np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1, channels)
                     pieces.append(_downmix(packed))
     except av.error.FFmpegError as exc:
         raise AudioError(f"{path}: cannot decode audio: {exc}") from exc
@@ -60,7 +60,7 @@ def _downmix(packed: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
     if packed.shape[1] == 1:
         return packed[:, 0].copy()
     # Average, not sum: two in-phase channels must not clip.
-    mean = np.rint(packed.astype(np.int32).mean(axis=1))
+    mean: npt.NDArray[np.float64] = np.rint(packed.astype(np.int32).mean(axis=1))
     return mean.astype(np.int16)
 
 
@@ -81,13 +81,7 @@ def write_wav_ulaw(path: str | Path, pcm: npt.NDArray[np.int16], rate: int) -> N
     fmt = struct.pack("<HHIIHHH", _WAVE_FORMAT_MULAW, 1, rate, rate, 1, 8, 0)
     fact = struct.pack("<I", len(data))
     pad = b"\x00" if len(data) % 2 else b""
-    body = (
-        b"WAVE"
-        + _chunk(b"fmt ", fmt)
-        + _chunk(b"fact", fact)
-        + _chunk(b"data", data)
-        + pad
-    )
+    body = b"WAVE" + _chunk(b"fmt ", fmt) + _chunk(b"fact", fact) + _chunk(b"data", data) + pad
     Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 

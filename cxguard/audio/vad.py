@@ -59,7 +59,7 @@ class VadOptions:
     post_roll_ms: int = 100
     """Audio kept after the last voiced frame, in ``Turn.pcm16`` only (at most ``hangover_ms``)."""
     min_turn_ms: int = 250
-    """Turns whose voiced span is shorter are dropped as blips (not the last piece of a cut turn)."""
+    """Turns with a shorter voiced span are dropped as blips (not the last piece of a cut turn)."""
     max_turn_ms: int = 15000
     """Longer turns are emitted in pieces, ``partial=True`` for all but the last."""
     output_rate: int = 16000
@@ -94,6 +94,7 @@ class TurnSegmenter:
         self.sample_rate = sample_rate
         self.options = options
         self._vad = webrtcvad.Vad(options.aggressiveness)._vad
+        self._per_ms = sample_rate / 1000
 
         def samples(ms: int) -> int:
             return ms * sample_rate // 1000
@@ -139,12 +140,12 @@ class TurnSegmenter:
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise AudioError(f"feed needs 1-D int16 samples, got {pcm.dtype} {pcm.shape}")
         out: list[Turn] = []
-        start = round(start_ms * self.sample_rate / 1000)
+        start = round(start_ms * self._per_ms)
         if start - (self._pos + len(self._rem) // 2) >= self._flen:
             self._complete_frame(out)
             self._silence(start - self._pos, out)
-        data = self._rem + pcm.astype("<i2", copy=False).tobytes()
-        self._frames(data, out)
+        # Native byte order: webrtcvad reads int16_t; Turn.pcm16 is made little-endian below.
+        self._frames(self._rem + pcm.tobytes() if self._rem else pcm.tobytes(), out)
         return out
 
     def gap(self, start_ms: float, end_ms: float) -> list[Turn]:
@@ -156,7 +157,7 @@ class TurnSegmenter:
         self._complete_frame(out)
         if self._speaking:
             self._close(out)
-        self._pos = max(self._pos, round(end_ms * self.sample_rate / 1000))
+        self._pos = max(self._pos, round(end_ms * self._per_ms))
         self._reset_idle()
         return out
 
@@ -166,7 +167,7 @@ class TurnSegmenter:
         out: list[Turn] = []
         self._complete_frame(out)
         if at_ms is not None:
-            self._silence(round(at_ms * self.sample_rate / 1000) - self._pos, out)
+            self._silence(round(at_ms * self._per_ms) - self._pos, out)
         if self._speaking:
             self._close(out)
         self._reset_idle()
@@ -205,7 +206,7 @@ class TurnSegmenter:
             if self._pos - self._last_voiced >= self._hang:
                 self._close(out)
                 return
-        if self._pos - self._start >= self._max:
+        if self._pos + self._flen - self._start > self._max:  # the next frame would exceed it
             if voiced:
                 self._cut(out)
             else:
@@ -214,7 +215,10 @@ class TurnSegmenter:
     def _complete_frame(self, out: list[Turn]) -> None:
         """Pad the partial frame with zeros so the audio before a jump or the end is heard."""
         if self._rem:
+            delivered = self._pos + len(self._rem) // 2
             self._frames(self._rem + bytes(self._fbytes - len(self._rem)), out)
+            # Speech cannot have lasted into the padding.
+            self._last_voiced = min(self._last_voiced, delivered)
 
     def _silence(self, n: int, out: list[Turn]) -> None:
         """``n`` samples the stream did not carry, treated as unvoiced audio of zeros."""
@@ -270,9 +274,10 @@ class TurnSegmenter:
 
     def _turn(self, start: int, end: int, a0: int, a1: int, *, partial: bool) -> Turn:
         lo, hi = 2 * (a0 - self._buf_start), 2 * (a1 - self._buf_start)
-        pcm = np.frombuffer(self._buf, dtype="<i2", count=(hi - lo) // 2, offset=lo)
+        # A copy, not a view: a live view would forbid resizing _buf (BufferError).
+        pcm = np.frombuffer(bytes(self._buf[lo:hi]), dtype=np.int16)
         if self.options.output_rate != self.sample_rate:
-            pcm = resample(pcm.astype(np.int16), self.sample_rate, self.options.output_rate)
+            pcm = resample(pcm, self.sample_rate, self.options.output_rate)
         return Turn(
             speaker=self.speaker,
             pcm16=pcm.astype("<i2", copy=False).tobytes(),

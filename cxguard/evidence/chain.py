@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cxguard.evidence.schema import UNHASHED
@@ -24,7 +24,9 @@ GENESIS = "0" * 64
 def canonical_json(table: str, row: Mapping[str, Any]) -> str:
     body = {k: v for k, v in row.items() if k not in UNHASHED}
     body["__table__"] = table
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def row_hash(table: str, row: Mapping[str, Any]) -> str:
@@ -73,8 +75,18 @@ class VerifyReport:
     rows_checked: int
     problems: tuple[ChainProblem, ...] = field(default_factory=tuple)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "calls_checked": self.calls_checked,
+            "rows_checked": self.rows_checked,
+            "problems": [asdict(p) | {"message": str(p)} for p in self.problems],
+        }
+
     def __str__(self) -> str:
-        head = f"{'OK' if self.ok else 'BROKEN'}: {self.calls_checked} calls, {self.rows_checked} rows"
+        head = (
+            f"{'OK' if self.ok else 'BROKEN'}: {self.calls_checked} calls, {self.rows_checked} rows"
+        )
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
 

@@ -6,14 +6,17 @@ mixed. The text is scanned into *digit runs*: digit atoms (a block of digits or 
 joined by separators (spaces, commas, dashes, dots, "dash", fillers). Inside a run:
 
 * ``[CARD]``: every atom-aligned window of 13–19 digits that passes the Luhn check; with card
-  words nearby ("card", "visa", ...) also a run of 12–19 digits that fails it (a
-  mis-heard digit must not leak the other fifteen) and 12-digit Maestro numbers.
-* ``[SSN]``: a run written ``AAA-GG-SSSS`` / ``AAA GG SSSS`` with a valid area/group/serial,
-  or any 9-digit run near "social security" / "SSN".
+  words nearby ("card", "visa", "cc", ...) also a run of 13+ digits that fails it (a mis-heard
+  digit must not leak the other fifteen) and a Luhn-valid 12-digit run (Maestro).
+* ``[SSN]``: a run written ``AAA-GG-SSSS`` / ``AAA GG SSSS`` (or spoken with those pauses)
+  with a valid area/group/serial, or any 9-digit run near "social security" / "SSN".
 * ``[CVV]``: a 3–4 digit run right after (or just before) "security code", "CVV", "CVC", ...
 
-Over-redaction is preferred to a leak: two phone numbers read out in one breath may come back
-as ``[CARD]``. :func:`redact` repeats until nothing changes, so it is idempotent.
+Written North American phone numbers (``NXX-NXX-XXXX``) are cut out of runs first: no card is
+grouped 3-3-4, and two numbers read in one breath would otherwise hold a Luhn-valid window
+four times in ten. Other false positives are preferred to a leak (a chance Luhn hit inside an
+IBAN, digits read right after a card). :func:`redact` repeats until nothing changes, so it is
+idempotent.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ _ATOM_RE = re.compile(
 # What may stand between two atoms of one run (a line break ends it: transcripts have none
 # inside a turn). Punctuation, not bare spaces between spoken words, marks a group boundary,
 # used to recognise the AAA-GG-SSSS shape of an SSN.
-_GAP_RE = re.compile(r"(?:[ \t,.\-–/]|\b(?:dash|hyphen|uh|um|er|erm|ah)\b)*", re.IGNORECASE)
+_FILLERS = frozenset({"dash", "hyphen", "uh", "um", "umm", "er", "erm", "ah", "hmm"})
+_GAP_RE = re.compile(rf"(?:[ \t,.\-–/]|\b(?:{'|'.join(_FILLERS)})\b)*", re.IGNORECASE)
 
 _CARD_CONTEXT = re.compile(
     r"\b(?:card|credit|debit|visa|master\s?card|amex|american\s+express|discover|maestro|"
@@ -88,6 +92,7 @@ class _Atom:
     digits: str
     weak: bool
     group_break: bool  # a punctuation gap (or two written blocks) separates it from the last
+    written: bool  # numerals, not words
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ def _runs(text: str) -> list[_Run]:
     runs: list[list[_Atom]] = []
     current: list[_Atom] = []
     for m in _ATOM_RE.finditer(text):
+        if (m.group("word") or "").lower() in _FILLERS:
+            continue  # "four one, uh, one one": the gap check below accepts it
         parsed = _atom_digits(m)
         if parsed is None:
             if current:
@@ -165,14 +172,45 @@ def _runs(text: str) -> list[_Run]:
         brk = False
         if current:
             gap = text[current[-1].end : m.start()]
-            both_written = bool(m.group("digits")) and current[-1].digits == text[
-                current[-1].start : current[-1].end
-            ]
+            both_written = (
+                bool(m.group("digits"))
+                and current[-1].digits == text[current[-1].start : current[-1].end]
+            )
             brk = bool(gap.strip()) or both_written
-        current.append(_Atom(m.start(), m.end(), digits, weak, brk))
+        written = bool(m.group("digits"))
+        current.append(_Atom(m.start(), m.end(), digits, weak, brk, written))
     if current:
         runs.append(current)
-    return [r for atoms in runs for r in _split_weak(atoms)]
+    return [r for atoms in runs for part in _split_phones(atoms) for r in _split_weak(part)]
+
+
+def _is_phone_at(atoms: list[_Atom], i: int) -> bool:
+    """Written ``NXX-NXX-XXXX`` (a North American number) starts at ``atoms[i]``."""
+    group = atoms[i : i + 3]
+    return (
+        len(group) == 3
+        and all(a.written for a in group)
+        and [len(a.digits) for a in group] == [3, 3, 4]
+        and group[0].digits[0] in "23456789"
+        and group[1].digits[0] in "23456789"
+    )
+
+
+def _split_phones(atoms: list[_Atom]) -> list[list[_Atom]]:
+    """Cut written phone numbers out of a run: cards are never grouped 3-3-4, and two
+    numbers read in one breath ("905-674-3793, 780-999-2181") would otherwise hold a
+    Luhn-valid window four times in ten."""
+    parts: list[list[_Atom]] = []
+    start = i = 0
+    while i < len(atoms):
+        if _is_phone_at(atoms, i):
+            lead = i - 1 if i > start and atoms[i - 1].written and atoms[i - 1].digits == "1" else i
+            parts += [atoms[start:lead], atoms[lead : i + 3]]
+            start = i = i + 3
+        else:
+            i += 1
+    parts.append(atoms[start:])
+    return [p for p in parts if p]
 
 
 def _split_weak(atoms: list[_Atom]) -> list[_Run]:
@@ -201,10 +239,10 @@ def _card_spans(text: str, run: _Run) -> list[tuple[int, int]]:
             if len(digits) >= 13 and luhn_ok(digits):
                 spans.append((atoms[i].start, atoms[j].end))
     n = len(run.digits)
-    if not spans and n >= 12 and _near(_CARD_CONTEXT, text, run.start, run.end):
-        # Maestro (12 digits) or a number with a mis-heard digit: the context decides.
-        if n > 12 or luhn_ok(run.digits):
-            spans.append((run.start, run.end))
+    # Maestro (12 digits) or a number with a mis-heard digit: the context decides.
+    long_enough = n > 12 or (n == 12 and luhn_ok(run.digits))
+    if not spans and long_enough and _near(_CARD_CONTEXT, text, run.start, run.end):
+        spans.append((run.start, run.end))
     return _merge(spans)
 
 

@@ -18,7 +18,9 @@ _TENANT = sa.String(64)
 _HASH = sa.String(64)
 
 
-def _chained(name: str, *columns: sa.Column[object], indexes: tuple[sa.Index, ...] = ()) -> sa.Table:
+def _chained(
+    name: str, *columns: sa.Column[object], indexes: tuple[sa.Index, ...] = ()
+) -> sa.Table:
     return sa.Table(
         name,
         metadata,

@@ -20,9 +20,10 @@ Close codes:
 
 Ordering tolerance: ``sequenceNumber`` must strictly increase across the stream, and
 ``media.chunk`` per track; gaps are allowed in both (a lost frame upstream must not end
-monitoring of the call), repeats and reversals are not. ``media.timestamp`` must not
-decrease within a track; the two tracks are checked separately because Twilio interleaves
-them without a shared order. All three are decimal strings of at most 15 digits.
+monitoring of the call), repeats and reversals are not, and a count starting at 0 is taken
+though Twilio starts at 1. ``media.timestamp`` must not decrease within a track (equal is
+fine); the two tracks are checked separately because Twilio interleaves them without a
+shared order. All three are decimal strings of at most 15 digits.
 
 Trusted signals: ``customParameters`` come from our own TwiML ``<Parameter>`` nouns, and
 marks named ``cxguard.<name>`` or ``cxguard.<name>=<value>`` from our own agent side; both
@@ -91,7 +92,7 @@ class TwilioStream:
         self._call_info: CallInfo | None = None
         self._stream_sid = ""
         self._tracks: frozenset[TrackName] = frozenset()
-        self._sequence = 0
+        self._sequence = -1  # Twilio counts from 1; a peer counting from 0 is let through
         self._chunk: dict[TrackName, int] = {}
         self._timestamp: dict[TrackName, int] = {}
         self._position_ms: float | None = None
@@ -134,8 +135,11 @@ class TwilioStream:
             self._receive(text)
         except TwilioProtocolError as exc:
             self._fail_with(exc)
-        except Exception:
-            self._state = "failed"  # a bug, not the peer's fault: stop, but show it as it is
+        except Exception as exc:
+            # A bug here, not the peer's fault: let it show as it is, and refuse further input
+            # with 1011 (internal error) rather than parse on from a half-updated state.
+            self._state = "failed"
+            self._error = TwilioProtocolError(f"internal error: {exc!r:.80}", 1011)
             raise
 
     # ------------------------------------------------------------------ dispatch
@@ -231,10 +235,11 @@ class TwilioStream:
         if track not in self._tracks:
             _fail(f"media on track {track!r} that 'start' did not announce", 1007)
         chunk, timestamp = int(media["chunk"]), int(media["timestamp"])
-        if chunk <= self._chunk.get(track, 0):
-            _fail(f"{track} chunk {chunk} does not follow chunk {self._chunk[track]}", 1007)
-        if timestamp < self._timestamp.get(track, 0):
-            _fail(f"{track} timestamp {timestamp} goes back from {self._timestamp[track]}", 1007)
+        last_chunk, last_timestamp = self._chunk.get(track, -1), self._timestamp.get(track, 0)
+        if chunk <= last_chunk:
+            _fail(f"{track} chunk {chunk} does not follow chunk {last_chunk}", 1007)
+        if timestamp < last_timestamp:
+            _fail(f"{track} timestamp {timestamp} goes back from {last_timestamp}", 1007)
         try:
             payload = binascii.a2b_base64(media["payload"], strict_mode=True)
         except ValueError as exc:  # binascii.Error, and non-ASCII text

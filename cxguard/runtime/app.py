@@ -26,18 +26,29 @@ async def serve_forever(settings: Settings) -> None:
     try:
         async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
             for proto in sidecar.auth.open_protocols:
-                log.warning("%s upgrades are accepted WITHOUT signature checks: configure "
-                            "credentials or set require_auth", proto)
-            log.info("cxguard listening on %s", ", ".join(
-                f"ws://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets))
+                log.warning(
+                    "%s upgrades are accepted WITHOUT signature checks: configure "
+                    "credentials or set require_auth",
+                    proto,
+                )
+            log.info(
+                "cxguard listening on %s",
+                ", ".join(
+                    f"ws://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets
+                ),
+            )
             await stop.wait()
     finally:
         await services.close()
 
 
-async def serve_with_call(settings: Settings, agent: Path, customer: Path,
-                          options: SimulationOptions,
-                          listener: Listener | None = None) -> SimulationResult:
+async def serve_with_call(
+    settings: Settings,
+    agent: Path,
+    customer: Path,
+    options: SimulationOptions,
+    listener: Listener | None = None,
+) -> SimulationResult:
     """Start the sidecar on ``settings.port`` (0 = any free port), stream one call, wait for
     every verdict, shut down."""
     services = await Services.start(settings)
@@ -54,6 +65,11 @@ async def serve_with_call(settings: Settings, agent: Path, customer: Path,
         await services.close()
 
 
-def run_with_call(settings: Settings, agent: Path, customer: Path, options: SimulationOptions,
-                  listener: Listener | None = None) -> SimulationResult:
+def run_with_call(
+    settings: Settings,
+    agent: Path,
+    customer: Path,
+    options: SimulationOptions,
+    listener: Listener | None = None,
+) -> SimulationResult:
     return asyncio.run(serve_with_call(settings, agent, customer, options, listener))

@@ -24,7 +24,8 @@ from cxguard.runtime import metrics
 
 log = logging.getLogger(__name__)
 
-BatchFn = Callable[[Sequence[np.ndarray]], list[Transcript]]
+BatchFn = Callable[[Sequence[np.ndarray]], Sequence[Transcript | AsrError]]
+"""Transcribes turns in order; a turn rejected by the ASR guards gets its error in place."""
 
 
 @dataclass(order=True)
@@ -57,8 +58,13 @@ class AsrWorker:
     def submit(self, turn: Turn) -> asyncio.Future[Transcript]:
         """Queue a turn; raises AsrOverloaded at once when the queue is full."""
         loop = asyncio.get_running_loop()
-        job = _Job(0 if turn.speaker == "agent" else 1, next(self._seq), turn, time.monotonic(),
-                   loop.create_future())
+        job = _Job(
+            0 if turn.speaker == "agent" else 1,
+            next(self._seq),
+            turn,
+            time.monotonic(),
+            loop.create_future(),
+        )
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -92,7 +98,11 @@ class AsrWorker:
                 self._fail(live, AsrError(f"ASR failed: {exc!r}"))
                 continue
             for job, result in zip(live, results, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if isinstance(result, AsrError):
+                    job.future.set_exception(result)
+                else:
                     job.future.set_result(result)
 
     def _expire(self, batch: list[_Job]) -> list[_Job]:
@@ -105,8 +115,11 @@ class AsrWorker:
             if waited > self._max_wait_s:
                 metrics.ASR_DROPPED.labels(reason="deadline").inc()
                 job.future.set_exception(
-                    AsrOverloaded(f"turn waited {waited * 1000:.0f} ms for ASR (limit "
-                                  f"{self._max_wait_s * 1000:.0f} ms)"))
+                    AsrOverloaded(
+                        f"turn waited {waited * 1000:.0f} ms for ASR (limit "
+                        f"{self._max_wait_s * 1000:.0f} ms)"
+                    )
+                )
             else:
                 live.append(job)
         return live

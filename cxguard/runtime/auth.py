@@ -1,38 +1,83 @@
-"""Checks a websocket upgrade before any audio is read; returns the tenant it proves.
+"""Checks a websocket upgrade before any audio is read, and says who it proved to be.
 
-Credentials are per tenant. With none configured and ``require_auth`` off, upgrades are
-accepted unsigned (development); the server says so loudly at start-up.
+Credentials are per tenant (Twilio auth token; AudioHook API key + base64 client secret).
+With none configured for a protocol and ``require_auth`` off, its upgrades are accepted
+unsigned (development); the server warns about it at start-up.
 """
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cxguard.errors import AuthenticationError
+from cxguard.protocols.audiohook_auth import (
+    AudioHookCredential,
+    CredentialStore,
+    TtlNonceStore,
+    authenticate_request,
+)
 from cxguard.protocols.twilio_signature import validate_signature
 from cxguard.runtime.settings import Settings
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Admission:
+    """What an accepted upgrade proved. ``tenant`` None: unauthenticated (development)."""
+
+    tenant: str | None = None
+    organization_id: str | None = None
+    session_id: str | None = None
 
 
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._twilio = {t.name: t.twilio_auth_token for t in settings.tenants
-                        if t.twilio_auth_token}
+        self._twilio = {
+            t.name: t.twilio_auth_token for t in settings.tenants if t.twilio_auth_token
+        }
+        creds = [
+            AudioHookCredential(t.name, t.audiohook_api_key, t.client_secret_bytes() or b"")
+            for t in settings.tenants
+            if t.audiohook_api_key
+        ]
+        self._audiohook = CredentialStore(creds)
+        self._nonces = TtlNonceStore()
 
     @property
     def open_protocols(self) -> list[str]:
         """Protocols accepted without credentials (logged as a warning by the server)."""
         if self._settings.require_auth:
             return []
-        return ["twilio"] if not self._twilio else []
+        open_ = [] if self._twilio else ["twilio"]
+        return open_ + ([] if len(self._audiohook) else ["audiohook"])
 
-    def check(self, protocol: str, path: str, headers: Mapping[str, str]) -> str | None:
+    def check(self, protocol: str, path: str, headers: Mapping[str, str]) -> Admission:
         if protocol == "twilio":
-            return self._check_twilio(path, headers)
+            return Admission(self._check_twilio(path, headers))
+        if protocol == "audiohook":
+            return self._check_audiohook(path, headers)
         raise AuthenticationError(f"unknown protocol {protocol!r}", status=404)
+
+    def _check_audiohook(self, path: str, headers: Mapping[str, str]) -> Admission:
+        if not len(self._audiohook):
+            if self._settings.require_auth:
+                raise AuthenticationError("no AudioHook credentials configured", status=403)
+            return Admission(
+                None, headers.get("Audiohook-Organization-Id"), headers.get("Audiohook-Session-Id")
+            )
+        items = headers.raw_items() if hasattr(headers, "raw_items") else headers.items()
+        auth = authenticate_request(
+            list(items),
+            method="GET",
+            path=path,
+            authority=headers.get("Host"),
+            now=time.time(),
+            credentials=self._audiohook,
+            nonces=self._nonces,
+        )
+        return Admission(auth.tenant, auth.organization_id, auth.session_id)
 
     def _check_twilio(self, path: str, headers: Mapping[str, str]) -> str | None:
         if not self._twilio:

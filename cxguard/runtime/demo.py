@@ -16,8 +16,12 @@ from cxguard.runtime.app import run_with_call
 from cxguard.runtime.settings import Settings
 from cxguard.runtime.simulate import SimulationOptions
 
-_STYLE = {"pass": "green", "fail": "bold red", "undetermined": "bold yellow",
-          "not_applicable": "dim"}
+_STYLE = {
+    "pass": "green",
+    "fail": "bold red",
+    "undetermined": "bold yellow",
+    "not_applicable": "dim",
+}
 
 
 def demo_audio() -> tuple[Path, Path]:
@@ -42,8 +46,10 @@ class LivePrinter:
             if v.outcome in ("fail", "undetermined"):
                 took = v.latency_ms.get("end_to_verdict")
                 extra = f"  ({took:.0f} ms after end of turn)" if took else ""
-                self.console.print(f"           [{_STYLE[v.outcome]}]{v.outcome.upper():>4}"
-                                   f"[/] {v.assertion_id}: {v.evidence}{extra}")
+                self.console.print(
+                    f"           [{_STYLE[v.outcome]}]{v.outcome.upper():>4}"
+                    f"[/] {v.assertion_id}: {v.evidence}{extra}"
+                )
         if text is not None and text.speaker == "agent":
             passed = sum(v.outcome == "pass" for v in verdicts)
             self.console.print(f"           [green]{passed} passed[/]", highlight=False)
@@ -53,11 +59,14 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
     console = console or Console()
     agent, customer = demo_audio()
     printer = LivePrinter(console)
-    console.print(f"[bold]cxguard demo[/]: streaming the bundled billing call "
-                  f"({'as fast as possible' if fast else 'real time'}) over a Twilio Media "
-                  f"Stream to ws://{settings.host}:{settings.port}/twilio …")
-    options = SimulationOptions(fast=fast, parameters={"tenant": "northwind",
-                                                        "authenticated": "false"})
+    console.print(
+        f"[bold]cxguard demo[/]: streaming the bundled billing call "
+        f"({'as fast as possible' if fast else 'real time'}) over a Twilio Media "
+        f"Stream to ws://{settings.host}:{settings.port}/twilio …"
+    )
+    options = SimulationOptions(
+        fast=fast, parameters={"tenant": "northwind", "authenticated": "false"}
+    )
     result = run_with_call(settings, agent, customer, options, listener=printer)
     _summary(console, printer.verdicts, settings, result.call_sid)
     return 0
@@ -71,12 +80,20 @@ def _summary(console: Console, verdicts: list[Verdict], settings: Settings, call
     for v in verdicts:
         counts.setdefault(v.assertion_id, Counter())[v.outcome] += 1
     for assertion, c in sorted(counts.items()):
-        table.add_row(assertion, str(c["pass"]), f"[red]{c['fail']}[/]" if c["fail"] else "0",
-                      str(c["undetermined"]), str(c["not_applicable"]))
+        table.add_row(
+            assertion,
+            str(c["pass"]),
+            f"[red]{c['fail']}[/]" if c["fail"] else "0",
+            str(c["undetermined"]),
+            str(c["not_applicable"]),
+        )
     console.print(table)
     lat = [v.latency_ms["end_to_verdict"] for v in verdicts if "end_to_verdict" in v.latency_ms]
     if lat:
-        console.print(f"end of turn → verdict: median {statistics.median(lat):.0f} ms, "
-                      f"max {max(lat):.0f} ms")
-    console.print(f"evidence: {settings.evidence_url} (call {call_id}); export with "
-                  f"`cxguard evidence export --evidence {settings.evidence_url} --call {call_id}`")
+        console.print(
+            f"end of turn → verdict: median {statistics.median(lat):.0f} ms, max {max(lat):.0f} ms"
+        )
+    console.print(
+        f"evidence: {settings.evidence_url} (call {call_id}); export with "
+        f"`cxguard evidence export --evidence {settings.evidence_url} --call {call_id}`"
+    )

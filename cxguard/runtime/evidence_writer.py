@@ -32,11 +32,13 @@ class EvidenceWriter:
         if verdicts:
             self.ledger.write_verdicts(verdicts)
 
-    async def write(self, info: CallInfo, text: TurnText | None,
-                    verdicts: Sequence[Verdict]) -> None:
+    async def write(
+        self, info: CallInfo, text: TurnText | None, verdicts: Sequence[Verdict]
+    ) -> None:
         """Raises EvidenceError: the caller must not alert on a verdict that was not stored."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._write, info, text,
-                                                         verdicts)
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._write, info, text, verdicts
+        )
 
     def _event(self, info: CallInfo, kind: str, at_ms: float, data: Mapping[str, Any]) -> None:
         try:
@@ -44,13 +46,14 @@ class EvidenceWriter:
         except EvidenceError:
             log.exception("call %s: could not record event %s", info.call_id, kind)
 
-    async def event(self, info: CallInfo, kind: str, at_ms: float,
-                    data: Mapping[str, Any]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._event, info, kind,
-                                                         at_ms, data)
+    async def event(self, info: CallInfo, kind: str, at_ms: float, data: Mapping[str, Any]) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._event, info, kind, at_ms, data
+        )
 
-    def submit_event(self, info: CallInfo, kind: str, at_ms: float,
-                     data: Mapping[str, Any]) -> None:
+    def submit_event(
+        self, info: CallInfo, kind: str, at_ms: float, data: Mapping[str, Any]
+    ) -> None:
         """Fire and forget, still in order with the call's other writes."""
         fut = self._pool.submit(self._event, info, kind, at_ms, data)
         self._pending.add(fut)

@@ -19,25 +19,35 @@ STAGE_LATENCY = Histogram(
     buckets=_BUCKETS,
     registry=REGISTRY,
 )
-ACTIVE_CALLS = Gauge("cxguard_active_calls", "Calls being evaluated now.", ["source"],
-                     registry=REGISTRY)
+ACTIVE_CALLS = Gauge(
+    "cxguard_active_calls", "Calls being evaluated now.", ["source"], registry=REGISTRY
+)
 CALLS = Counter("cxguard_calls_total", "Calls started.", ["source"], registry=REGISTRY)
 TURNS = Counter("cxguard_turns_total", "Turns cut by the VAD.", ["speaker"], registry=REGISTRY)
-VERDICTS = Counter("cxguard_verdicts_total", "Verdicts by outcome.", ["outcome"],
-                   registry=REGISTRY)
+VERDICTS = Counter("cxguard_verdicts_total", "Verdicts by outcome.", ["outcome"], registry=REGISTRY)
 ALERTS = Counter("cxguard_alerts_total", "Alerts raised.", ["kind"], registry=REGISTRY)
-ALERT_FAILURES = Counter("cxguard_alert_failures_total", "Alerts a sink could not take.",
-                         ["sink"], registry=REGISTRY)
-HANDOFFS = Counter("cxguard_handoffs_total", "Handoff signals by result.", ["result"],
-                   registry=REGISTRY)
+ALERT_FAILURES = Counter(
+    "cxguard_alert_failures_total", "Alerts a sink could not take.", ["sink"], registry=REGISTRY
+)
+HANDOFFS = Counter(
+    "cxguard_handoffs_total", "Handoff signals by result.", ["result"], registry=REGISTRY
+)
 ASR_QUEUE_DEPTH = Gauge("cxguard_asr_queue_depth", "Turns waiting for ASR.", registry=REGISTRY)
-ASR_DROPPED = Counter("cxguard_asr_dropped_total",
-                      "Turns not transcribed (overload); each got undetermined verdicts.",
-                      ["reason"], registry=REGISTRY)
-PROTOCOL_ERRORS = Counter("cxguard_protocol_errors_total", "Streams closed for protocol errors.",
-                          ["protocol"], registry=REGISTRY)
-AUTH_FAILURES = Counter("cxguard_auth_failures_total", "Rejected websocket upgrades.",
-                        ["protocol"], registry=REGISTRY)
+ASR_DROPPED = Counter(
+    "cxguard_asr_dropped_total",
+    "Turns not transcribed (overload); each got undetermined verdicts.",
+    ["reason"],
+    registry=REGISTRY,
+)
+PROTOCOL_ERRORS = Counter(
+    "cxguard_protocol_errors_total",
+    "Streams closed for protocol errors.",
+    ["protocol"],
+    registry=REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "cxguard_auth_failures_total", "Rejected websocket upgrades.", ["protocol"], registry=REGISTRY
+)
 
 
 def render() -> bytes:

@@ -18,6 +18,8 @@ from cxguard.runtime.evidence_writer import EvidenceWriter
 from cxguard.runtime.settings import Settings
 from cxguard.sinks.console import ConsoleAlertSink
 from cxguard.sinks.redis_alerts import RedisAlertSink
+from cxguard.sinks.twilio_handoff import TwilioCallRedirect
+from cxguard.sinks.webhook import WebhookHandoff
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,12 @@ class AlertDispatcher:
             log.error("alert not published to Redis: %s", exc)
             v = alert.verdict
             info = CallInfo(v.call_id, v.tenant, "offline")
-            await self._evidence.event(info, "alert.failed", v.end_ms,
-                                       {"sink": "redis", "assertion": v.assertion_id,
-                                        "error": str(exc)})
+            await self._evidence.event(
+                info,
+                "alert.failed",
+                v.end_ms,
+                {"sink": "redis", "assertion": v.assertion_id, "error": str(exc)},
+            )
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -64,30 +69,40 @@ class AlertDispatcher:
 class HandoffDispatcher:
     """One handoff per call at most: a human is already on the way after the first."""
 
-    def __init__(self, settings: Settings, alerts: AlertDispatcher,
-                 evidence: EvidenceWriter) -> None:
+    def __init__(
+        self, settings: Settings, alerts: AlertDispatcher, evidence: EvidenceWriter
+    ) -> None:
         self._settings = settings
         self._alerts = alerts
         self._evidence = evidence
         self._done: set[str] = set()
-        self.targets: list[HandoffTarget] = []
+        self.targets: list[HandoffTarget] = _targets(settings)
 
     async def request(self, info: CallInfo, verdict: Verdict) -> None:
         if info.call_id in self._done:
             return
         self._done.add(info.call_id)
         req = HandoffRequest(
-            call_id=info.call_id, tenant=info.tenant, source=info.source,
-            assertion_id=verdict.assertion_id, turn_index=verdict.turn_index,
-            reason=verdict.evidence, idempotency_key=f"{info.call_id}:{verdict.turn_index}",
-            requested_at_wall=time.time(), account_sid=info.account_sid,
+            call_id=info.call_id,
+            tenant=info.tenant,
+            source=info.source,
+            assertion_id=verdict.assertion_id,
+            turn_index=verdict.turn_index,
+            reason=verdict.evidence,
+            idempotency_key=f"{info.call_id}:{verdict.turn_index}",
+            requested_at_wall=time.time(),
+            account_sid=info.account_sid,
         )
-        await self._evidence.event(info, "handoff.requested", verdict.end_ms,
-                                   {"assertion": verdict.assertion_id, "key": req.idempotency_key})
+        await self._evidence.event(
+            info,
+            "handoff.requested",
+            verdict.end_ms,
+            {"assertion": verdict.assertion_id, "key": req.idempotency_key},
+        )
         sends = []
         if self._alerts.redis is not None:
             sends.append(("redis", self._alerts.redis.publish_handoff(req)))
-        sends.extend((t.name, t.send(req)) for t in self.targets)
+        sends.extend((t.name, t.send(req)) for t in self.targets if _accepts(t, req))
         results = await asyncio.gather(*(s for _, s in sends), return_exceptions=True)
         for (name, _), result in zip(sends, results, strict=True):
             ok = not isinstance(result, BaseException)
@@ -102,3 +117,31 @@ class HandoffDispatcher:
     async def close(self) -> None:
         for target in self.targets:
             await target.close()
+
+
+def _accepts(target: HandoffTarget, request: HandoffRequest) -> bool:
+    accepts = getattr(target, "accepts", None)
+    return accepts is None or bool(accepts(request))
+
+
+def _targets(settings: Settings) -> list[HandoffTarget]:
+    """Webhook (one for all tenants) and a Twilio call redirect per tenant with credentials."""
+    h = settings.handoff
+    targets: list[HandoffTarget] = []
+    if h.webhook_url:
+        secret = h.webhook_secret.encode() if h.webhook_secret else None
+        targets.append(WebhookHandoff(h.webhook_url, secret, h.timeout_s, h.retries))
+    for t in settings.tenants:
+        if t.twilio_auth_token:
+            targets.append(
+                TwilioCallRedirect(
+                    t.twilio_account_sid,
+                    t.twilio_auth_token,
+                    t.handoff_twiml or h.twiml,
+                    h.twilio_api_base,
+                    h.timeout_s,
+                    h.retries,
+                    tenant=t.name,
+                )
+            )
+    return targets

@@ -12,30 +12,22 @@ import contextlib
 import http
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator
-from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from cxguard.errors import AuthenticationError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.runtime import metrics
-from cxguard.runtime.auth import Authenticator
+from cxguard.runtime.auth import Admission, Authenticator
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
-from cxguard.runtime.streams import open_stream
+from cxguard.runtime.streams import PinnedStream, open_stream
 
 log = logging.getLogger(__name__)
-
-
-class MediaStream(Protocol):
-    def receive_text(self, text: str) -> None: ...
-    def receive_bytes(self, data: bytes) -> None: ...
-    def events_received(self) -> list[ProtocolEvent]: ...
-    def data_to_send(self) -> list[str]: ...
 
 
 class Sidecar:
@@ -44,6 +36,9 @@ class Sidecar:
         self.auth = Authenticator(services.settings)
         self._calls: set[asyncio.Task[None]] = set()
         self._handlers: set[asyncio.Task[object]] = set()
+        self._admissions: weakref.WeakKeyDictionary[ServerConnection, Admission] = (
+            weakref.WeakKeyDictionary()
+        )
         self.ready = False
 
     # ---------------------------------------------------------------- HTTP before the upgrade
@@ -58,19 +53,22 @@ class Sidecar:
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
         if path == "/metrics":
-            return _plain(connection, http.HTTPStatus.OK, metrics.render().decode(),
-                          "text/plain; version=0.0.4; charset=utf-8")
+            return _plain(
+                connection,
+                http.HTTPStatus.OK,
+                metrics.render().decode(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
         if path not in ("/twilio", "/audiohook"):
             return _plain(connection, http.HTTPStatus.NOT_FOUND, f"no route {path}\n")
         protocol = path.lstrip("/")
         try:
-            tenant = self.auth.check(protocol, request.path, request.headers)
+            admission = self.auth.check(protocol, request.path, request.headers)
         except AuthenticationError as exc:
             metrics.AUTH_FAILURES.labels(protocol=protocol).inc()
-            log.warning("rejected %s upgrade from %s: %s", protocol, connection.remote_address,
-                        exc)
+            log.warning("rejected %s upgrade from %s: %s", protocol, connection.remote_address, exc)
             return _plain(connection, http.HTTPStatus(exc.status), f"{exc}\n")
-        connection.cxguard_tenant = tenant  # type: ignore[attr-defined]
+        self._admissions[connection] = admission
         return None
 
     # ---------------------------------------------------------------- one media stream
@@ -82,9 +80,8 @@ class Sidecar:
             me.add_done_callback(self._handlers.discard)
         path = ws.request.path.split("?", 1)[0] if ws.request else ""
         protocol = path.lstrip("/")
-        tenant: str | None = getattr(ws, "cxguard_tenant", None)
-        headers = ws.request.headers if ws.request else Headers()
-        stream: MediaStream = open_stream(protocol, self.services.settings, tenant, headers)
+        admission = self._admissions.pop(ws, Admission())
+        stream = open_stream(protocol, self.services.settings, admission)
         session: CallSession | None = None
         try:
             async for message in ws:
@@ -103,21 +100,43 @@ class Sidecar:
             for out in stream.data_to_send():
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send(out)
+            await self._await_client_close(ws, stream)
             await ws.close(exc.close_code, str(exc)[:120])
         except ConnectionClosed:
             pass
         finally:
+            stream.receive_eof()
+            session = self._dispatch(stream.events_received(), session)
             if session is not None:
                 session.end("disconnected")
                 self._track(session)
 
-    def _dispatch(self, events: list[ProtocolEvent],
-                  session: CallSession | None) -> CallSession | None:
+    @staticmethod
+    async def _await_client_close(ws: ServerConnection, stream: PinnedStream) -> None:
+        """AudioHook clients answer our ``disconnect`` with ``close``; give them a moment."""
+        if not stream.awaits_close:
+            return
+        with contextlib.suppress(TimeoutError, ConnectionClosed, ProtocolError):
+            async with asyncio.timeout(2.0):
+                while stream.awaits_close:
+                    message = await ws.recv()
+                    if isinstance(message, str):
+                        stream.receive_text(message)
+                    for out in stream.data_to_send():
+                        await ws.send(out)
+
+    def _dispatch(
+        self, events: list[ProtocolEvent], session: CallSession | None
+    ) -> CallSession | None:
         for event in events:
             if isinstance(event, CallStarted):
                 session = CallSession(self.services, event)
-                log.info("call %s started (%s, tenant %s)", event.info.call_id,
-                         event.info.source, event.info.tenant)
+                log.info(
+                    "call %s started (%s, tenant %s)",
+                    event.info.call_id,
+                    event.info.source,
+                    event.info.tenant,
+                )
             elif session is not None:
                 session.handle(event)
         return session
@@ -125,8 +144,9 @@ class Sidecar:
     def _track(self, session: CallSession) -> None:
         async def finish() -> None:
             summary = await session.wait_closed()
-            log.info("call %s evaluated: %d turns, %s", summary.call_id, summary.turns,
-                     summary.verdicts)
+            log.info(
+                "call %s evaluated: %d turns, %s", summary.call_id, summary.turns, summary.verdicts
+            )
 
         task = asyncio.get_running_loop().create_task(finish())
         self._calls.add(task)
@@ -142,21 +162,32 @@ class Sidecar:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _plain(connection: ServerConnection, status: http.HTTPStatus, body: str,
-           content_type: str = "text/plain; charset=utf-8") -> Response:
+def _plain(
+    connection: ServerConnection,
+    status: http.HTTPStatus,
+    body: str,
+    content_type: str = "text/plain; charset=utf-8",
+) -> Response:
     response = connection.respond(status, body)
     response.headers["Content-Type"] = content_type
     return response
 
 
 @contextlib.asynccontextmanager
-async def running_sidecar(services: Services, host: str, port: int
-                          ) -> AsyncIterator[tuple[Sidecar, Server]]:
+async def running_sidecar(
+    services: Services, host: str, port: int
+) -> AsyncIterator[tuple[Sidecar, Server]]:
     sidecar = Sidecar(services)
     settings = services.settings
-    async with serve(sidecar.handle, host, port, process_request=sidecar.process_request,
-                     max_size=settings.max_message_bytes, ping_interval=20,
-                     ping_timeout=20) as server:
+    async with serve(
+        sidecar.handle,
+        host,
+        port,
+        process_request=sidecar.process_request,
+        max_size=settings.max_message_bytes,
+        ping_interval=20,
+        ping_timeout=20,
+    ) as server:
         sidecar.ready = True
         try:
             yield sidecar, server

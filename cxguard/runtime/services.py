@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
@@ -30,7 +30,10 @@ Listener = Callable[[CallInfo, TurnText | None, list[Verdict]], None]
 
 
 def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
-    """The policy pack and, when it has semantic assertions, the ONNX classifiers."""
+    """The policy pack and, when it has semantic assertions, the ONNX classifiers.
+
+    With classifiers switched off, semantic assertions are ``undetermined``, never passed.
+    """
     pack = load_pack(settings.policy or default_pack_path())
     scorer = None
     if settings.classifiers and pack.needs_scorer:
@@ -38,14 +41,23 @@ def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
 
         models = Path(settings.models_dir) if settings.models_dir else None
         scorer = OnnxTextScorer(ClassifierOptions(models_dir=models))
-    return PolicyEngine(pack, scorer), pack
+    missing: Literal["error", "undetermined"] = "error" if settings.classifiers else "undetermined"
+    return PolicyEngine(pack, scorer, missing_scorer=missing), pack
 
 
 def load_transcriber(settings: Settings) -> Transcriber:
     a = settings.asr
-    return Transcriber(AsrOptions(model=a.model, device=a.device, compute_type=a.compute_type,
-                                  beam_size=a.beam_size, window=a.window,  # type: ignore[arg-type]
-                                  cpu_threads=a.cpu_threads, num_workers=a.workers))
+    return Transcriber(
+        AsrOptions(
+            model=a.model,
+            device=a.device,
+            compute_type=a.compute_type,
+            beam_size=a.beam_size,
+            window=a.window,  # type: ignore[arg-type]
+            cpu_threads=a.cpu_threads,
+            num_workers=a.workers,
+        )
+    )
 
 
 @dataclass
@@ -60,7 +72,8 @@ class Services:
     handoff: HandoffDispatcher
     listeners: list[Listener] = field(default_factory=list)
     _policy_pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy"))
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy")
+    )
 
     @classmethod
     async def start(
@@ -77,8 +90,13 @@ class Services:
             await asyncio.to_thread(transcriber.warmup)
             transcribe_batch, model_id = transcriber.transcribe_batch, transcriber.model_id
         a = settings.asr
-        worker = AsrWorker(transcribe_batch, workers=a.workers, queue_size=a.queue_size,
-                           max_wait_ms=a.max_wait_ms, batch_size=a.batch_size)
+        worker = AsrWorker(
+            transcribe_batch,
+            workers=a.workers,
+            queue_size=a.queue_size,
+            max_wait_ms=a.max_wait_ms,
+            batch_size=a.batch_size,
+        )
         evidence = await asyncio.to_thread(EvidenceWriter.open, settings.evidence_url)
         alerts = AlertDispatcher(settings.redis_url, evidence)
         handoff = HandoffDispatcher(settings, alerts, evidence)

@@ -66,8 +66,10 @@ class CallSession:
         self._services = services
         self._sample_rate = started.sample_rate
         self._encoding = started.encoding
-        self._segmenters = {s: TurnSegmenter(s, started.sample_rate, self._vad_options(s))
-                            for s in ("agent", "customer")}
+        self._segmenters = {
+            s: TurnSegmenter(s, started.sample_rate, self._vad_options(s))
+            for s in ("agent", "customer")
+        }
         self._next_index = 0
         self._position_ms = 0.0
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
@@ -84,8 +86,12 @@ class CallSession:
         max_ms = vad.max_turn_ms
         if speaker == "agent" and vad.agent_max_turn_ms:
             max_ms = vad.agent_max_turn_ms
-        return VadOptions(aggressiveness=vad.aggressiveness, hangover_ms=vad.hangover_ms,
-                          min_turn_ms=vad.min_turn_ms, max_turn_ms=max_ms)
+        return VadOptions(
+            aggressiveness=vad.aggressiveness,
+            hangover_ms=vad.hangover_ms,
+            min_turn_ms=vad.min_turn_ms,
+            max_turn_ms=max_ms,
+        )
 
     # ------------------------------------------------------------------ events from the protocol
 
@@ -158,14 +164,13 @@ class CallSession:
                 if isinstance(item, _PendingTurn):
                     await self._turn(item)
                 else:
-                    await self._verdicts.event(item)
+                    await self._verdicts.event(item, self.summary)
         except CxguardError:
             log.exception("call %s: pipeline failed", self.info.call_id)
         finally:
             metrics.ACTIVE_CALLS.labels(source=self.info.source).dec()
 
     async def _turn(self, item: _PendingTurn) -> None:
-        asr_started = time.monotonic()
         transcript: Transcript | None = None
         reason = item.error
         if item.transcript is not None:
@@ -174,8 +179,15 @@ class CallSession:
             except AsrError as exc:
                 reason = str(exc)
         turn = item.turn
-        text = TurnText(item.index, turn.speaker, transcript.text if transcript else "",
-                        turn.start_ms, turn.end_ms, undetermined_reason=reason)
+        text = TurnText(
+            item.index,
+            turn.speaker,
+            transcript.text if transcript else "",
+            turn.start_ms,
+            turn.end_ms,
+            undetermined_reason=reason,
+        )
         self.summary.turns += 1
-        await self._verdicts.turn(text, transcript, item.closed_mono, item.speech_end_mono,
-                                  asr_started, self.summary)
+        await self._verdicts.turn(
+            text, transcript, item.closed_mono, item.speech_end_mono, self.summary
+        )

@@ -62,7 +62,9 @@ class TenantSettings:
         try:
             return base64.b64decode(self.audiohook_client_secret, validate=True)
         except ValueError as exc:
-            raise ConfigError(f"tenant {self.name!r}: audiohook_client_secret is not base64") from exc
+            raise ConfigError(
+                f"tenant {self.name!r}: audiohook_client_secret is not base64"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,11 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 
 def _with_env_tenant(settings: Settings, env: os._Environ[str] | dict[str, str]) -> Settings:
     """Single-tenant deployments need no config file: credentials come from the environment."""
-    names = ("CXGUARD_TWILIO_AUTH_TOKEN", "CXGUARD_AUDIOHOOK_API_KEY", "CXGUARD_AUDIOHOOK_CLIENT_SECRET")
+    names = (
+        "CXGUARD_TWILIO_AUTH_TOKEN",
+        "CXGUARD_AUDIOHOOK_API_KEY",
+        "CXGUARD_AUDIOHOOK_CLIENT_SECRET",
+    )
     if not any(env.get(n) for n in names):
         return settings
     current = settings.tenant(settings.default_tenant) or TenantSettings(settings.default_tenant)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from websockets.asyncio.client import connect
@@ -59,8 +60,9 @@ def load_tracks(agent: Path, customer: Path) -> tuple[bytes, bytes]:
     return ulaw_encode(a), ulaw_encode(c)
 
 
-async def simulate_call(url: str, agent: Path, customer: Path,
-                        options: SimulationOptions = SimulationOptions()) -> SimulationResult:
+async def simulate_call(
+    url: str, agent: Path, customer: Path, options: SimulationOptions = SimulationOptions()
+) -> SimulationResult:
     agent_ulaw, customer_ulaw = load_tracks(agent, customer)
     call_sid = options.call_sid or "CA" + uuid.uuid4().hex
     stream_sid = "MZ" + uuid.uuid4().hex
@@ -73,9 +75,15 @@ async def simulate_call(url: str, agent: Path, customer: Path,
         seq = 1
         await ws.send(tm.connected_message())
         seq += 1
-        await ws.send(tm.start_message(stream_sid, call_sid, options.account_sid,
-                                       custom_parameters=dict(options.parameters),
-                                       sequence_number=seq))
+        await ws.send(
+            tm.start_message(
+                stream_sid,
+                call_sid,
+                options.account_sid,
+                custom_parameters=dict(options.parameters),
+                sequence_number=seq,
+            )
+        )
         for i in range(frames):
             if not options.fast:
                 due = started + i * FRAME_MS / 1000.0 / options.speed
@@ -83,15 +91,19 @@ async def simulate_call(url: str, agent: Path, customer: Path,
                 if delay > 0:
                     await asyncio.sleep(delay)
             part = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
-            for track, audio in (("inbound", customer_ulaw), ("outbound", agent_ulaw)):
+            tracks: tuple[tuple[Literal["inbound", "outbound"], bytes], ...] = (
+                ("inbound", customer_ulaw),
+                ("outbound", agent_ulaw),
+            )
+            for track, audio in tracks:
                 seq += 1
-                await ws.send(tm.media_message(stream_sid, track, i + 1, i * FRAME_MS,
-                                               audio[part], seq))
+                await ws.send(
+                    tm.media_message(stream_sid, track, i + 1, i * FRAME_MS, audio[part], seq)
+                )
             if options.fast and i % 50 == 0:
                 await asyncio.sleep(0)  # let the server's reader keep up
         seq += 1
         await ws.send(tm.stop_message(stream_sid, call_sid, options.account_sid, seq))
         await ws.close()
         code, reason = ws.close_code, ws.close_reason or ""
-    return SimulationResult(call_sid, stream_sid, frames, time.monotonic() - started, code,
-                            reason)
+    return SimulationResult(call_sid, stream_sid, frames, time.monotonic() - started, code, reason)

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from cxguard.evidence.redaction import redact
 from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, Transcript, TurnText, Verdict
@@ -31,17 +32,22 @@ class VerdictPipeline:
         self._services = services
         self._info = info
         self._conversation = services.engine.start(dict(info.parameters))
-        self._last_agent: TurnText | None = None
-        self._last_turn: TurnText | None = None
+        # Results may be about an earlier turn (an obligation it raised): keep them anchored.
+        self._turns: dict[int, TurnText] = {}
+        self._last: TurnText | None = None
 
-    async def event(self, event: ControlEvent | Gap | Dtmf) -> None:
+    async def event(self, event: ControlEvent | Gap | Dtmf, summary: CallSummary) -> None:
         evidence = self._services.evidence
         if isinstance(event, ControlEvent):
-            self._conversation.observe(event)
             await evidence.event(self._info, f"control.{event.name}", event.at_ms, dict(event.data))
+            results = await self._services.run_policy(self._conversation.observe, event)
+            if results:
+                verdicts = self._verdicts(results, {}, dict(self._services.model_ids))
+                await self._deliver(None, verdicts, summary)
         elif isinstance(event, Gap):
-            await evidence.event(self._info, "gap", event.start_ms,
-                                 {"end_ms": event.end_ms, "reason": event.reason})
+            await evidence.event(
+                self._info, "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
+            )
         else:
             # Digits are never stored: a DTMF stream may be a card number being keyed in.
             await evidence.event(self._info, "dtmf", event.at_ms, {"digit": "[REDACTED]"})
@@ -52,10 +58,11 @@ class VerdictPipeline:
         transcript: Transcript | None,
         closed_mono: float,
         speech_end_mono: float,
-        asr_started: float,
         summary: CallSummary,
     ) -> None:
         asr_done = time.monotonic()
+        self._turns[text.index] = text
+        self._last = text
         results = await self._services.run_policy(self._conversation.evaluate, text)
         decided = time.monotonic()
         latency = {
@@ -68,58 +75,71 @@ class VerdictPipeline:
         model_ids = dict(self._services.model_ids)
         if transcript:
             model_ids["asr"] = transcript.model_id
-        self._last_turn = text
-        if text.speaker == "agent":
-            self._last_agent = text
-        verdicts = self._verdicts(text, results, latency, model_ids)
-        await self._deliver(text, verdicts, summary)
+        await self._deliver(text, self._verdicts(results, latency, model_ids), summary)
 
     async def finish(self, at_ms: float, reason: str, summary: CallSummary) -> None:
         results = await self._services.run_policy(self._conversation.finish, at_ms)
-        anchor = self._last_agent or self._last_turn
-        if results and anchor is not None:
-            verdicts = self._verdicts(anchor, results, {}, dict(self._services.model_ids))
+        if results:
+            verdicts = self._verdicts(results, {}, dict(self._services.model_ids))
             await self._deliver(None, verdicts, summary)
         await self._services.evidence.event(self._info, "call_ended", at_ms, {"reason": reason})
 
     def _verdicts(
         self,
-        text: TurnText,
         results: Sequence[AssertionResult],
         latency: Mapping[str, float],
         model_ids: Mapping[str, str],
     ) -> list[Verdict]:
         now = time.time()
-        return [
-            Verdict(
-                call_id=self._info.call_id, tenant=self._info.tenant, turn_index=text.index,
-                speaker=text.speaker, start_ms=text.start_ms, end_ms=text.end_ms,
-                text=redact(text.text),
-                assertion_id=r.assertion_id, outcome=r.outcome, evidence=r.evidence,
-                severity=r.severity, actions=tuple(r.actions), scores=dict(r.scores),
-                policy_hash=self._services.engine_pack_hash, model_ids=model_ids,
-                latency_ms=dict(latency), decided_at_wall=now,
+        verdicts = []
+        for r in results:
+            anchor = self._turns.get(r.turn_index) or self._last
+            start, end, text = (
+                (anchor.start_ms, anchor.end_ms, anchor.text) if anchor else (0.0, 0.0, "")
             )
-            for r in results
-        ]
+            verdicts.append(
+                Verdict(
+                    call_id=self._info.call_id,
+                    tenant=self._info.tenant,
+                    turn_index=r.turn_index,
+                    speaker=r.speaker,
+                    start_ms=start,
+                    end_ms=end,
+                    text=redact(text),
+                    assertion_id=r.assertion_id,
+                    outcome=r.outcome,
+                    evidence=r.evidence,
+                    severity=r.severity,
+                    actions=tuple(r.actions),
+                    scores=dict(r.scores),
+                    policy_hash=self._services.engine_pack_hash,
+                    model_ids=model_ids,
+                    latency_ms=dict(latency),
+                    decided_at_wall=now,
+                )
+            )
+        return verdicts
 
-    async def _deliver(self, text: TurnText | None, verdicts: list[Verdict],
-                       summary: CallSummary) -> None:
+    async def _deliver(
+        self, text: TurnText | None, verdicts: list[Verdict], summary: CallSummary
+    ) -> None:
         services = self._services
         # Durable first: a verdict is in the ledger before anyone is told about it.
         await services.evidence.write(self._info, text, verdicts)
         published = time.monotonic()
         alerts = [_alert(v) for v in verdicts if v.outcome in ("fail", "undetermined")]
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
-        await asyncio.gather(*(services.alerts.publish(a) for a in alerts),
-                             *(services.handoff.request(self._info, v) for v in handoffs[:1]))
+        await asyncio.gather(
+            *(services.alerts.publish(a) for a in alerts),
+            *(services.handoff.request(self._info, v) for v in handoffs[:1]),
+        )
         publish_ms = 1000 * (time.monotonic() - published)
         for v in verdicts:
             metrics.VERDICTS.labels(outcome=v.outcome).inc()
             summary.verdicts[v.outcome] = summary.verdicts.get(v.outcome, 0) + 1
             if v.outcome in ("fail", "undetermined"):
                 summary.failures.append((v.turn_index, f"{v.assertion_id}:{v.outcome}"))
-        for stage, value in (verdicts[0].latency_ms.items() if verdicts else ()):
+        for stage, value in verdicts[0].latency_ms.items() if verdicts else ():
             metrics.STAGE_LATENCY.labels(stage=stage).observe(value / 1000)
         if verdicts:
             metrics.STAGE_LATENCY.labels(stage="publish").observe(publish_ms / 1000)
@@ -129,9 +149,13 @@ class VerdictPipeline:
 
 def _alert(verdict: Verdict) -> Alert:
     if verdict.outcome == "undetermined":
-        message = (f"{verdict.assertion_id}: could not be evaluated on turn "
-                   f"{verdict.turn_index} ({verdict.evidence})")
+        message = (
+            f"{verdict.assertion_id}: could not be evaluated on turn "
+            f"{verdict.turn_index} ({verdict.evidence})"
+        )
         return Alert(verdict, "undetermined", message)
-    kind = "handoff" if "handoff" in verdict.actions else "violation"
+    kind: Literal["violation", "handoff"] = (
+        "handoff" if "handoff" in verdict.actions else "violation"
+    )
     message = f"{verdict.assertion_id} failed on turn {verdict.turn_index}: {verdict.evidence}"
     return Alert(verdict, kind, message)

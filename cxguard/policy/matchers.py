@@ -1,0 +1,158 @@
+"""One small evaluator per matcher kind, over one turn's text.
+
+A matcher says whether a turn *has* something (a phrase, a label above its threshold, a card
+number); what that means — pass, fail, trigger, state change — is decided by the caller.
+Classifier scores are fetched once per turn, lazily, and a scorer failure makes the hit
+``undetermined`` rather than a silent miss.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import assert_never
+
+from cxguard.errors import ClassifierError
+from cxguard.model import Speaker
+from cxguard.policy.detectors import run_check
+from cxguard.policy.scoring import TextScorer
+from cxguard.policy.spec import (
+    AnyMatcher,
+    CheckMatcher,
+    ClassifierMatcher,
+    ContainsMatcher,
+    MatcherSpec,
+    RegexMatcher,
+)
+
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "´": "'", "“": '"', "”": '"'})
+
+
+def normalize(text: str) -> str:
+    """Straight quotes and single spaces, so patterns need not care how ASR typed them."""
+    return " ".join(text.translate(_QUOTES).split())
+
+
+@lru_cache(maxsize=4096)
+def compiled(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+
+
+@lru_cache(maxsize=4096)
+def phrase_pattern(phrase: str, whole_words: bool) -> str:
+    body = r"\s+".join(re.escape(word) for word in phrase.split())
+    return rf"(?<!\w){body}(?!\w)" if whole_words else body
+
+
+@dataclass(frozen=True)
+class Hit:
+    matched: bool
+    evidence: str
+    scores: Mapping[str, float] = field(default_factory=dict)
+    undetermined: str | None = None
+    """Why the matcher could not tell (a classifier failed); ``matched`` is then False."""
+
+
+class TurnView:
+    """The text of one turn as the matchers see it, with its classifier scores on demand."""
+
+    def __init__(
+        self,
+        text: str,
+        speaker: Speaker,
+        scorer: TextScorer | None,
+        thresholds: Mapping[str, float],
+    ) -> None:
+        self.text = normalize(text)
+        self.speaker = speaker
+        self.thresholds = thresholds
+        self._scorer = scorer
+        self._scores: Mapping[str, float] | None = None
+        self._error: str | None = None
+
+    def scores(self) -> Mapping[str, float]:
+        if self._scores is None and self._error is None:
+            if self._scorer is None:
+                self._error = "no classifier loaded"
+            else:
+                try:
+                    self._scores = self._scorer.score([self.text], self.speaker)[0]
+                except ClassifierError as exc:
+                    self._error = f"classifier failed: {exc}"
+        if self._scores is None:
+            raise ClassifierError(self._error or "no scores")
+        return self._scores
+
+
+def match(spec: MatcherSpec, view: TurnView) -> Hit:
+    if isinstance(spec, RegexMatcher):
+        return _patterns(spec.patterns, spec.unless, spec.ignore_case, view.text)
+    if isinstance(spec, ContainsMatcher):
+        patterns = tuple(phrase_pattern(p, spec.whole_words) for p in spec.phrases)
+        unless = tuple(phrase_pattern(p, spec.whole_words) for p in spec.unless)
+        return _patterns(patterns, unless, spec.ignore_case, view.text)
+    if isinstance(spec, ClassifierMatcher):
+        return _classifier(spec, view)
+    if isinstance(spec, CheckMatcher):
+        return _check(spec, view)
+    if isinstance(spec, AnyMatcher):
+        return _any(spec, view)
+    assert_never(spec)
+
+
+def _patterns(patterns: Sequence[str], unless: Sequence[str], ignore_case: bool, text: str) -> Hit:
+    excuses = [
+        m for p in unless for m in compiled(p, ignore_case).finditer(text) if m.end() > m.start()
+    ]
+    excused: list[tuple[str, str]] = []
+    for number, pattern in enumerate(patterns, 1):
+        for m in compiled(pattern, ignore_case).finditer(text):
+            if m.end() == m.start():
+                continue
+            excuse = next((e for e in excuses if e.start() < m.end() and m.start() < e.end()), None)
+            if excuse is not None:
+                excused.append((m.group(), excuse.group()))
+                continue
+            return Hit(
+                True, f'pattern {number} matched "{m.group()}" at chars {m.start()}-{m.end()}'
+            )
+    if excused:
+        what, why = excused[0]
+        return Hit(False, f'no match ("{what}" excused by "{why}")')
+    return Hit(False, f"none of {len(patterns)} pattern(s) matched")
+
+
+def _classifier(spec: ClassifierMatcher, view: TurnView) -> Hit:
+    try:
+        scores = view.scores()
+    except ClassifierError as exc:
+        return Hit(False, str(exc), undetermined=str(exc))
+    if spec.label not in scores:
+        why = f"classifier gave no score for {spec.label!r}"
+        return Hit(False, why, undetermined=why)
+    score = float(scores[spec.label])
+    threshold = spec.threshold if spec.threshold is not None else view.thresholds[spec.label]
+    hit = score >= threshold
+    relation = ">=" if hit else "<"
+    return Hit(hit, f"{spec.label}={score:.3f} {relation} {threshold:.2f}", {spec.label: score})
+
+
+def _check(spec: CheckMatcher, view: TurnView) -> Hit:
+    for name in spec.checks:
+        finding = run_check(name, view.text)
+        if finding is not None:
+            return Hit(True, finding.evidence)
+    return Hit(False, f"no {' or '.join(spec.checks)} found")
+
+
+def _any(spec: AnyMatcher, view: TurnView) -> Hit:
+    hits = [match(inner, view) for inner in spec.any]  # all of them: every score is recorded
+    scores = {label: s for h in hits for label, s in h.scores.items()}
+    winner = next((h for h in hits if h.matched), None)
+    if winner is not None:
+        return Hit(True, winner.evidence, scores)
+    unsure = next((h for h in hits if h.undetermined), None)
+    evidence = "; ".join(h.evidence for h in hits)
+    return Hit(False, evidence, scores, unsure.undetermined if unsure else None)

@@ -1,0 +1,424 @@
+"""Genesys AudioHook v2 (server side) as a sans-I/O state machine.
+
+The caller hands each WebSocket frame to :meth:`AudioHookSession.receive_text` or
+:meth:`~AudioHookSession.receive_bytes`, sends every string of
+:meth:`~AudioHookSession.data_to_send` back as a text frame, and drains
+:meth:`~AudioHookSession.events_received`. No sockets, no clocks.
+
+Behaviour follows Genesys's reference server (``serversessionimpl.ts``):
+
+- ``open`` → ``opened`` with one chosen medium (see :func:`select_media`); no usable PCMU
+  8 kHz offer fails the session. An all-zero ``conversationId`` is a *connection probe*:
+  it is answered (``opened``, later ``closed``) but yields no events at all.
+- ``ping`` → ``pong``; ``update`` → ``updated``; ``close`` → ``closed``; ``error`` from the
+  client is logged and becomes a ``client_error`` control event.
+- ``paused``/``resumed``/``discarded`` keep the stream timeline: the position is the audio
+  received plus every discarded span, and each span is a :class:`~cxguard.model.Gap`
+  (``client_pause`` — e.g. a secure pause while a card is read —, ``server_pause`` after
+  :meth:`~AudioHookSession.request_pause`, or ``discarded``). A span starts at our own
+  position, which equals the message's ``start`` for a conforming client.
+- Every client message must carry ``seq`` = previous + 1 and a ``serverseq`` no higher than
+  ours; every message we send carries ``seq`` + 1 and ``clientseq`` = last client ``seq``.
+
+A violation queues ``disconnect`` (reason ``error``, or ``unauthorized`` for a wrong
+organization) and raises :class:`AudioHookProtocolError`; ``close_code`` is the WebSocket
+close code, ``code`` the AudioHook/HTTP-style code: 400 malformed (1007 bad JSON or odd
+stereo frame, 1002 otherwise), 401 organization mismatch (1008), 409 audio before
+``opened`` or while paused (1002), 413 frame too big (1009), 415 no usable medium (1003).
+After that the session only answers a ``close`` with ``closed`` — the protocol's way to end
+— and ignores everything else, so the caller may wait briefly for it before closing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, assert_never
+
+from cxguard.errors import AudioHookProtocolError, ConfigError
+from cxguard.model import (
+    AudioChunk,
+    CallEnded,
+    CallInfo,
+    CallStarted,
+    ControlEvent,
+    Gap,
+    ProtocolEvent,
+    Speaker,
+)
+from cxguard.protocols import audiohook_messages as wire
+from cxguard.protocols.audiohook_messages import (
+    NULL_UUID,
+    ClientMessage,
+    DisconnectReason,
+    MediaChannel,
+    OpenMessage,
+    select_media,
+)
+
+_log = logging.getLogger(__name__)
+_US_PER_SAMPLE = 1_000_000 // wire.SAMPLE_RATE  # 125 µs: positions stay exact integers
+_TRUE_VALUES = frozenset({"true", "1", "yes"})
+State = Literal["preparing", "active", "paused", "failed", "unauthorized", "closed"]
+
+
+@dataclass(frozen=True)
+class AudioHookOptions:
+    external_speaker: Speaker = "customer"
+    """Who is on Genesys's ``external`` channel (the caller)."""
+    internal_speaker: Speaker = "agent"
+    tenant: str = "default"
+    """Set by the runtime from the authenticated credential."""
+    max_message_bytes: int = 64 * 1024
+    """For text and binary frames alike (the reference server allows 64 KiB of text)."""
+    mono_preference: Speaker = "agent"
+    """Whose channel to take when only mono is offered and both channels are."""
+    supported_languages: tuple[str, ...] = ()
+    """Sent in ``opened`` when ``open`` asks (``supportedLanguages: true``)."""
+
+    def __post_init__(self) -> None:
+        if self.external_speaker == self.internal_speaker:
+            raise ConfigError("external_speaker and internal_speaker must differ")
+        if self.max_message_bytes <= 0:
+            raise ConfigError("max_message_bytes must be positive")
+
+
+class AudioHookSession:
+    """One AudioHook WebSocket connection (one session, at most one call)."""
+
+    def __init__(
+        self,
+        options: AudioHookOptions = AudioHookOptions(),
+        *,
+        organization_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """``organization_id``/``session_id``: the signed ``Audiohook-Organization-Id`` and
+        ``Audiohook-Session-Id`` headers; when given, messages must match them."""
+        self._options = options
+        self._organization_id = organization_id
+        self._id = session_id or NULL_UUID
+        self._state: State = "preparing"
+        self._seq = 0
+        self._clientseq = 0
+        self._position_us = 0
+        self._channels: tuple[MediaChannel, ...] = ()
+        self._probe = False
+        self._conversation_id: str | None = None
+        self._call_open = False
+        self._start_paused = False
+        self._pause_requested = False
+        self._pause_reason = "client_pause"
+        self._disconnect_sent = False
+        self._events: list[ProtocolEvent] = []
+        self._outbox: list[str] = []
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once ``closed`` was sent or the connection ended (:meth:`receive_eof`)."""
+        return self._state == "closed"
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self._conversation_id
+
+    @property
+    def session_id(self) -> str:
+        return self._id
+
+    @property
+    def is_probe(self) -> bool:
+        return self._probe
+
+    @property
+    def position_ms(self) -> float:
+        """Stream position: audio received plus discarded/paused spans."""
+        return self._position_us / 1000
+
+    def events_received(self) -> list[ProtocolEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[str]:
+        frames, self._outbox = self._outbox, []
+        return frames
+
+    def receive_text(self, text: str) -> None:
+        if self._state == "closed":
+            return
+        if self._state in ("failed", "unauthorized"):
+            self._receive_after_failure(text)
+            return
+        try:
+            if _utf8_size_exceeds(text, self._options.max_message_bytes):
+                raise AudioHookProtocolError("text message too large", 1009, 413)
+            message = wire.parse_client_message(text)
+            self._check_sequence(message)
+            self._dispatch(message)
+        except AudioHookProtocolError as exc:
+            self._fail(exc, "error")
+            raise
+
+    def receive_bytes(self, data: bytes) -> None:
+        if self._state in ("closed", "failed", "unauthorized") or self._probe:
+            return
+        try:
+            self._on_audio(data)
+        except AudioHookProtocolError as exc:
+            self._fail(exc, "error")
+            raise
+
+    def receive_eof(self) -> None:
+        """The WebSocket went away: end the call if no ``close`` ended it."""
+        if self._state != "closed":
+            self._end_call("connection_lost")
+            self._state = "closed"
+
+    def request_pause(self) -> None:
+        """Ask Genesys to stop sending audio (before ``open``: start paused)."""
+        self._pause_requested = True
+        if self._state == "preparing":
+            self._start_paused = True
+        elif self._state in ("active", "paused"):
+            self._send("pause", {})
+
+    def request_resume(self) -> None:
+        self._pause_requested = False
+        if self._state == "preparing":
+            self._start_paused = False
+        elif self._state in ("active", "paused"):
+            self._send("resume", {})
+
+    def disconnect(self, reason: DisconnectReason = "completed", info: str | None = None) -> None:
+        """Ask Genesys to end the session; it answers with ``close``.
+
+        ``unauthorized`` and ``error`` stop the call at once (its audio is ignored)."""
+        if self._state not in ("preparing", "active", "paused") or self._disconnect_sent:
+            return
+        self._disconnect_sent = True
+        self._send("disconnect", {"reason": reason} | ({"info": info} if info else {}))
+        if reason != "completed":
+            self._state = "unauthorized" if reason == "unauthorized" else "failed"
+            self._end_call(reason)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, message: ClientMessage) -> None:
+        position_us = wire.parse_duration_us(message["position"])
+        match message["type"]:
+            case "open":
+                self._on_open(message)
+            case "ping":
+                self._send("pong", {})
+            case "update":
+                if self._state in ("active", "paused"):
+                    language = message["parameters"]["language"]
+                    self._send("updated", {})
+                    self._control("language", {"language": language})
+            case "paused":
+                if self._state == "active":
+                    self._state = "paused"
+                    self._pause_reason = "server_pause" if self._pause_requested else "client_pause"
+                    initiator = "server" if self._pause_requested else "client"
+                    self._control("paused", {"initiator": initiator})
+            case "resumed":
+                if self._state in ("active", "paused"):
+                    reason = self._pause_reason if self._state == "paused" else "client_pause"
+                    self._state = "active"
+                    self._pause_requested = False
+                    discarded = self._skip(message["parameters"]["discarded"], reason)
+                    self._control("resumed", {"discarded_ms": f"{Decimal(discarded) / 1000:f}"})
+            case "discarded":
+                if self._state in ("active", "paused"):
+                    self._skip(message["parameters"]["discarded"], "discarded")
+            case "error":
+                params = message["parameters"]
+                _log.warning("AudioHook client error %s: %.200s", params["code"], params["message"])
+                if self._call_open:
+                    data = {"code": str(params["code"]), "message": params["message"][:500]}
+                    self._control("client_error", data)
+            case "close":
+                self._on_close(message["parameters"]["reason"], position_us)
+            case _:
+                assert_never(message["type"])
+
+    def _on_open(self, message: OpenMessage) -> None:
+        if self._state != "preparing":
+            _log.warning("ignoring 'open' in state %s", self._state)
+            return
+        params = message["parameters"]
+        org = params["organizationId"]
+        if self._organization_id is not None and org.lower() != self._organization_id.lower():
+            exc = AudioHookProtocolError(
+                "organizationId differs from the Audiohook-Organization-Id header", 1008, 401
+            )
+            self._fail(exc, "unauthorized")
+            raise exc
+        opts = self._options
+        first: MediaChannel = (
+            "external" if opts.external_speaker == opts.mono_preference else "internal"
+        )
+        second: MediaChannel = "internal" if first == "external" else "external"
+        medium = select_media(params["media"], (first, second))
+        if medium is None:
+            raise AudioHookProtocolError("no PCMU 8000 Hz audio among the offered media", 1003, 415)
+        self._channels = tuple(_as_channel(c) for c in medium["channels"])
+        opened: dict[str, Any] = {"media": [medium], "startPaused": self._start_paused}
+        if params.get("supportedLanguages") is True:
+            opened["supportedLanguages"] = list(opts.supported_languages)
+        self._send("opened", opened)
+        self._state = "active"
+        self._conversation_id = params["conversationId"]
+        self._probe = params["conversationId"] == NULL_UUID
+        if self._probe:
+            return
+        self._call_open = True
+        self._events.append(CallStarted(self._call_info(message), "PCMU", wire.SAMPLE_RATE))
+        config = params.get("customConfig", {})
+        if str(config.get("authenticated", "")).strip().lower() in _TRUE_VALUES:
+            self._control("authenticated", {})
+        if intent := str(config.get("intent", "")).strip():
+            self._control("intent", {"intent": intent})
+
+    def _call_info(self, message: OpenMessage) -> CallInfo:
+        params = message["parameters"]
+        parameters = {k: _as_text(v) for k, v in params.get("customConfig", {}).items()}
+        # Protocol facts override customConfig keys of the same name.
+        participant = params["participant"]
+        parameters |= {f"participant.{k}": participant[k] for k in ("id", "ani", "aniName", "dnis")}
+        parameters["organizationId"] = params["organizationId"]
+        parameters["channels"] = ",".join(self._channels)
+        if "language" in params:
+            parameters["language"] = params["language"]
+        return CallInfo(
+            call_id=params["conversationId"],
+            tenant=self._options.tenant,
+            source="audiohook",
+            stream_id=message["id"],
+            account_sid=params["organizationId"],
+            parameters=parameters,
+        )
+
+    def _on_close(self, reason: str, position_us: int) -> None:
+        if self._state == "paused":
+            # The call ends inside a pause: the rest of the stream is one gap.
+            end_us = max(self._position_us, position_us)
+            self._gap(self._position_us, end_us, self._pause_reason)
+            self._position_us = end_us
+        self._send("closed", {})
+        self._end_call(reason)
+        self._state = "closed"
+
+    def _on_audio(self, data: bytes) -> None:
+        if len(data) > self._options.max_message_bytes:
+            raise AudioHookProtocolError("binary message too large", 1009, 413)
+        if self._state == "preparing":
+            raise AudioHookProtocolError("audio received before 'opened'", 1002, 409)
+        if self._state == "paused":
+            raise AudioHookProtocolError("audio received while paused", 1002, 409)
+        width = len(self._channels)
+        if len(data) % width:
+            raise AudioHookProtocolError("stereo audio frame of odd length", 1007, 400)
+        if not data:
+            return
+        start_ms = self.position_ms
+        for index, channel in enumerate(self._channels):
+            payload = bytes(data[index::width]) if width > 1 else bytes(data)
+            self._events.append(AudioChunk(self._speaker(channel), payload, start_ms))
+        self._position_us += len(data) // width * _US_PER_SAMPLE
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_sequence(self, message: ClientMessage) -> None:
+        if message["seq"] != self._clientseq + 1:
+            raise AudioHookProtocolError(
+                f"seq {message['seq']} does not follow {self._clientseq}", 1002, 400
+            )
+        self._clientseq = message["seq"]
+        if message["serverseq"] > self._seq:
+            raise AudioHookProtocolError(
+                f"serverseq {message['serverseq']} is beyond our seq {self._seq}", 1002, 400
+            )
+        if self._id == NULL_UUID:
+            self._id = message["id"]  # no session header was given: the first message names it
+        elif message["id"].lower() != self._id.lower():
+            raise AudioHookProtocolError("session id differs from the session's", 1002, 400)
+
+    def _receive_after_failure(self, text: str) -> None:
+        # After a disconnect only the client's close transaction matters.
+        try:
+            message = wire.parse_client_message(text)
+        except AudioHookProtocolError:
+            return
+        self._clientseq = max(self._clientseq, message["seq"])
+        if message["type"] == "close":
+            self._send("closed", {})
+            self._state = "closed"
+
+    def _fail(self, exc: AudioHookProtocolError, reason: DisconnectReason) -> None:
+        if self._state in ("failed", "unauthorized", "closed"):
+            return
+        _log.warning("AudioHook session %s failed: %s", self._id, exc)
+        self._send("disconnect", {"reason": reason, "info": str(exc)})
+        self._disconnect_sent = True
+        self._state = "unauthorized" if reason == "unauthorized" else "failed"
+        self._end_call("protocol_error" if reason == "error" else reason)
+
+    def _skip(self, discarded: str, reason: str) -> int:
+        span_us = wire.parse_duration_us(discarded)
+        self._gap(self._position_us, self._position_us + span_us, reason)
+        self._position_us += span_us
+        return span_us
+
+    def _gap(self, start_us: int, end_us: int, reason: str) -> None:
+        if self._call_open and end_us > start_us:
+            self._events.append(Gap(start_us / 1000, end_us / 1000, reason))
+
+    def _control(self, name: str, data: dict[str, str]) -> None:
+        if self._call_open:
+            self._events.append(ControlEvent(name, self.position_ms, data))
+
+    def _end_call(self, reason: str) -> None:
+        if self._call_open:
+            self._call_open = False
+            self._events.append(CallEnded(reason, self.position_ms))
+
+    def _speaker(self, channel: MediaChannel) -> Speaker:
+        opts = self._options
+        return opts.external_speaker if channel == "external" else opts.internal_speaker
+
+    def _send(self, kind: wire.ServerMessageType, parameters: dict[str, Any]) -> None:
+        self._seq += 1
+        self._outbox.append(
+            wire.server_message(kind, self._id, self._seq, self._clientseq, parameters)
+        )
+
+
+def _as_channel(name: str) -> MediaChannel:
+    return "external" if name == "external" else "internal"
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (ValueError, RecursionError):  # parsed from JSON, so only absurd nesting gets here
+        return ""
+
+
+def _utf8_size_exceeds(text: str, limit: int) -> bool:
+    if len(text) > limit:
+        return True
+    return 4 * len(text) > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+__all__ = ["AudioHookOptions", "AudioHookProtocolError", "AudioHookSession", "State"]

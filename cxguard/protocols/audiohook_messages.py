@@ -1,0 +1,533 @@
+"""Genesys AudioHook v2 wire messages: ``TypedDict`` shapes, parsing, and client-side builders.
+
+Shapes follow Genesys's reference implementation (purecloudlabs/audiohook-reference-implementation,
+``protocol/message.ts`` and ``validators.ts``). Every control message is one JSON *text* frame:
+
+- client → server (Genesys → us): ``version``, ``id`` (the session id), ``type``, ``seq``,
+  ``serverseq`` (last server ``seq`` the client saw), ``position`` (ISO 8601 duration such as
+  ``PT1.5S``) and ``parameters``;
+- server → client (us → Genesys): the same without ``serverseq``/``position``, plus
+  ``clientseq`` echoing the last client ``seq``.
+
+Audio travels in *binary* frames; stereo PCMU interleaves one byte per channel (L R L R …)
+in the order of the negotiated ``channels`` list.
+
+:func:`parse_client_message` validates what Genesys sends; the builders write what Genesys
+would send, for the tests and ``cxguard simulate``. Parameter keys that are not known are
+tolerated, as in the reference server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal, NoReturn, NotRequired, TypeAlias, TypedDict, cast
+
+from cxguard.errors import AudioHookProtocolError
+
+MediaChannel: TypeAlias = Literal["external", "internal"]
+CloseReason: TypeAlias = Literal["end", "error", "disconnect", "reconnect"]
+DisconnectReason: TypeAlias = Literal["completed", "unauthorized", "error"]
+ClientMessageType: TypeAlias = Literal[
+    "open", "close", "discarded", "error", "paused", "ping", "resumed", "update"
+]
+ServerMessageType: TypeAlias = Literal[
+    "opened", "closed", "disconnect", "event", "pause", "pong", "reconnect", "resume", "updated"
+]
+
+PROTOCOL_VERSION: Final = "2"
+SAMPLE_RATE: Final = 8000
+NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
+"""A connection probe carries this ``conversationId`` (and participant id)."""
+MEDIA_CHANNELS: Final[tuple[MediaChannel, MediaChannel]] = ("external", "internal")
+CLOSE_REASONS: Final[tuple[CloseReason, ...]] = ("end", "error", "disconnect", "reconnect")
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The reference accepts "PT1S", "PT1.5S", "PT.5S"; digits are bounded so no value is absurd.
+_DURATION = re.compile(r"PT(\d{1,12}(?:\.\d{0,30})?|\.\d{1,30})S")
+_US_PER_S: Final = 1_000_000
+
+
+class MediaParameter(TypedDict):
+    type: str
+    format: str
+    channels: list[str]
+    rate: int
+
+
+class Participant(TypedDict):
+    id: str
+    ani: str
+    aniName: str
+    dnis: str
+
+
+class OpenParameters(TypedDict):
+    organizationId: str
+    conversationId: str
+    participant: Participant
+    media: list[MediaParameter]
+    language: NotRequired[str]
+    supportedLanguages: NotRequired[bool]
+    customConfig: NotRequired[dict[str, Any]]
+
+
+class CloseParameters(TypedDict):
+    reason: CloseReason
+
+
+class DiscardedParameters(TypedDict):
+    """Also the parameters of ``resumed``: ``discarded`` audio from ``start`` on was not sent."""
+
+    start: str
+    discarded: str
+
+
+class ErrorParameters(TypedDict):
+    code: int
+    message: str
+    retryAfter: NotRequired[str]
+
+
+class PingParameters(TypedDict):
+    rtt: NotRequired[str]
+
+
+class UpdateParameters(TypedDict):
+    language: str
+
+
+class _ClientBase(TypedDict):
+    version: Literal["2"]
+    id: str
+    seq: int
+    serverseq: int
+    position: str
+
+
+class OpenMessage(_ClientBase):
+    type: Literal["open"]
+    parameters: OpenParameters
+
+
+class CloseMessage(_ClientBase):
+    type: Literal["close"]
+    parameters: CloseParameters
+
+
+class DiscardedMessage(_ClientBase):
+    type: Literal["discarded"]
+    parameters: DiscardedParameters
+
+
+class ErrorMessage(_ClientBase):
+    type: Literal["error"]
+    parameters: ErrorParameters
+
+
+class PausedMessage(_ClientBase):
+    type: Literal["paused"]
+    parameters: dict[str, Any]
+
+
+class PingMessage(_ClientBase):
+    type: Literal["ping"]
+    parameters: PingParameters
+
+
+class ResumedMessage(_ClientBase):
+    type: Literal["resumed"]
+    parameters: DiscardedParameters
+
+
+class UpdateMessage(_ClientBase):
+    type: Literal["update"]
+    parameters: UpdateParameters
+
+
+ClientMessage: TypeAlias = (
+    OpenMessage
+    | CloseMessage
+    | DiscardedMessage
+    | ErrorMessage
+    | PausedMessage
+    | PingMessage
+    | ResumedMessage
+    | UpdateMessage
+)
+
+
+class OpenedParameters(TypedDict):
+    media: list[MediaParameter]
+    startPaused: bool
+    supportedLanguages: NotRequired[list[str]]
+
+
+class DisconnectParameters(TypedDict):
+    reason: DisconnectReason
+    info: NotRequired[str]
+
+
+class ServerMessage(TypedDict):
+    version: Literal["2"]
+    id: str
+    type: ServerMessageType
+    seq: int
+    clientseq: int
+    parameters: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- durations
+
+
+def parse_duration_us(value: object) -> int:
+    """``"PT1.5S"`` → 1_500_000 µs (rounded to the microsecond); ValueError if malformed."""
+    if not isinstance(value, str) or not _DURATION.fullmatch(value):
+        raise ValueError(f"not an ISO 8601 duration in seconds: {value!r:.40}")
+    try:
+        return int((Decimal(value[2:-1]) * _US_PER_S).to_integral_value())
+    except InvalidOperation as exc:  # unreachable for matched text; kept for safety
+        raise ValueError(str(exc)) from None
+
+
+def format_duration_us(us: int) -> str:
+    """1_500_000 µs → ``"PT1.5S"``; whole seconds print without a fraction (``"PT0S"``)."""
+    if us < 0:
+        raise ValueError("durations are never negative")
+    seconds = (Decimal(us) / _US_PER_S).normalize()
+    return f"PT{seconds:f}S"
+
+
+def format_duration_ms(ms: float) -> str:
+    return format_duration_us(round(ms * 1000))
+
+
+def is_uuid(value: object) -> bool:
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _bad(message: str, close_code: int = 1002, code: int = 400) -> NoReturn:
+    raise AudioHookProtocolError(message, close_code, code)
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")  # json.loads would otherwise accept NaN/Infinity
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0  # bool is an int subclass; it is no count
+
+
+def _need(params: Mapping[str, Any], key: str, check: Callable[[Any], bool], what: str) -> None:
+    if key not in params or not check(params[key]):
+        _bad(f"parameter {key!r} missing or not {what}")
+
+
+def _maybe(params: Mapping[str, Any], key: str, check: Callable[[Any], bool], what: str) -> None:
+    if key in params and not check(params[key]):
+        _bad(f"parameter {key!r} is not {what}")
+
+
+def _is_duration(value: object) -> bool:
+    try:
+        parse_duration_us(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_participant(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and is_uuid(value.get("id"))
+        and all(isinstance(value.get(k), str) for k in ("ani", "aniName", "dnis"))
+    )
+
+
+def _is_media_list(value: object) -> bool:
+    # Entries are checked in full only where one is chosen (see select_media): an offer we
+    # cannot use must not fail the session when a usable one is next to it.
+    return isinstance(value, list) and all(isinstance(m, dict) for m in value)
+
+
+def _check_open(p: Mapping[str, Any]) -> None:
+    _need(p, "organizationId", is_uuid, "a UUID")
+    _need(p, "conversationId", is_uuid, "a UUID")
+    _need(p, "participant", _is_participant, "a participant object")
+    _need(p, "media", _is_media_list, "a list of media objects")
+    _maybe(p, "language", _is_str, "a string")
+    _maybe(p, "supportedLanguages", lambda v: isinstance(v, bool), "a boolean")
+    _maybe(p, "customConfig", lambda v: isinstance(v, dict), "an object")
+
+
+def _check_close(p: Mapping[str, Any]) -> None:
+    _need(p, "reason", lambda v: v in CLOSE_REASONS, f"one of {', '.join(CLOSE_REASONS)}")
+
+
+def _check_discarded(p: Mapping[str, Any]) -> None:
+    _need(p, "start", _is_duration, "a duration")
+    _need(p, "discarded", _is_duration, "a duration")
+
+
+def _check_error(p: Mapping[str, Any]) -> None:
+    _need(p, "code", lambda v: type(v) is int and 400 <= v < 10000, "an error code")
+    _need(p, "message", _is_str, "a string")
+    _maybe(p, "retryAfter", _is_duration, "a duration")
+
+
+def _check_ping(p: Mapping[str, Any]) -> None:
+    _maybe(p, "rtt", _is_duration, "a duration")
+
+
+def _check_update(p: Mapping[str, Any]) -> None:
+    _need(p, "language", _is_str, "a string")
+
+
+def _check_nothing(p: Mapping[str, Any]) -> None:
+    pass
+
+
+_PARAMETER_CHECKS: Final[dict[str, Callable[[Mapping[str, Any]], None]]] = {
+    "open": _check_open,
+    "close": _check_close,
+    "discarded": _check_discarded,
+    "error": _check_error,
+    "paused": _check_nothing,
+    "ping": _check_ping,
+    "resumed": _check_discarded,
+    "update": _check_update,
+}
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Validate one text frame from Genesys; raises :class:`AudioHookProtocolError`."""
+    try:
+        raw = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        _bad("text message is not valid JSON", 1007)
+    if not isinstance(raw, dict):
+        _bad("message is not a JSON object", 1007)
+    if raw.get("version") != PROTOCOL_VERSION:
+        _bad(f"'version' must be {PROTOCOL_VERSION!r}")
+    if not is_uuid(raw.get("id")):
+        _bad("'id' missing or not a UUID")
+    if not _is_count(raw.get("seq")) or not _is_count(raw.get("serverseq")):
+        _bad("'seq'/'serverseq' missing or not non-negative integers")
+    if not _is_duration(raw.get("position")):
+        _bad("'position' missing or not an ISO 8601 duration")
+    kind = raw.get("type")
+    params = raw.get("parameters")
+    if not isinstance(kind, str) or not isinstance(params, dict):
+        _bad("'type' or 'parameters' missing")
+    check = _PARAMETER_CHECKS.get(kind)
+    if check is None:
+        _bad(f"{kind!r:.40} is not a supported client message")
+    check(params)
+    return cast(ClientMessage, raw)
+
+
+def select_media(
+    offers: Sequence[Mapping[str, Any]], mono_order: Sequence[MediaChannel]
+) -> MediaParameter | None:
+    """Pick PCMU 8 kHz: stereo external+internal (either order), else mono in ``mono_order``."""
+    usable: list[tuple[str, ...]] = []
+    for offer in offers:
+        channels = offer.get("channels")
+        if (
+            offer.get("type") == "audio"
+            and offer.get("format") == "PCMU"
+            and offer.get("rate") == SAMPLE_RATE
+            and type(offer.get("rate")) is int
+            and isinstance(channels, list)
+            and 1 <= len(channels) <= 2
+            and all(c in MEDIA_CHANNELS for c in channels)
+            and len(set(channels)) == len(channels)
+        ):
+            usable.append(tuple(channels))
+    wanted: list[tuple[MediaChannel, ...]] = [("external", "internal"), ("internal", "external")]
+    wanted += [(c,) for c in mono_order]
+    return next((media_offer(choice) for choice in wanted if choice in usable), None)
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def server_message(
+    kind: ServerMessageType,
+    session_id: str,
+    seq: int,
+    clientseq: int,
+    parameters: Mapping[str, Any],
+) -> str:
+    message: ServerMessage = {
+        "version": PROTOCOL_VERSION,
+        "id": session_id,
+        "type": kind,
+        "seq": seq,
+        "clientseq": clientseq,
+        "parameters": dict(parameters),
+    }
+    return json.dumps(message, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def media_offer(channels: Sequence[MediaChannel] = MEDIA_CHANNELS) -> MediaParameter:
+    return {"type": "audio", "format": "PCMU", "channels": list(channels), "rate": SAMPLE_RATE}
+
+
+DEFAULT_OFFER: Final[tuple[MediaParameter, ...]] = (
+    media_offer(("external", "internal")),
+    media_offer(("external",)),
+    media_offer(("internal",)),
+)
+"""What Genesys offers for a two-party call, in its order."""
+
+
+def _client(
+    kind: ClientMessageType,
+    session_id: str,
+    seq: int,
+    serverseq: int,
+    position_ms: float,
+    parameters: Mapping[str, Any],
+) -> str:
+    message = {
+        "version": PROTOCOL_VERSION,
+        "id": session_id,
+        "type": kind,
+        "seq": seq,
+        "serverseq": serverseq,
+        "position": format_duration_ms(position_ms),
+        "parameters": dict(parameters),
+    }
+    return json.dumps(message, separators=(",", ":"))
+
+
+def open_message(
+    session_id: str,
+    seq: int = 1,
+    *,
+    organization_id: str,
+    conversation_id: str,
+    participant: Participant | None = None,
+    media: Sequence[MediaParameter] = DEFAULT_OFFER,
+    language: str | None = None,
+    custom_config: Mapping[str, Any] | None = None,
+    supported_languages: bool | None = None,
+    serverseq: int = 0,
+    position_ms: float = 0.0,
+) -> str:
+    params: dict[str, Any] = {
+        "organizationId": organization_id,
+        "conversationId": conversation_id,
+        "participant": participant or {"id": NULL_UUID, "ani": "", "aniName": "", "dnis": ""},
+        "media": list(media),
+    }
+    if language is not None:
+        params["language"] = language
+    if custom_config is not None:
+        params["customConfig"] = dict(custom_config)
+    if supported_languages is not None:
+        params["supportedLanguages"] = supported_languages
+    return _client("open", session_id, seq, serverseq, position_ms, params)
+
+
+def ping_message(
+    session_id: str,
+    seq: int,
+    *,
+    serverseq: int = 0,
+    position_ms: float = 0.0,
+    rtt_ms: float | None = None,
+) -> str:
+    params = {} if rtt_ms is None else {"rtt": format_duration_ms(rtt_ms)}
+    return _client("ping", session_id, seq, serverseq, position_ms, params)
+
+
+def paused_message(
+    session_id: str, seq: int, *, serverseq: int = 0, position_ms: float = 0.0
+) -> str:
+    return _client("paused", session_id, seq, serverseq, position_ms, {})
+
+
+def resumed_message(
+    session_id: str,
+    seq: int,
+    *,
+    start_ms: float,
+    discarded_ms: float,
+    serverseq: int = 0,
+    position_ms: float | None = None,
+) -> str:
+    """``position_ms`` defaults to where audio goes on: ``start_ms + discarded_ms``."""
+    params = {"start": format_duration_ms(start_ms), "discarded": format_duration_ms(discarded_ms)}
+    position = start_ms + discarded_ms if position_ms is None else position_ms
+    return _client("resumed", session_id, seq, serverseq, position, params)
+
+
+def discarded_message(
+    session_id: str,
+    seq: int,
+    *,
+    start_ms: float,
+    discarded_ms: float,
+    serverseq: int = 0,
+    position_ms: float | None = None,
+) -> str:
+    params = {"start": format_duration_ms(start_ms), "discarded": format_duration_ms(discarded_ms)}
+    position = start_ms + discarded_ms if position_ms is None else position_ms
+    return _client("discarded", session_id, seq, serverseq, position, params)
+
+
+def update_message(
+    session_id: str, seq: int, *, language: str, serverseq: int = 0, position_ms: float = 0.0
+) -> str:
+    return _client("update", session_id, seq, serverseq, position_ms, {"language": language})
+
+
+def close_message(
+    session_id: str,
+    seq: int,
+    *,
+    reason: CloseReason = "end",
+    serverseq: int = 0,
+    position_ms: float = 0.0,
+) -> str:
+    return _client("close", session_id, seq, serverseq, position_ms, {"reason": reason})
+
+
+def error_message(
+    session_id: str,
+    seq: int,
+    *,
+    code: int,
+    message: str,
+    retry_after_ms: float | None = None,
+    serverseq: int = 0,
+    position_ms: float = 0.0,
+) -> str:
+    params: dict[str, Any] = {"code": code, "message": message}
+    if retry_after_ms is not None:
+        params["retryAfter"] = format_duration_ms(retry_after_ms)
+    return _client("error", session_id, seq, serverseq, position_ms, params)
+
+
+def interleave_stereo(external: bytes, internal: bytes) -> bytes:
+    """One stereo PCMU frame: ``external[0] internal[0] external[1] …`` (1 byte per sample)."""
+    if len(external) != len(internal):
+        raise ValueError(f"channel lengths differ: {len(external)} != {len(internal)}")
+    frame = bytearray(2 * len(external))
+    frame[0::2] = external
+    frame[1::2] = internal
+    return bytes(frame)

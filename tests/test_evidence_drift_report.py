@@ -1,0 +1,162 @@
+"""Pass-rate drift and the governance report, on SQLite and a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cxguard.evidence import (
+    DriftOptions,
+    EvidenceLedger,
+    detect_drift,
+    governance_report,
+    tenant_stream,
+)
+from cxguard.evidence.drift import two_proportion_z
+from cxguard.model import Outcome, Verdict
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+NOW = 1_700_000_000.0
+DAY = 86_400.0
+RECENT_GREET: list[Outcome] = ["pass"] * 30 + ["fail"] * 10 + ["undetermined"] * 10
+RECENT_CLOSE: list[Outcome] = ["pass"] * 45 + ["fail"] * 5 + ["not_applicable"] * 20
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'evidence.db'}"
+        return
+    name = f"cxg_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _verdicts(
+    tenant: str, assertion: str, outcomes: list[Outcome], at: float, call_prefix: str
+) -> list[Verdict]:
+    return [
+        Verdict(
+            call_id=f"{call_prefix}-{i // 10}",
+            tenant=tenant,
+            turn_index=i % 10,
+            speaker="agent",
+            start_ms=0.0,
+            end_ms=1.0,
+            text="t",
+            assertion_id=assertion,
+            outcome=o,
+            evidence="e",
+            decided_at_wall=at + i,
+        )
+        for i, o in enumerate(outcomes)
+    ]
+
+
+@pytest.fixture
+def ledger(url: str) -> Iterator[EvidenceLedger]:
+    with EvidenceLedger(url) as led:
+        base, recent = NOW - 3 * DAY, NOW - DAY / 2
+        # "greet": 95 % -> 60 %, a real drop. "close": steady 90 %. "rare": too few verdicts.
+        led.write_verdicts(
+            _verdicts("acme", "greet", ["pass"] * 95 + ["fail"] * 5, base, "b-greet")
+            + _verdicts("acme", "greet", RECENT_GREET, recent, "r-greet")
+            + _verdicts("acme", "close", ["pass"] * 90 + ["fail"] * 10, base, "b-close")
+            + _verdicts("acme", "close", RECENT_CLOSE, recent, "r-close")
+            + _verdicts("acme", "rare", ["pass"] * 5, base, "b-rare")
+            + _verdicts("acme", "rare", ["fail"] * 5, recent, "r-rare")
+            # Another tenant whose "greet" collapses must not leak into acme's numbers.
+            + _verdicts("globex", "greet", ["pass"] * 50, base, "g-b")
+            + _verdicts("globex", "greet", ["fail"] * 50, recent, "g-r")
+        )  # fmt: skip
+        yield led
+
+
+def test_two_proportion_z() -> None:
+    assert two_proportion_z(50, 100, 50, 100) == 0.0
+    assert two_proportion_z(95, 100, 30, 50) == pytest.approx(-5.422, abs=0.001)
+    assert two_proportion_z(0, 0, 3, 10) == 0.0
+
+
+def test_detects_a_drop_and_records_it(ledger: EvidenceLedger) -> None:
+    findings = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=30))
+    assert [(f.assertion_id, f.direction) for f in findings] == [("greet", "drop")]
+    (f,) = findings
+    assert (f.baseline_n, f.recent_n) == (100, 50)  # undetermined counts, n/a does not
+    assert f.baseline_rate == pytest.approx(0.95) and f.recent_rate == pytest.approx(0.6)
+    assert f.z < -3
+    (event,) = ledger.events(tenant="acme", kind="drift_detected")
+    assert event["call_id"] == tenant_stream("acme")
+    assert event["data"]["assertion_id"] == "greet" and event["data"]["direction"] == "drop"
+    assert ledger.verify(tenant="acme").ok
+
+
+def test_thresholds_and_tenants(ledger: EvidenceLedger) -> None:
+    assert detect_drift(ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10)) == []
+    few = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=5), record=False)
+    assert {f.assertion_id for f in few} == {"greet", "rare"}
+    globex = detect_drift(ledger, "globex", now=NOW, record=False)
+    assert [(f.assertion_id, f.baseline_rate, f.recent_rate) for f in globex] == [
+        ("greet", 1.0, 0.0)
+    ]
+    # Windows that hold no verdicts find nothing.
+    assert detect_drift(ledger, "acme", now=NOW + 30 * DAY, record=False) == []
+    assert ledger.events(kind="drift_detected") == []
+
+
+def test_governance_report(url: str, ledger: EvidenceLedger) -> None:
+    drift = detect_drift(ledger, "acme", now=NOW)
+    report = governance_report(ledger, "acme", drift=drift, failures_per_assertion=3)
+    data = report.to_dict()
+    json.dumps(data)
+    by_id = {a["assertion_id"]: a for a in data["assertions"]}
+    assert list(by_id) == ["close", "greet", "rare"]
+    assert by_id["greet"]["counts"] == {
+        "pass": 125,
+        "fail": 15,
+        "not_applicable": 0,
+        "undetermined": 10,
+    }
+    assert by_id["greet"]["undetermined"] == 10 and by_id["greet"]["total"] == 150
+    assert by_id["greet"]["pass_rate"] == pytest.approx(125 / 150)
+    assert by_id["close"]["pass_rate"] == pytest.approx(135 / 150)  # n/a left out
+    assert by_id["greet"]["failures"] == [
+        {"call_id": "b-greet-9", "turn": 5},
+        {"call_id": "b-greet-9", "turn": 6},
+        {"call_id": "b-greet-9", "turn": 7},
+    ]
+    assert data["calls"] == 34 and data["chain"]["ok"] is True
+    assert [d["assertion_id"] for d in data["drift"]] == ["greet"]
+
+    md = report.to_markdown()
+    assert "| `greet` | 150 | 125 | 15 | 0 | 10 | 83.3% |" in md
+    assert "`b-greet-9` turn 5" in md and "Hash chain intact" in md
+    assert "pass rate drop 95.0% → 60.0%" in md
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE verdicts SET outcome = 'pass' WHERE call_id = 'r-greet-3'")
+    engine.dispose()
+    broken = governance_report(ledger, "acme")
+    assert broken.chain is not None and not broken.chain.ok
+    assert "**BROKEN**" in broken.to_markdown() and "r-greet-3" in broken.to_markdown()
+    assert broken.to_dict()["chain"]["problems"][0]["table"] == "verdicts"
+
+
+def test_report_without_verification(ledger: EvidenceLedger) -> None:
+    report = governance_report(ledger, "globex", verify=False, since=NOW - DAY)
+    assert report.chain is None and "Not verified." in report.to_markdown()
+    ((summary),) = report.assertions
+    assert summary.counts["fail"] == 50 and summary.pass_rate == 0.0
