@@ -26,6 +26,9 @@ RejectReason = Literal["runaway", "repetition", "compression_ratio", "low_logpro
 
 _FRAME = 320  # 20 ms at 16 kHz
 _WORD = re.compile(r"[\w']+")
+_DIGIT_WORDS = frozenset(
+    ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+)
 
 
 class AsrRejected(AsrError):
@@ -76,23 +79,38 @@ def compression_ratio(text: str) -> float:
     return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
-def longest_repeat(words: list[str]) -> tuple[int, int]:
-    """``(n, times)`` of the n-gram (n <= 8) repeated back-to-back most often."""
-    best = (1, 1 if words else 0)
+def repeats(words: list[str]) -> list[tuple[int, int, bool]]:
+    """Each back-to-back repeated n-gram (n <= 8) as ``(n, times, digits_only)``, longest run
+    per start position."""
+    found = []
     for n in range(1, min(8, len(words) // 2) + 1):
-        for start in range(len(words) - 2 * n + 1):
+        start = 0
+        while start + 2 * n <= len(words):
+            gram = words[start : start + n]
             times = 1
-            while words[start : start + n] == words[start + times * n : start + (times + 1) * n]:
+            while words[start + times * n : start + (times + 1) * n] == gram:
                 times += 1
-            if times > best[1] or (times == best[1] and n > best[0]):
-                best = (n, times)
-    return best
+            if times > 1:
+                found.append((n, times, all(w.isdigit() or w in _DIGIT_WORDS for w in gram)))
+                start += n * (times - 1)
+            else:
+                start += 1
+    return found
 
 
-def is_loop(words: list[str]) -> bool:
-    # People do say "no, no, no" or "one one one one" (card digits): only longer runs count.
-    n, times = longest_repeat(words)
-    return (n == 1 and times >= 8) or (n >= 2 and times >= 4) or (n >= 4 and times >= 3)
+def loop_found(words: list[str]) -> tuple[int, int] | None:
+    """``(n, times)`` of a run that only a looping decoder produces, else None."""
+    for n, times, digits in repeats(words):
+        if digits:
+            # Numbers are read aloud with runs ("4111 1111 1111 1111", "4242 4242 ..."):
+            # only a run longer than any card or account number (19 digits) is a loop.
+            looping = n * times >= 20
+        else:
+            # People do say "no, no, no" or "sorry, sorry": only longer runs count.
+            looping = (n == 1 and times >= 8) or (n >= 2 and times >= 4) or (n >= 4 and times >= 3)
+        if looping:
+            return n, times
+    return None
 
 
 def has_words(text: str) -> bool:
@@ -125,12 +143,11 @@ def check(
             no_speech_prob=d.no_speech_prob,
         )
 
-    if d.n_tokens >= d.token_budget - 1:
+    if d.n_tokens >= d.token_budget:
         raise reject("runaway", f"no end of text within {d.token_budget} tokens")
-    words = _WORD.findall(text.lower())
-    if is_loop(words):
-        n, times = longest_repeat(words)
-        raise reject("repetition", f"a {n}-word phrase repeated {times} times")
+    loop = loop_found(_WORD.findall(text.lower()))
+    if loop is not None:
+        raise reject("repetition", f"a {loop[0]}-word phrase repeated {loop[1]} times")
     ratio = compression_ratio(text)
     if ratio > compression_ratio_threshold:
         raise reject("compression_ratio", f"{ratio:.2f} > {compression_ratio_threshold}")

@@ -9,6 +9,9 @@ from cxguard.errors import ConfigError
 
 Window = Literal["turn", "full"]
 
+SAFE_MIN_WINDOW_S = {"tiny.en": 10.0}
+"""Turn windows measured not to hurt WER (benchmarks/asr_bench.py); other models get 30 s."""
+
 
 @dataclass(frozen=True)
 class AsrOptions:
@@ -33,9 +36,10 @@ class AsrOptions:
     window: Window = "turn"
     """``turn``: the encoder sees a window sized to the turn (at least ``min_window_s``);
     ``full``: Whisper's padded 30 s window, as faster-whisper's ``transcribe`` does."""
-    min_window_s: float = 10.0
-    """Shortest ``turn`` window. Below ~10 s tiny.en stops predicting end-of-text and loops
-    on short sentences (measured: 8 s windows loop on 1 of 10 OSR sentences, 6 s on 2)."""
+    min_window_s: float | None = None
+    """Shortest ``turn`` window; ``None`` takes the value measured safe for the model:
+    10 s for tiny.en (8 s windows loop on 1 of 10 OSR sentences, 6 s on 2), 30 s — no
+    shortening — for any other model (base loops on 1-2 s telephone turns even at 10 s)."""
     window_margin_s: float = 0.5
     """Silence added after the turn before rounding the window up to whole seconds."""
     no_speech_threshold: float = 0.6
@@ -56,6 +60,12 @@ class AsrOptions:
     model_cache_dir: str | None = None
     """Where ``base`` is assembled; ``None`` means ``~/.cache/cxguard/models``."""
 
+    @property
+    def effective_min_window_s(self) -> float:
+        if self.min_window_s is not None:
+            return self.min_window_s
+        return SAFE_MIN_WINDOW_S.get(self.model, 30.0)
+
     def __post_init__(self) -> None:
         if self.window not in ("turn", "full"):
             raise ConfigError(f"asr window must be 'turn' or 'full', got {self.window!r}")
@@ -65,7 +75,7 @@ class AsrOptions:
             raise ConfigError(
                 f"asr max_turn_s must be in (0, 30] (Whisper's window), got {self.max_turn_s}"
             )
-        if not 1.0 <= self.min_window_s <= 30.0:
+        if self.min_window_s is not None and not 1.0 <= self.min_window_s <= 30.0:
             raise ConfigError(f"asr min_window_s must be in [1, 30], got {self.min_window_s}")
         if self.num_workers < 1 or self.cpu_threads < 0 or self.max_batch < 1:
             raise ConfigError("asr num_workers and max_batch must be >= 1, cpu_threads >= 0")

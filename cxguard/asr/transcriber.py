@@ -135,7 +135,9 @@ class Transcriber:
             for item, result in zip(group, self._run(group), strict=True):
                 out[item.index] = result
             start = end
-        return [r for r in out if r is not None]
+        done = [r for r in out if r is not None]
+        assert len(done) == len(items)  # every turn was either gated or decoded
+        return done
 
     def warmup(self) -> None:
         """One decode of quiet noise, so the first real turn does not pay for lazy set-up."""
@@ -157,9 +159,9 @@ class Transcriber:
             audio = raw.astype(np.float32, copy=False)
         else:
             raise AudioError(f"ASR needs int16 PCM or float audio, got {raw.dtype}")
-        if sample_rate != RATE:
-            if sample_rate <= 0:
-                raise AudioError(f"invalid sample rate {sample_rate}")
+        if sample_rate <= 0:
+            raise AudioError(f"invalid sample rate {sample_rate}")
+        if sample_rate != RATE and audio.size:
             audio = soxr.resample(audio, sample_rate, RATE).astype(np.float32, copy=False)
         seconds = audio.size / RATE
         if seconds > self.options.max_turn_s + 0.01:
@@ -173,13 +175,14 @@ class Transcriber:
         if self.options.window == "full":
             return FULL_FRAMES
         seconds = max(
-            self.options.min_window_s, math.ceil(n_samples / RATE + self.options.window_margin_s)
+            self.options.effective_min_window_s,
+            math.ceil(n_samples / RATE + self.options.window_margin_s),
         )
         return min(FULL_FRAMES, int(seconds * FRAMES_PER_S))
 
     def _budget(self, n_samples: int) -> int:
         budget = 16 + math.ceil(self.options.max_tokens_per_s * n_samples / RATE)
-        return min(budget, _MAX_LENGTH - len(self._prompt))
+        return min(budget, _MAX_LENGTH // 2)
 
     def _run(self, group: list[_Item]) -> list[Transcript | AsrError]:
         mels = []
@@ -196,7 +199,9 @@ class Transcriber:
                 encoded,
                 prompts,
                 beam_size=self.options.beam_size,
-                max_length=len(self._prompt) + max(budgets),
+                # CTranslate2's whisper.cc decodes at most max_length / 2 new tokens (Whisper's
+                # sample_len); a turn in a batch is still judged by its own budget.
+                max_length=2 * max(budgets),
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,

