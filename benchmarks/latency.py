@@ -186,7 +186,7 @@ def run_load(
                 turns_seen += 1
                 start, end = 1000 * float(turn["start"]), 1000 * float(turn["end"])
                 pairs.append((_reference_for(start, end, turn["speaker"]), turn["text"] or ""))
-            for idx, vs in by_turn.items():
+            for vs in by_turn.values():
                 lat = [v["latency_ms"] for v in vs if v.get("latency_ms")]
                 if not lat:
                     continue
