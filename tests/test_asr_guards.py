@@ -12,9 +12,15 @@ from cxguard.errors import AsrError
 LOOP = "The long journey home took a year. " * 6
 
 
-def judge(d: Decoded) -> str:
-    return check(d, no_speech_threshold=0.6, log_prob_threshold=-1.0,
-                 compression_ratio_threshold=2.4, model_id="m")  # fmt: skip
+def judge(d: Decoded, reject_logprob: float | None = -1.0) -> str:
+    return check(
+        d,
+        no_speech_threshold=0.6,
+        log_prob_threshold=-1.0,
+        reject_logprob=reject_logprob,
+        compression_ratio_threshold=2.4,
+        model_id="m",
+    )
 
 
 def decoded(
@@ -85,6 +91,14 @@ def test_check_rejects_untrustworthy_text(d: Decoded, reason: str) -> None:
     assert err.text == d.text.strip()
     assert err.model_id == "m" and err.avg_logprob == d.avg_logprob
     assert reason in str(err)
+
+
+def test_low_logprob_rejection_can_be_turned_off() -> None:
+    assert judge(decoded("need the design", lp=-1.4, ns=0.2), reject_logprob=None) == (
+        "need the design"
+    )  # fmt: skip
+    # ... while the no-speech rule still holds.
+    assert judge(decoded("You", lp=-1.9, ns=0.95), reject_logprob=None) == ""
 
 
 def test_compression_ratio_separates_loops_from_speech() -> None:

@@ -120,7 +120,7 @@ async def test_demo_call_catches_every_scripted_violation(
         handoffs = await client.xrange(f"cxguard:{tenant}:handoffs")
     finally:
         await client.aclose()
-    alerted = {json.loads(next(iter(f.values())))["verdict"]["assertion_id"] for _, f in entries}
+    alerted = {json.loads(f["data"])["verdict"]["assertion_id"] for _, f in entries}
     assert alerted == {a for a, _ in wanted}
     assert len(handoffs) == 1
 

@@ -123,6 +123,7 @@ def check(
     *,
     no_speech_threshold: float,
     log_prob_threshold: float,
+    reject_logprob: float | None,
     compression_ratio_threshold: float,
     model_id: str,
 ) -> str:
@@ -151,6 +152,6 @@ def check(
     ratio = compression_ratio(text)
     if ratio > compression_ratio_threshold:
         raise reject("compression_ratio", f"{ratio:.2f} > {compression_ratio_threshold}")
-    if d.avg_logprob < log_prob_threshold:
+    if reject_logprob is not None and d.avg_logprob < reject_logprob:
         raise reject("low_logprob", f"average log-probability {d.avg_logprob:.2f}")
     return text

@@ -44,6 +44,10 @@ class AsrOptions:
     """Silence added after the turn before rounding the window up to whole seconds."""
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
+    """With ``no_speech_threshold``: Whisper's rule for "nothing was said" (both must hold)."""
+    reject_logprob: float | None = -1.0
+    """Text decoded with a lower average log-probability is rejected (``low_logprob``);
+    Whisper would retry with sampling there. ``None`` keeps such text."""
     compression_ratio_threshold: float = 2.4
     silence_dbfs: float = -50.0
     """A turn whose loudest 20 ms frame is quieter than this never reaches the model."""
@@ -57,6 +61,9 @@ class AsrOptions:
     max_turn_s: float = 30.0
     max_batch: int = 8
     """Most turns handed to one ``generate`` call by :meth:`Transcriber.transcribe_batch`."""
+    full_window_fallback: bool = True
+    """A turn-window decode that runs away or loops (digit strings do) is decoded once more
+    with the full 30 s window before it is given up as ``AsrRejected``."""
     model_cache_dir: str | None = None
     """Where ``base`` is assembled; ``None`` means ``~/.cache/cxguard/models``."""
 

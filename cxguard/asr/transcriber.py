@@ -26,7 +26,7 @@ from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from cxguard.asr.guards import Decoded, check, loudest_frame_dbfs
+from cxguard.asr.guards import AsrRejected, Decoded, check, loudest_frame_dbfs
 from cxguard.asr.models import model_digest, resolve_model_path
 from cxguard.asr.options import AsrOptions
 from cxguard.errors import AsrError, AudioError, ConfigError
@@ -36,6 +36,9 @@ RATE = 16_000
 FRAMES_PER_S = 100  # Whisper's 10 ms hop
 FULL_FRAMES = 3000
 _MAX_LENGTH = 448  # Whisper's decoder context
+
+
+_LOOPING = frozenset({"runaway", "repetition", "compression_ratio"})
 
 
 @dataclass
@@ -135,9 +138,27 @@ class Transcriber:
             for item, result in zip(group, self._run(group), strict=True):
                 out[item.index] = result
             start = end
+        self._retry_full_window(pending, out)
         done = [r for r in out if r is not None]
         assert len(done) == len(items)  # every turn was either gated or decoded
         return done
+
+    def _retry_full_window(
+        self, pending: list[_Item], out: list[Transcript | AsrError | None]
+    ) -> None:
+        # Short windows make tiny.en loop on digit strings; the padded 30 s window it was
+        # trained on usually ends them. Costs one full-window decode, only for those turns.
+        if not self.options.full_window_fallback:
+            return
+        retry = [
+            _Item(it.index, it.audio, FULL_FRAMES)
+            for it in pending
+            if it.frames < FULL_FRAMES
+            and isinstance(out[it.index], AsrRejected)
+            and getattr(out[it.index], "reason", "") in _LOOPING
+        ]
+        for item in retry:
+            out[item.index] = self._run([item])[0]
 
     def warmup(self) -> None:
         """One decode of quiet noise, so the first real turn does not pay for lazy set-up."""
@@ -235,6 +256,7 @@ class Transcriber:
                 decoded,
                 no_speech_threshold=self.options.no_speech_threshold,
                 log_prob_threshold=self.options.log_prob_threshold,
+                reject_logprob=self.options.reject_logprob,
                 compression_ratio_threshold=self.options.compression_ratio_threshold,
                 model_id=self._model_id,
             )
