@@ -23,22 +23,25 @@ import numpy as np
 import onnxruntime as ort
 import yaml
 
+from cxguard.model import SPEAKERS, Speaker
 from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def turns() -> list[tuple[str, str]]:
-    """Demo call + held-out turns: realistic lengths for both speakers."""
-    out = [(t["speaker"], t["text"]) for t in json.loads(
-        (REPO / "cxguard" / "data" / "demo" / "dialogue.json").read_text())["turns"]]
-    for speaker in ("customer", "agent"):
-        spec = yaml.safe_load((REPO / "data" / "own" / f"{speaker}_heldout.yaml").read_text())
+def turns() -> list[tuple[Speaker, str]]:
+    """Demo call + hand-written test turns: realistic lengths for both speakers."""
+    demo = json.loads((REPO / "cxguard" / "data" / "demo" / "dialogue.json").read_text())
+    out: list[tuple[Speaker, str]] = [(t["speaker"], t["text"]) for t in demo["turns"]]
+    for speaker in SPEAKERS:
+        spec = yaml.safe_load((REPO / "data" / "own" / f"{speaker}_test.yaml").read_text())
         out += [(speaker, text) for texts in spec.values() for text in texts]
     return out
 
 
-def timed(fn: Callable[[str, str], object], items: Sequence[tuple[str, str]], repeat: int) -> dict[str, float]:
+def timed(
+    fn: Callable[[Speaker, str], object], items: Sequence[tuple[Speaker, str]], repeat: int
+) -> dict[str, float]:
     for speaker, text in items[:10]:
         fn(speaker, text)  # warm-up
     ms = []
@@ -73,12 +76,13 @@ def main() -> None:
         "onnxruntime": ort.__version__,
         "tokens_per_turn": {"median": statistics.median(tokens), "max": max(tokens)},
         "runtime_int8_all_heads_one_pass": timed(
-            lambda s, t: scorer.score([t], s), items, args.repeat),  # type: ignore[arg-type]
+            lambda s, t: scorer.score([t], s), items, args.repeat
+        ),
     }
 
-    def per_label(speaker: str, text: str) -> None:
-        for _ in scorer.labels(speaker):  # type: ignore[arg-type]
-            scorer.score([text], speaker)  # type: ignore[arg-type]
+    def per_label(speaker: Speaker, text: str) -> None:
+        for _ in scorer.labels(speaker):
+            scorer.score([text], speaker)
 
     result["baseline_int8_one_pass_per_label"] = timed(per_label, items, 1)
     if args.fp32:
@@ -86,7 +90,7 @@ def main() -> None:
         opts.intra_op_num_threads = 1
         fp32 = ort.InferenceSession(str(args.fp32), opts, providers=["CPUExecutionProvider"])
 
-        def fp32_encode(speaker: str, text: str) -> None:
+        def fp32_encode(speaker: Speaker, text: str) -> None:
             ids = np.asarray([scorer._tokenizer.encode(text).ids], dtype=np.int64)
             fp32.run(["embedding"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
 

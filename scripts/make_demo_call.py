@@ -145,8 +145,9 @@ def _version(cmd: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEMO)
+    parser.add_argument("--dialogue", type=Path, default=DEMO / "dialogue.json")
     args = parser.parse_args()
-    dialogue = json.loads((DEMO / "dialogue.json").read_text())
+    dialogue = json.loads(args.dialogue.read_text())
     agent, customer, turns = build(dialogue)
     args.out.mkdir(parents=True, exist_ok=True)
     write_wav_ulaw(args.out / "agent.wav", agent, RATE)

@@ -70,7 +70,9 @@ def _verified(root: Path, entry: Mapping[str, Any]) -> Path:
         path = root / str(entry["file"])
         expected = str(entry["sha256"])
     except (KeyError, TypeError) as exc:
-        raise ClassifierError(f"{root / MANIFEST}: model entry lacks file/sha256: {entry!r}") from exc
+        raise ClassifierError(
+            f"{root / MANIFEST}: model entry lacks file/sha256: {entry!r}"
+        ) from exc
     if not path.is_file():
         raise ClassifierError(f"model file missing: {path}")
     actual = _sha256(path)
@@ -170,6 +172,4 @@ class OnnxTextScorer:
             scores = group.session.run(["scores"], {"embedding": embeddings})[0]
         except Exception as exc:
             raise ClassifierError(f"{group.model_id} failed: {exc}") from exc
-        return [
-            {label: float(row[k]) for k, label in enumerate(group.labels)} for row in scores
-        ]
+        return [{label: float(row[k]) for k, label in enumerate(group.labels)} for row in scores]

@@ -6,6 +6,7 @@ One :class:`PolicyEngine` per pack and process; one :class:`Conversation` per ca
     engine = PolicyEngine(load_pack(default_pack_path()))
     call = engine.start({"authenticated": "false"})
     call.observe(ControlEvent("authenticated", at_ms=5_000))   # trusted platform signals
+    early = call.preview(text_so_far)                          # a turn still being spoken
     results = call.evaluate(turn_text)                         # turns in index order
     results += call.finish(at_ms=90_000)                       # obligations still open fail
 
@@ -20,11 +21,20 @@ obligations). State is left as it was: a missed intent keeps the old one; a miss
 account" raises nothing, and its undetermined verdict is the record of that. An unreadable
 agent turn gets ``undetermined`` for every assertion whose ``when`` holds (``not_applicable``
 where the state alone rules it out) and cannot confirm identity (so checks stay stricter).
+
+``preview`` judges an agent turn that is still being spoken (the text of its pieces so far,
+with the index the whole turn will get) and returns only the ``fail`` results that the whole
+turn is bound to get too: those of *previewable* assertions (prohibitions, temporal ``forbid``
+and deadlines; the rule and its limits are in ``policy.preview``), judged on the text up to
+its last sentence end, with ``when`` read as for the whole turn. It is pure: ``evaluate`` of
+the whole turn, and everything after it, are the same whether or not previews came before.
+Both run one function that computes (next state, results) without storing anything;
+``evaluate`` stores the state, ``preview`` drops it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -32,6 +42,7 @@ from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
 from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.pack import PolicyPack
+from cxguard.policy.preview import is_previewable, settled_text
 from cxguard.policy.scoring import TextScorer
 from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
 from cxguard.policy.state import ConversationState, Obligation, unmet_condition
@@ -95,6 +106,13 @@ class PolicyEngine:
         self.pack = pack
         self.scorer = scorer
         self.sensitive = {a.id: why for a in pack.assertions if (why := _customer_reads(pack, a))}
+        self.preview_specs = tuple(a for a in pack.assertions if is_previewable(a, pack.state))
+        """The assertions :meth:`Conversation.preview` judges (rule: ``policy.preview``)."""
+
+    @property
+    def previewable(self) -> frozenset[str]:
+        """Ids of the assertions a preview of an unfinished agent turn can fail."""
+        return frozenset(a.id for a in self.preview_specs)
 
     @property
     def model_ids(self) -> Mapping[str, str]:
@@ -183,6 +201,29 @@ class Conversation:
     # ------------------------------------------------------------------ turns
 
     def evaluate(self, turn: TurnText) -> list[AssertionResult]:
+        """Judge a whole turn and move the conversation on past it."""
+        self._state, results = self._judge_turn(turn, self._pack.assertions)
+        return results
+
+    def preview(self, turn: TurnText) -> list[AssertionResult]:
+        """The ``fail`` results that the text so far of an agent turn still being spoken
+        already decides, as the whole turn (same index) will get them from :meth:`evaluate`.
+
+        Pure: state, obligations, counts and later verdicts are as if it was never called.
+        Only previewable assertions (:attr:`PolicyEngine.previewable`) are judged, on the text
+        up to its last sentence end (``preview.settled_text``); ``when`` conditions are read as
+        for the whole turn. A customer turn, an unreadable one, or text with no finished
+        sentence yet, gives ``[]``. Raises :class:`PolicyError` like :meth:`evaluate` for a
+        turn index already judged or a finished conversation.
+        """
+        self._check_next(turn)
+        text = settled_text(turn.text)
+        if turn.speaker != "agent" or turn.undetermined_reason is not None or not text.strip():
+            return []
+        _, results = self._judge_turn(replace(turn, text=text), self._pack.assertions)
+        return [r for r in results if r.outcome == "fail"]
+
+    def _check_next(self, turn: TurnText) -> None:
         self._open()
         last = self._state.last_turn_index
         if last is not None and turn.index <= last:
@@ -190,6 +231,12 @@ class Conversation:
                 f"turn {turn.index} arrived after turn {last}: turns must be "
                 "evaluated in index order"
             )
+
+    def _judge_turn(
+        self, turn: TurnText, specs: Sequence[AssertionSpec]
+    ) -> tuple[ConversationState, list[AssertionResult]]:
+        """The state after ``turn`` and the results of ``specs`` on it; changes nothing."""
+        self._check_next(turn)
         agent = turn.speaker == "agent"
         st = replace(
             self._state,
@@ -209,7 +256,7 @@ class Conversation:
                 st, results = self._end_responses(st, turn)
             st, unsure = self._read_customer(st, turn, view)
         pending: dict[str, Obligation | None] = {o.assertion_id: o for o in st.pending}
-        for spec in self._pack.assertions:
+        for spec in specs:
             if isinstance(spec, TemporalAssertion) and agent:
                 unmet = unmet_condition(spec.when, st, turn.index)
                 before = pending.get(spec.id)
@@ -221,8 +268,7 @@ class Conversation:
             elif not agent and (why := self._unreadable(spec, st, turn, view, unsure)):
                 results.append(self._result(spec, Decision("undetermined", why, None), turn))
         kept = tuple(o for o in pending.values() if o is not None)
-        self._state = replace(st, pending=kept)
-        return results
+        return replace(st, pending=kept), results
 
     def _unreadable(
         self,

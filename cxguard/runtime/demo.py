@@ -68,11 +68,13 @@ def run_demo(settings: Settings, *, fast: bool = False, console: Console | None 
         fast=fast, parameters={"tenant": "northwind", "authenticated": "false"}
     )
     result = run_with_call(settings, agent, customer, options, listener=printer)
-    _summary(console, printer.verdicts, settings, result.call_sid)
+    _summary(console, printer.verdicts, settings, result.call_sid, fast)
     return 0
 
 
-def _summary(console: Console, verdicts: list[Verdict], settings: Settings, call_id: str) -> None:
+def _summary(
+    console: Console, verdicts: list[Verdict], settings: Settings, call_id: str, fast: bool
+) -> None:
     table = Table(title="Violations by assertion")
     for col in ("assertion", "pass", "fail", "undetermined", "n/a"):
         table.add_column(col)

@@ -39,6 +39,16 @@ ASR_DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+PIPELINE_ERRORS = Counter(
+    "cxguard_pipeline_errors_total",
+    "Turns or events a call's pipeline could not process (see the log).",
+    registry=REGISTRY,
+)
+EARLY_ALERTS = Counter(
+    "cxguard_early_alerts_total",
+    "Violations alerted mid-turn, before the speaker finished.",
+    registry=REGISTRY,
+)
 PROTOCOL_ERRORS = Counter(
     "cxguard_protocol_errors_total",
     "Streams closed for protocol errors.",

@@ -71,6 +71,7 @@ class Services:
     alerts: AlertDispatcher
     handoff: HandoffDispatcher
     listeners: list[Listener] = field(default_factory=list)
+    early_listeners: list[Listener] = field(default_factory=list)
     _policy_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy")
     )
@@ -112,6 +113,14 @@ class Services:
             try:
                 listener(info, text, verdicts)
             except Exception:  # a display bug must not stop evaluation
+                log.exception("listener failed")
+
+    def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> None:
+        """Mid-turn alerts, to listeners that want them (``early_listeners``)."""
+        for listener in self.early_listeners:
+            try:
+                listener(info, None, verdicts)
+            except Exception:
                 log.exception("listener failed")
 
     def health(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,12 +52,34 @@ class _PendingTurn:
 
 
 @dataclass
+class _PendingPiece:
+    """A piece of a turn still being spoken (the VAD cut it at the maximum length)."""
+
+    provisional_index: int
+    turn: Turn
+    transcript: asyncio.Future[Transcript] | None
+    error: str | None
+    closed_mono: float
+    speech_end_mono: float
+
+
+@dataclass
+class _OpenTurn:
+    """What the pieces of a speaker's current turn told us so far."""
+
+    start_ms: float
+    texts: list[str] = field(default_factory=list)
+    error: str | None = None
+    alerted: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _Finish:
     at_ms: float
     reason: str
 
 
-_Item = _PendingTurn | ControlEvent | Gap | Dtmf | _Finish
+_Item = _PendingTurn | _PendingPiece | ControlEvent | Gap | Dtmf | _Finish
 
 
 class CallSession:
@@ -73,6 +95,7 @@ class CallSession:
         self._next_index = 0
         self._position_ms = 0.0
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
+        self._open: dict[Speaker, _OpenTurn] = {}
         self._verdicts = VerdictPipeline(services, self.info)
         self.summary = CallSummary(self.info.call_id, self.info.tenant)
         self._consumer = asyncio.get_running_loop().create_task(self._consume())
@@ -126,15 +149,20 @@ class CallSession:
             # Map the stream timeline to the wall clock through the chunk that closed the turn:
             # at real-time pace this is when the speaker actually stopped.
             speech_end = now - max(0.0, position_ms - turn.end_ms) / 1000.0
-            index = self._next_index
-            self._next_index += 1
-            metrics.TURNS.labels(speaker=turn.speaker).inc()
             future: asyncio.Future[Transcript] | None = None
             error = None
             try:
                 future = self._services.asr.submit(turn)
             except AsrError as exc:
                 error = str(exc)
+            if turn.partial:
+                # Indices are given when a turn closes, so this is the one it will most likely get.
+                piece = _PendingPiece(self._next_index, turn, future, error, now, speech_end)
+                self._items.put_nowait(piece)
+                continue
+            index = self._next_index
+            self._next_index += 1
+            metrics.TURNS.labels(speaker=turn.speaker).inc()
             self._items.put_nowait(_PendingTurn(index, turn, future, error, now, speech_end))
 
     def end(self, reason: str = "stop", at_ms: float | None = None) -> None:
@@ -158,36 +186,72 @@ class CallSession:
         try:
             while True:
                 item = await self._items.get()
-                if isinstance(item, _Finish):
-                    await self._verdicts.finish(item.at_ms, item.reason, self.summary)
-                    return
-                if isinstance(item, _PendingTurn):
-                    await self._turn(item)
-                else:
-                    await self._verdicts.event(item, self.summary)
-        except CxguardError:
-            log.exception("call %s: pipeline failed", self.info.call_id)
+                try:
+                    if isinstance(item, _Finish):
+                        await self._verdicts.finish(item.at_ms, item.reason, self.summary)
+                        return
+                    if isinstance(item, _PendingTurn):
+                        await self._turn(item)
+                    elif isinstance(item, _PendingPiece):
+                        await self._piece(item)
+                    else:
+                        await self._verdicts.event(item, self.summary)
+                except CxguardError:
+                    # One item failed (a ledger outage, say): say so loudly, keep evaluating.
+                    metrics.PIPELINE_ERRORS.inc()
+                    log.exception(
+                        "call %s: could not process %s", self.info.call_id, type(item).__name__
+                    )
         finally:
             metrics.ACTIVE_CALLS.labels(source=self.info.source).dec()
 
-    async def _turn(self, item: _PendingTurn) -> None:
-        transcript: Transcript | None = None
-        reason = item.error
-        if item.transcript is not None:
-            try:
-                transcript = await item.transcript
-            except AsrError as exc:
-                reason = str(exc)
+    @staticmethod
+    async def _text_of(
+        future: asyncio.Future[Transcript] | None, error: str | None
+    ) -> tuple[Transcript | None, str | None]:
+        if future is None:
+            return None, error
+        try:
+            return await future, None
+        except AsrError as exc:
+            return None, str(exc)
+
+    async def _piece(self, item: _PendingPiece) -> None:
+        transcript, error = await self._text_of(item.transcript, item.error)
         turn = item.turn
-        text = TurnText(
-            item.index,
+        open_turn = self._open.setdefault(turn.speaker, _OpenTurn(turn.start_ms))
+        if transcript is None:
+            open_turn.error = open_turn.error or f"part of the turn: {error}"
+            return
+        open_turn.texts.append(transcript.text)
+        so_far = TurnText(
+            item.provisional_index,
             turn.speaker,
-            transcript.text if transcript else "",
-            turn.start_ms,
+            " ".join(open_turn.texts),
+            open_turn.start_ms,
             turn.end_ms,
-            undetermined_reason=reason,
+        )
+        open_turn.alerted |= await self._verdicts.preview(
+            so_far, transcript, item.closed_mono, item.speech_end_mono, open_turn.alerted
+        )
+
+    async def _turn(self, item: _PendingTurn) -> None:
+        transcript, reason = await self._text_of(item.transcript, item.error)
+        turn = item.turn
+        words = transcript.text if transcript else ""
+        start = turn.start_ms
+        alerted: set[str] = set()
+        open_turn = self._open.pop(turn.speaker, None)
+        if open_turn is not None:
+            # The evaluated turn is the whole utterance: every piece's words, in order.
+            words = " ".join([*open_turn.texts, words]).strip()
+            start = open_turn.start_ms
+            reason = reason or open_turn.error
+            alerted = open_turn.alerted
+        text = TurnText(
+            item.index, turn.speaker, words, start, turn.end_ms, undetermined_reason=reason
         )
         self.summary.turns += 1
         await self._verdicts.turn(
-            text, transcript, item.closed_mono, item.speech_end_mono, self.summary
+            text, transcript, item.closed_mono, item.speech_end_mono, self.summary, alerted
         )

@@ -59,7 +59,9 @@ class VerdictPipeline:
         closed_mono: float,
         speech_end_mono: float,
         summary: CallSummary,
+        alerted: set[str] | None = None,
     ) -> None:
+        """``alerted``: assertions already alerted mid-turn (not alerted twice)."""
         asr_done = time.monotonic()
         self._turns[text.index] = text
         self._last = text
@@ -75,7 +77,56 @@ class VerdictPipeline:
         model_ids = dict(self._services.model_ids)
         if transcript:
             model_ids["asr"] = transcript.model_id
-        await self._deliver(text, self._verdicts(results, latency, model_ids), summary)
+        verdicts = self._verdicts(results, latency, model_ids)
+        await self._deliver(text, verdicts, summary, alerted or set())
+
+    async def preview(
+        self,
+        so_far: TurnText,
+        transcript: Transcript,
+        closed_mono: float,
+        speech_end_mono: float,
+        alerted: set[str],
+    ) -> set[str]:
+        """Mid-turn: alert prohibitions already broken by the words spoken so far. Nothing is
+        decided here (the whole turn's verdicts come when it ends); the early alert is
+        recorded as an event first, then published. Returns the assertions alerted now."""
+        results = await self._services.run_policy(self._conversation.preview, so_far)
+        fresh = [r for r in results if r.outcome == "fail" and r.assertion_id not in alerted]
+        if not fresh:
+            return set()
+        decided = time.monotonic()
+        latency = {
+            "asr_wait": 1000 * (decided - closed_mono),
+            "asr": transcript.asr_ms,
+            "end_to_verdict": 1000 * (decided - closed_mono),
+            "speech_end_to_verdict": 1000 * (decided - speech_end_mono),
+        }
+        verdicts = self._verdicts(fresh, latency, dict(self._services.model_ids), anchor=so_far)
+        for v in verdicts:
+            await self._services.evidence.event(
+                self._info,
+                "alert.early",
+                v.end_ms,
+                {
+                    "assertion": v.assertion_id,
+                    "evidence": v.evidence,
+                    "turn": v.turn_index,
+                    "start_ms": v.start_ms,
+                    "text": v.text,
+                },
+            )
+        metrics.EARLY_ALERTS.inc(len(verdicts))
+        await asyncio.gather(
+            *(self._services.alerts.publish(_alert(v, early=True)) for v in verdicts),
+            *(
+                self._services.handoff.request(self._info, v)
+                for v in verdicts[:1]
+                if "handoff" in v.actions
+            ),
+        )
+        self._services.notify_early(self._info, verdicts)
+        return {v.assertion_id for v in verdicts}
 
     async def finish(self, at_ms: float, reason: str, summary: CallSummary) -> None:
         results = await self._services.run_policy(self._conversation.finish, at_ms)
@@ -89,11 +140,13 @@ class VerdictPipeline:
         results: Sequence[AssertionResult],
         latency: Mapping[str, float],
         model_ids: Mapping[str, str],
+        anchor: TurnText | None = None,
     ) -> list[Verdict]:
         now = time.time()
         verdicts = []
+        fixed = anchor
         for r in results:
-            anchor = self._turns.get(r.turn_index) or self._last
+            anchor = fixed or self._turns.get(r.turn_index) or self._last
             start, end, text = (
                 (anchor.start_ms, anchor.end_ms, anchor.text) if anchor else (0.0, 0.0, "")
             )
@@ -121,13 +174,22 @@ class VerdictPipeline:
         return verdicts
 
     async def _deliver(
-        self, text: TurnText | None, verdicts: list[Verdict], summary: CallSummary
+        self,
+        text: TurnText | None,
+        verdicts: list[Verdict],
+        summary: CallSummary,
+        alerted: set[str] | None = None,
     ) -> None:
         services = self._services
         # Durable first: a verdict is in the ledger before anyone is told about it.
         await services.evidence.write(self._info, text, verdicts)
         published = time.monotonic()
-        alerts = [_alert(v) for v in verdicts if v.outcome in ("fail", "undetermined")]
+        skip = alerted or set()
+        alerts = [
+            _alert(v)
+            for v in verdicts
+            if v.outcome in ("fail", "undetermined") and v.assertion_id not in skip
+        ]
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
         await asyncio.gather(
             *(services.alerts.publish(a) for a in alerts),
@@ -147,7 +209,7 @@ class VerdictPipeline:
         services.notify(self._info, text, final)
 
 
-def _alert(verdict: Verdict) -> Alert:
+def _alert(verdict: Verdict, early: bool = False) -> Alert:
     if verdict.outcome == "undetermined":
         message = (
             f"{verdict.assertion_id}: could not be evaluated on turn "
@@ -157,5 +219,8 @@ def _alert(verdict: Verdict) -> Alert:
     kind: Literal["violation", "handoff"] = (
         "handoff" if "handoff" in verdict.actions else "violation"
     )
-    message = f"{verdict.assertion_id} failed on turn {verdict.turn_index}: {verdict.evidence}"
+    when = (
+        "mid-turn, while the agent is still speaking" if early else f"on turn {verdict.turn_index}"
+    )
+    message = f"{verdict.assertion_id} failed {when}: {verdict.evidence}"
     return Alert(verdict, kind, message)

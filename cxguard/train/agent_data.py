@@ -2,9 +2,9 @@
 
 Each template becomes several sentences with different slot values; some are wrapped in
 label-free filler sentences (real turns rarely hold one clause) and some are written the way
-ASR hands them over (lower case, no punctuation). A template's variants all go to the same
-split (80 % train / 20 % validation by template id), so validation measures new sentence
-frames, not new slot values.
+ASR hands them over (lower case, no punctuation). All of it is training data: validation
+is the hand-written ``agent_val.yaml``, so thresholds are chosen on sentences that no
+template produced.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cxguard.train.corpus import Example, Split, bucket, make_labels, normalise
+from cxguard.train.corpus import Example, make_labels, normalise
 
 _SLOT = re.compile(r"\{(\w+)\}")
 PER_LABEL = 320  # generated turns per single label
@@ -52,22 +52,26 @@ def _variant(
 
 
 def _expand(
-    key: str, templates: Sequence[str], n_per: int, spec: Mapping[str, Any], rng: random.Random,
+    key: str,
+    templates: Sequence[str],
+    n_per: int,
+    spec: Mapping[str, Any],
+    rng: random.Random,
     negatives: Sequence[str],
 ) -> Iterator[Example]:
     pos = [] if key in ("none", "hard_negatives", "neutral") else key.split("+")
-    for j, template in enumerate(templates):
-        split: Split = "train" if bucket(f"{key}#{template}") < 80 else "val"
+    for template in templates:
         seen: set[str] = set()
         for _ in range(n_per * 3):
             if len(seen) >= n_per:
                 break
-            text = _variant(template, spec, rng, negatives if pos else ())  if pos else _plain(template, spec, rng)
+            text = _variant(template, spec, rng, negatives) if pos else _plain(template, spec, rng)
             if normalise(text) in seen:
                 continue
             seen.add(normalise(text))
-            yield Example(text, "agent", make_labels("agent", pos), f"own.templates.{key}", "own", split)
-        del j
+            yield Example(
+                text, "agent", make_labels("agent", pos), f"own.templates.{key}", "own", "train"
+            )
 
 
 def _plain(template: str, spec: Mapping[str, Any], rng: random.Random) -> str:

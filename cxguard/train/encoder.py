@@ -8,10 +8,12 @@ moved embeddings to cosine 0.90–0.96 of fp32, per-channel keeps ≥ 0.98 at th
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,39 @@ class Embedder:
             if progress is not None:
                 progress()
         return out
+
+
+_WORKER: Embedder | None = None
+
+
+def _init_worker(encoder: Path, tokenizer: Path, max_tokens: int) -> None:
+    global _WORKER
+    _WORKER = Embedder(encoder, tokenizer, max_tokens, threads=1)
+
+
+def _embed_chunk(texts: list[str]) -> NDArray[np.float32]:
+    assert _WORKER is not None
+    return _WORKER.embed(texts)
+
+
+def embed_parallel(
+    encoder: Path,
+    tokenizer: Path,
+    max_tokens: int,
+    texts: Sequence[str],
+    workers: int,
+    progress: Any = None,
+) -> NDArray[np.float32]:
+    """:meth:`Embedder.embed` over ``workers`` processes (one thread each): same numbers,
+    since every text is still its own run."""
+    chunks = [list(texts[i : i + 256]) for i in range(0, len(texts), 256)]
+    out: list[NDArray[np.float32]] = []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(encoder, tokenizer, max_tokens)
+    ) as pool:
+        for chunk, result in zip(chunks, pool.map(_embed_chunk, chunks), strict=True):
+            out.append(result)
+            if progress is not None:
+                progress(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)

@@ -26,9 +26,9 @@ BATCH = 32
 LR_ENCODER = 4e-5
 LR_HEAD = 2e-3
 SCALE = 20.0  # logits = SCALE * W·unit_embedding: unit vectors need a temperature
-MAX_CUSTOMER_PUBLIC = 3500  # seeded sample of public customer turns (all labels)
-MAX_AGENT_PUBLIC = 800  # real agent negatives (SGD system turns)
-FROZEN_LAYERS = 2  # embeddings and the lowest layers stay as pre-trained: faster on 2 cores
+MAX_CUSTOMER_PUBLIC = 2500  # seeded sample of public customer turns (all labels)
+MAX_AGENT_PUBLIC = 500  # real agent negatives (SGD system turns)
+FROZEN_LAYERS = 3  # embeddings and the lowest layers stay as pre-trained: faster on 2 cores
 
 
 def training_set(examples: Sequence[Example], seed: int) -> list[Example]:
@@ -46,7 +46,10 @@ def training_set(examples: Sequence[Example], seed: int) -> list[Example]:
 
 
 def finetune(
-    examples: Sequence[Example], seed: int, max_tokens: int, on_step: Callable[[], None] | None = None
+    examples: Sequence[Example],
+    seed: int,
+    max_tokens: int,
+    on_step: Callable[[], None] | None = None,
 ) -> Any:
     """Returns the fine-tuned ``transformers`` BertModel (eval mode)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,7 +87,10 @@ def finetune(
 
     head = torch.nn.Linear(384, len(ALL_LABELS))
     opt = torch.optim.AdamW(
-        [{"params": [p for p in bert.parameters() if p.requires_grad], "lr": LR_ENCODER}, {"params": head.parameters(), "lr": LR_HEAD}],
+        [
+            {"params": [p for p in bert.parameters() if p.requires_grad], "lr": LR_ENCODER},
+            {"params": head.parameters(), "lr": LR_HEAD},
+        ],
         weight_decay=0.01,
     )
     steps = EPOCHS * math.ceil(len(data) / BATCH)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-C_GRID = (1.0, 4.0, 16.0, 64.0)
+C_GRID = (2.0, 16.0)
 
 
 @dataclass(frozen=True)

