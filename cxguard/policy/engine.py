@@ -220,7 +220,7 @@ class Conversation:
         text = settled_text(turn.text)
         if turn.speaker != "agent" or turn.undetermined_reason is not None or not text.strip():
             return []
-        _, results = self._judge_turn(replace(turn, text=text), self._pack.assertions)
+        _, results = self._judge_turn(replace(turn, text=text), self._engine.preview_specs)
         return [r for r in results if r.outcome == "fail"]
 
     def _check_next(self, turn: TurnText) -> None:
