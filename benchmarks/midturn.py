@@ -4,6 +4,7 @@ Two runs in one process, same audio: mid-turn evaluation on (agent turns cut int
 ``--piece-ms`` and previewed as they end) and off (the whole turn is judged when it ends, the
 baseline). The violating sentence ends ``violation_offset_ms`` after the agent turn starts
 (tests/data/monologue/dialogue.json); the alert time is when the runtime hands it to the sinks.
+The baseline keeps the turn whole (max turn 29 s) so it is judged only when it ends.
 
     python benchmarks/midturn.py --json
 """
@@ -74,7 +75,7 @@ async def one_run(piece_ms: int | None) -> dict[str, Any]:
         "piece_ms": piece_ms,
         "words_to_alert_ms": round(1000 * (first[0] - spoken), 1) if first else None,
         "alert_before_turn_end_ms": round(1000 * (turn_end - first[0]), 1) if first else None,
-        "alerts": len(alerts),
+        "fail_notices": len(alerts),
     }
 
 
