@@ -1,11 +1,15 @@
 """Cost of the semantic classifiers per turn on one CPU core: all heads of a speaker.
 
-    .venv/bin/python benchmarks/classifier_bench.py [--repeat 3] [--fp32 PATH]
+    .venv/bin/python benchmarks/classifier_bench.py [--repeat 3] [--fp32 PATH] [--packs]
 
 Prints JSON: median / p95 milliseconds per turn for the shipped runtime (int8 encoder, one
 pass, all heads) and for naive baselines: one encoder pass per label (heads as separate
 models) and, with ``--fp32`` (``python -m cxguard.train`` can leave one behind), the
 unquantised encoder. The process is pinned to one core where the OS allows it.
+
+``--packs`` also runs the default regex pack and the proposed semantic pack over the
+labelled transcripts in ``tests/data/transcripts`` (written by the policy room, not by the
+classifier's authors) and prints per-assertion TP / FP / FN for each.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fp32", type=Path, help="an fp32 encoder ONNX for comparison")
+    parser.add_argument("--packs", action="store_true", help="compare regex vs semantic pack")
     args = parser.parse_args()
     pinned = False
     if hasattr(os, "sched_setaffinity"):
@@ -95,7 +100,39 @@ def main() -> None:
             fp32.run(["embedding"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
 
         result["baseline_fp32_encoder_only"] = timed(fp32_encode, items, args.repeat)
+    if args.packs:
+        result["packs_on_labelled_transcripts"] = compare_packs(scorer)
     print(json.dumps(result, indent=2))
+
+
+def compare_packs(scorer: OnnxTextScorer) -> dict[str, object]:
+    from cxguard.policy.engine import PolicyEngine
+    from cxguard.policy.offline import evaluate_transcript, load_transcript, score_expectations
+    from cxguard.policy.pack import default_pack_path, load_pack
+
+    packs = {
+        "regex (billing.yaml)": PolicyEngine(load_pack(default_pack_path())),
+        "semantic (billing.semantic.yaml.proposed)": PolicyEngine(
+            load_pack(REPO / "configs" / "policies" / "billing.semantic.yaml.proposed"), scorer
+        ),
+    }
+    out: dict[str, object] = {}
+    for name, engine in packs.items():
+        per_set: dict[str, dict[str, list[int]]] = {}
+        for path in sorted((REPO / "tests" / "data" / "transcripts").glob("*.jsonl")):
+            group = "held_out" if path.stem.startswith("heldout") else "dev"
+            lines = load_transcript(path)
+            rows = list(evaluate_transcript(lines, engine))
+            for assertion, c in score_expectations(lines, rows).items():
+                acc = per_set.setdefault(group, {}).setdefault(assertion, [0, 0, 0])
+                acc[0] += c.tp
+                acc[1] += c.fp
+                acc[2] += c.fn
+        out[name] = {
+            group: {a: dict(zip(("tp", "fp", "fn"), v, strict=True)) for a, v in counts.items()}
+            for group, counts in per_set.items()
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class CallInfo:
     stream_id: str = ""
     account_sid: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
-    """Custom parameters (Twilio ``customParameters``, AudioHook ``customConfig``/``parameters``)."""
+    """Custom parameters (Twilio ``customParameters``, AudioHook ``customConfig``)."""
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,11 @@ def load_examples(data_dir: Path, demo: Path, seed: int) -> list[Example]:
         *corpus.own_file(own / "customer_train.yaml", "customer", "train"),
         *corpus.own_file(own / "customer_val.yaml", "customer", "val"),
         *corpus.own_file(own / "customer_test.yaml", "customer", "test"),
+        *corpus.own_file(own / "customer_test_b.yaml", "customer", "test"),
         *generate(own / "agent_templates.yaml", seed),
         *corpus.own_file(own / "agent_val.yaml", "agent", "val"),
         *corpus.own_file(own / "agent_test.yaml", "agent", "test"),
+        *corpus.own_file(own / "agent_test_b.yaml", "agent", "test"),
     ]
     probes = corpus.probes(data_dir, demo)
     seen: dict[tuple[str, str], set[str]] = {}
@@ -225,12 +227,15 @@ def _evaluate(
 ) -> dict[str, Any]:
     metrics: dict[str, dict[str, Any]] = {}
     ext = np.asarray([e.origin == "public" for e in parts["test"]], dtype=bool)
-    for name, split, mask in (
+    set_b = np.asarray([e.source.endswith("_test_b") for e in parts["test"]], dtype=bool)
+    evals = (
         ("validation", "val", None),
         ("held_out", "test", None),
         ("own_test", "test", ~ext),
+        ("own_test_b", "test", set_b),
         ("external", "test", ext),
-    ):
+    )
+    for name, split, mask in evals:
         metrics[name] = {}
         for h in fitted:
             xs, ys = x[split], y[split][h.label]

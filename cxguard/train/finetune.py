@@ -55,7 +55,7 @@ def finetune(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from tokenizers import Tokenizer
-    from transformers import AutoModel
+    from transformers import AutoModel  # type: ignore[import-not-found, unused-ignore]
 
     from cxguard.train.encoder import base_model_dir
 

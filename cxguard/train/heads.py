@@ -2,7 +2,7 @@
 embedding, stored together as one ONNX graph ``sigmoid(embedding @ W + b)``.
 
 Per label, the regularisation strength C and the decision threshold are chosen on the
-validation split (F1-optimal); the test split is never looked at here.
+validation split (best Matthews correlation); the test split is never looked at here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Head:
     bias: float
     threshold: float
     c: float
-    val_f1: float
+    val_mcc: float
 
 
 def sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -32,19 +32,22 @@ def sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def best_threshold(scores: NDArray[np.float64], y: NDArray[np.int_]) -> tuple[float, float]:
-    """F1-optimal threshold: midway between the last kept and first dropped score."""
+    """The cut with the best Matthews correlation (symmetric in the two classes, so the
+    majority label ``customer.other`` is not pushed to a near-zero threshold the way F1
+    pushes it), placed midway between the last kept and the first dropped score."""
     order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], y[order]
+    s, t = scores[order], y[order].astype(np.float64)
     tp = np.cumsum(t)
     fp = np.cumsum(1 - t)
-    pos = max(int(t.sum()), 1)
-    f1 = 2 * tp / (tp + fp + pos)
+    pos, neg = t.sum(), (1 - t).sum()
+    fn, tn = pos - tp, neg - fp
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(denom > 0, (tp * tn - fp * fn) / np.where(denom > 0, denom, 1.0), 0.0)
     # Only cut where the score changes, so ties fall on one side.
-    valid = np.append(s[:-1] > s[1:], True)
-    f1 = np.where(valid, f1, -1.0)
-    k = int(np.argmax(f1))
+    mcc = np.where(np.append(s[:-1] > s[1:], True), mcc, -1.0)
+    k = int(np.argmax(mcc))
     nxt = s[k + 1] if k + 1 < len(s) else 0.0
-    return float((s[k] + nxt) / 2.0), float(f1[k])
+    return float((s[k] + nxt) / 2.0), float(mcc[k])
 
 
 def fit_head(
@@ -66,9 +69,9 @@ def fit_head(
         w = model.coef_[0].astype(np.float32)
         b = float(model.intercept_[0])
         p = sigmoid(x_val.astype(np.float64) @ w + b)
-        thr, f1 = best_threshold(p, y_val)
-        if best is None or f1 > best.val_f1 + 1e-9:
-            best = Head(label, w, b, thr, c, f1)
+        thr, mcc = best_threshold(p, y_val)
+        if best is None or mcc > best.val_mcc + 1e-9:
+            best = Head(label, w, b, thr, c, mcc)
     assert best is not None
     return best
 

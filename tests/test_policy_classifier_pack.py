@@ -1,0 +1,54 @@
+"""The proposed semantic billing pack (regex OR classifier) on the bundled demo call.
+
+``configs/policies/billing.semantic.yaml.proposed`` keeps every id of the default pack and
+adds a ``kind: classifier`` branch next to each regex; on the demo call it must reach exactly
+the verdicts the demo is labelled with, through the real engine and the real ONNX models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
+from cxguard.policy.engine import PolicyEngine
+from cxguard.policy.offline import evaluate_transcript, load_transcript
+from cxguard.policy.pack import load_pack
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = ROOT / "configs" / "policies" / "billing.semantic.yaml.proposed"
+
+
+@pytest.fixture(scope="module")
+def engine() -> PolicyEngine:
+    scorer = OnnxTextScorer(ClassifierOptions(models_dir=ROOT / "models"))
+    return PolicyEngine(load_pack(PACK), scorer)
+
+
+def test_pack_thresholds_are_the_manifest_thresholds(engine: PolicyEngine) -> None:
+    assert engine.scorer is not None
+    pack = load_pack(PACK)
+    scorer = engine.scorer
+    assert isinstance(scorer, OnnxTextScorer)
+    manifest = {**scorer.thresholds("agent"), **scorer.thresholds("customer")}
+    assert pack.thresholds
+    for label, threshold in pack.thresholds.items():
+        assert threshold == pytest.approx(manifest[label], abs=1e-4)
+
+
+def test_demo_call_gets_exactly_its_labelled_verdicts(engine: PolicyEngine) -> None:
+    lines = load_transcript(ROOT / "tests" / "data" / "transcripts" / "demo_call.jsonl")
+    rows = list(evaluate_transcript(lines, engine))
+    got = {(r["line"], r["assertion"]): r["verdict"] for r in rows}
+    expected = {
+        (n, a): v for n, line in enumerate(lines) for a, v in line.get("expect", {}).items()
+    }
+    assert expected
+    for key, verdict in expected.items():
+        assert got.get(key) == verdict, (key, [r for r in rows if r["line"] == key[0]])
+    for key, verdict in got.items():
+        if key not in expected:
+            assert verdict in ("pass", "not_applicable"), (key, verdict, lines[key[0]])
+    scored = [r for r in rows if r.get("scores")]
+    assert scored, "classifier scores must reach the verdict evidence"
