@@ -35,6 +35,7 @@ from cxguard.integrations.pipecat import (
     GuardReport,
     PolicyGuard,
 )
+from cxguard.policy.classifier import OnnxTextScorer
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import default_pack_path, load_pack
 
@@ -121,7 +122,7 @@ def show(report: GuardReport) -> None:
 
 
 async def main(mode: GuardMode) -> None:
-    engine = PolicyEngine(load_pack(default_pack_path()))
+    engine = PolicyEngine(load_pack(default_pack_path()), OnnxTextScorer())
     options = GuardOptions(mode=mode, call_id="demo-call", tenant="northwind",
                            parameters={"authenticated": "false"})  # fmt: skip
     guard = PolicyGuard(engine, options, on_report=show)

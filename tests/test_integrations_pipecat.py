@@ -18,6 +18,7 @@ from cxguard.integrations.pipecat import (
     GuardReport,
     PolicyGuard,
 )
+from cxguard.policy.classifier import OnnxTextScorer
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import default_pack_path, load_pack
 
@@ -36,7 +37,7 @@ with warnings.catch_warnings():  # pipecat 1.14 imports audioop (deprecated sinc
     )
     from pipecat.tests.utils import SleepFrame, run_test
 
-ENGINE = PolicyEngine(load_pack(default_pack_path()))
+ENGINE = PolicyEngine(load_pack(default_pack_path()), OnnxTextScorer())
 SAFE = "Sorry, I can't discuss that yet."
 HUMAN = "One moment, I'm bringing in a colleague."
 PAYMENT = "billing.no_payment_arrangements_unauthenticated"

@@ -1,6 +1,6 @@
-"""The proposed semantic billing pack (regex OR classifier) on the bundled demo call.
+"""The default (semantic) billing pack (regex OR classifier) on the bundled demo call.
 
-``configs/policies/billing.semantic.yaml.proposed`` keeps every id of the default pack and
+``cxguard/data/policies/billing.yaml`` keeps every id of the default pack and
 adds a ``kind: classifier`` branch next to each regex; on the demo call it must reach exactly
 the verdicts the demo is labelled with, through the real engine and the real ONNX models.
 """
@@ -17,7 +17,7 @@ from cxguard.policy.offline import evaluate_transcript, load_transcript
 from cxguard.policy.pack import load_pack
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK = ROOT / "configs" / "policies" / "billing.semantic.yaml.proposed"
+PACK = ROOT / "cxguard" / "data" / "policies" / "billing.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -150,8 +150,20 @@ def test_classifier_labels_are_collected_per_speaker() -> None:
     }
 
 
-def test_default_billing_pack() -> None:
+def test_default_billing_pack_is_semantic() -> None:
     pack = load_pack(default_pack_path())
+    assert pack.id == "billing"
+    assert {a.id for a in pack.assertions} == BILLING_IDS
+    assert pack.needs_scorer
+    assert "customer.closure" in pack.labels["customer"]
+    assert "agent.payment_arrangement" in pack.labels["agent"]
+    assert isinstance(
+        {a.id: a for a in pack.assertions}["pii.no_full_card_number"], CheckAssertion
+    )
+
+
+def test_deterministic_billing_pack() -> None:
+    pack = load_pack(default_pack_path().with_name("billing-rules.yaml"))
     assert pack.id == "billing"
     assert {a.id for a in pack.assertions} == BILLING_IDS
     assert not pack.needs_scorer
@@ -164,7 +176,8 @@ def test_default_billing_pack() -> None:
     assert pack.state.authenticate_on_agent_confirmation
 
 
-def test_configs_copy_is_identical_to_the_packaged_pack() -> None:
-    packaged = default_pack_path().read_bytes()
-    assert (ROOT / "configs" / "policies" / "billing.yaml").read_bytes() == packaged
+def test_configs_copies_are_identical_to_the_packaged_packs() -> None:
+    for name in ("billing.yaml", "billing-rules.yaml"):
+        packaged = default_pack_path().with_name(name).read_bytes()
+        assert (ROOT / "configs" / "policies" / name).read_bytes() == packaged
     assert default_pack_path().is_relative_to(ROOT / "cxguard" / "data")

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_policy_support import KeywordScorer, pack
 
-from cxguard.errors import ClassifierError, PolicyError
+from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Speaker, TurnText
 from cxguard.policy.engine import AssertionResult, Conversation, PolicyEngine
 from cxguard.policy.offline import load_transcript
@@ -34,16 +34,10 @@ UNAUTH = "billing.no_payment_arrangements_unauthenticated"
 
 
 def _default_engine() -> PolicyEngine:
-    """The real pack; with the real ONNX scorer when the pack needs one and models/ loads."""
-    billing = load_pack(default_pack_path())
-    if not billing.needs_scorer:
-        return PolicyEngine(billing)
-    from cxguard.policy.classifier import OnnxTextScorer
-
-    try:
-        return PolicyEngine(billing, OnnxTextScorer())
-    except ClassifierError:
-        return PolicyEngine(billing, missing_scorer="undetermined")
+    """The real deterministic billing pack: previews must equal the whole turn's results
+    exactly, scores included, which classifier scores of a prefix need not (the semantic
+    default pack is previewed end to end in test_e2e_midturn.py)."""
+    return PolicyEngine(load_pack(default_pack_path().with_name("billing-rules.yaml")))
 
 
 @pytest.fixture(scope="module")

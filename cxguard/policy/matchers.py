@@ -78,12 +78,44 @@ class TurnView:
                 self._error = "no classifier loaded"
             else:
                 try:
-                    self._scores = self._scorer.score([self.text], self.speaker)[0]
+                    self._scores = _pooled(self._scorer, self.text, self.speaker)
                 except ClassifierError as exc:
                     self._error = f"classifier failed: {exc}"
         if self._scores is None:
             raise ClassifierError(self._error or "no scores")
         return self._scores
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+WINDOW_WORDS = 40
+"""The encoder reads about 64 word pieces; longer turns are scored in windows of whole
+sentences (at most ~40 words each) and each label keeps its highest score, so a violation
+late in a monologue is not cut off."""
+
+
+def windows(text: str, max_words: int = WINDOW_WORDS) -> list[str]:
+    out: list[str] = []
+    current: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        words = sentence.split()
+        while len(words) > max_words:  # a run-on sentence: plain word windows
+            out.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if current and len(current) + len(words) > max_words:
+            out.append(" ".join(current))
+            current = []
+        current.extend(words)
+    if current or not out:
+        out.append(" ".join(current))
+    return out
+
+
+def _pooled(scorer: TextScorer, text: str, speaker: Speaker) -> Mapping[str, float]:
+    parts = windows(text)
+    if len(parts) == 1:
+        return scorer.score(parts, speaker)[0]
+    scored = scorer.score(parts, speaker)
+    return {label: max(float(s[label]) for s in scored) for label in scored[0]}
 
 
 def match(spec: MatcherSpec, view: TurnView) -> Hit:
@@ -136,7 +168,13 @@ def _classifier(spec: ClassifierMatcher, view: TurnView) -> Hit:
     threshold = spec.threshold if spec.threshold is not None else view.thresholds[spec.label]
     hit = score >= threshold
     relation = ">=" if hit else "<"
-    return Hit(hit, f"{spec.label}={score:.3f} {relation} {threshold:.2f}", {spec.label: score})
+    evidence = f"{spec.label}={score:.3f} {relation} {threshold:.2f}"
+    if hit:
+        for pattern in spec.unless:
+            excuse = compiled(pattern, True).search(view.text)
+            if excuse is not None and excuse.end() > excuse.start():
+                return Hit(False, f'{evidence}, excused by "{excuse.group()}"', {spec.label: score})
+    return Hit(hit, evidence, {spec.label: score})
 
 
 def _check(spec: CheckMatcher, view: TurnView) -> Hit:

@@ -88,6 +88,11 @@ class ClassifierMatcher(_Spec):
     label: Name
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Overrides ``classifier.thresholds[label]`` of the pack."""
+    unless: tuple[Regex, ...] = ()
+    """A score over the threshold is excused when one of these matches anywhere in the turn
+    (negations and questions the model confuses with requests: "I don't want to close it")."""
+
+    _classifier_lists = field_validator("unless", mode="before")(_one_or_many)
 
 
 class CheckMatcher(_Spec):
