@@ -174,6 +174,64 @@ def evidence_verify(
     raise typer.Exit(0 if report.ok else 1)
 
 
+@policy_app.command("test")
+def policy_test(
+    path: Annotated[Path | None, typer.Argument(help="Policy pack (default: billing).")] = None,
+    no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
+) -> None:
+    """Run a pack's labelled examples; print per-assertion precision/recall; exit 1 on a miss."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cxguard.policy.selftest import run_policy_tests
+    from cxguard.runtime.services import load_engine
+    from cxguard.runtime.settings import Settings
+
+    try:
+        engine, pack = load_engine(
+            Settings(policy=str(path) if path else None, classifiers=not no_classifiers)
+        )
+        report = run_policy_tests(pack, engine)
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    console = Console()
+    table = Table(title=f"{pack.id} {pack.version}: {report.cases} policy tests")
+    for col in ("assertion", "tp", "fp", "fn", "tn", "undetermined", "precision", "recall"):
+        table.add_column(col, justify="left" if col == "assertion" else "right")
+    for assertion, c in report.confusion.items():
+        table.add_row(
+            assertion,
+            str(c.tp),
+            str(c.fp),
+            str(c.fn),
+            str(c.tn),
+            str(c.undetermined),
+            f"{c.precision:.2f}",
+            f"{c.recall:.2f}",
+        )
+    console.print(table)
+    for m in report.mismatches:
+        console.print(
+            f"[red]MISS[/] {m.case!r} line {m.line} {m.assertion}: expected "
+            f"{m.expected}, got {m.got}: {m.text}"
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Where the models go.")] = Path("models"),
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Rebuild every classifier from data/ (needs the [train] extra: torch, onnx, sklearn)."""
+    try:
+        from cxguard.train.cli import train_all
+    except ImportError as exc:
+        typer.echo(f"error: training needs `pip install -e .[train]` ({exc})", err=True)
+        raise typer.Exit(2) from exc
+    train_all(out, seed=seed)
+
+
 @app.command()
 def demo(
     fast: Annotated[bool, typer.Option("--fast", help="Stream faster than real time.")] = False,

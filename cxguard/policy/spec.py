@@ -247,6 +247,18 @@ class ClassifierSpec(_Spec):
     thresholds: dict[Name, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
 
 
+class PolicyTestCase(_Spec):
+    """A labelled example conversation the pack must get right (``cxguard policy test``).
+
+    ``turns`` are lines of the ``cxguard eval`` transcript format; an agent line's
+    ``expect: {assertion: fail}`` marks a violation, every other (agent turn, assertion) is
+    expected not to fail."""
+
+    name: str = Field(min_length=1)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    turns: Annotated[tuple[dict[str, Any], ...], AfterValidator(_non_empty)]
+
+
 class PackSpec(_Spec):
     id: Name
     version: str
@@ -254,6 +266,7 @@ class PackSpec(_Spec):
     classifier: ClassifierSpec = ClassifierSpec()
     state: StateSpec = StateSpec()
     assertions: Annotated[tuple[Assertion, ...], AfterValidator(_non_empty)]
+    tests: tuple[PolicyTestCase, ...] = ()
 
     @field_validator("version", mode="before")
     @classmethod
