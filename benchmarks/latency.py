@@ -279,6 +279,7 @@ def main() -> None:
     ap.add_argument("--evidence", default=None)
     ap.add_argument("--find-capacity", action="store_true")
     ap.add_argument("--budget-ms", type=float, default=1000.0)
+    ap.add_argument("--config", default=None, help="settings file for the server it starts")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -287,7 +288,7 @@ def main() -> None:
     ladder = [1, 2, 4, 8, 12, 16, 24, 32, 48] if args.find_capacity else args.calls
     capacity = 0
     for n in ladder:
-        res = run_load(n, args.stagger, args.duration, args.url, args.evidence)
+        res = run_load(n, args.stagger, args.duration, args.url, args.evidence, args.config)
         arrivals = [a for a, _ in res.pop("_arrivals")]
         if service is None:
             service, naive_wer = naive_service_times(args.duration)

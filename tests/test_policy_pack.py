@@ -157,9 +157,7 @@ def test_default_billing_pack_is_semantic() -> None:
     assert pack.needs_scorer
     assert "customer.closure" in pack.labels["customer"]
     assert "agent.payment_arrangement" in pack.labels["agent"]
-    assert isinstance(
-        {a.id: a for a in pack.assertions}["pii.no_full_card_number"], CheckAssertion
-    )
+    assert isinstance({a.id: a for a in pack.assertions}["pii.no_full_card_number"], CheckAssertion)
 
 
 def test_deterministic_billing_pack() -> None:

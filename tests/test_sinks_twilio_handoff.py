@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from test_sinks_webhook import RecordingServer, Reply, _free_port
+from support_http import RecordingServer, Reply, free_port
 
 from cxguard.errors import ConfigError, SinkError, SinkUnavailable
 from cxguard.model import HandoffRequest
@@ -159,7 +159,7 @@ async def test_malformed_call_sid_never_reaches_the_api(server: RecordingServer)
 
 async def test_unreachable_api_is_sink_unavailable() -> None:
     target = TwilioCallRedirect(
-        ACCOUNT, TOKEN, api_base=f"http://127.0.0.1:{_free_port()}", retries=1, backoff_s=0.01
+        ACCOUNT, TOKEN, api_base=f"http://127.0.0.1:{free_port()}", retries=1, backoff_s=0.01
     )
     try:
         with pytest.raises(SinkUnavailable, match="unreachable"):

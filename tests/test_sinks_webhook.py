@@ -3,91 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from support_http import RecordingServer, Reply, free_port
 
 from cxguard.errors import ConfigError, SinkError, SinkUnavailable
 from cxguard.model import HandoffRequest
 from cxguard.sinks.webhook import WebhookHandoff, sign, verify_signature
 
 SECRET = b"s3cret-shared-with-the-receiver"
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b"{}"
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    client_port: int
-
-
-class RecordingServer:
-    """Answers POSTs with the scripted replies in order (the last one repeats)."""
-
-    def __init__(self, replies: list[Reply]) -> None:
-        self.replies = list(replies)
-        self.received: list[Received] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
-            disable_nagle_algorithm = True  # else delayed ACKs add ~40 ms per request
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                owner.received.append(
-                    Received(
-                        "POST",
-                        self.path,
-                        {k.lower(): v for k, v in self.headers.items()},
-                        body,
-                        self.client_address[1],
-                    )
-                )
-                reply = owner.replies.pop(0) if len(owner.replies) > 1 else owner.replies[0]
-                time.sleep(reply.delay_s)
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # a client that timed out and hung up is expected here
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/handoff"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
 
 @pytest.fixture
@@ -110,12 +36,6 @@ def _request(key: str = "CA0123:7") -> HandoffRequest:
         requested_at_wall=1_700_000_000.5,
         account_sid="AC42",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_post_carries_json_body_key_and_verifiable_signature(server: RecordingServer) -> None:
@@ -261,7 +181,7 @@ async def test_timeout_is_retried(server: RecordingServer) -> None:
 
 
 async def test_connection_refused_is_sink_unavailable() -> None:
-    hook = WebhookHandoff(f"http://127.0.0.1:{_free_port()}/x", SECRET, retries=1, backoff_s=0.01)
+    hook = WebhookHandoff(f"http://127.0.0.1:{free_port()}/x", SECRET, retries=1, backoff_s=0.01)
     try:
         with pytest.raises(SinkUnavailable, match="gave up after 2 attempts: unreachable"):
             await hook.send(_request())

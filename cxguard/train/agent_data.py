@@ -2,7 +2,9 @@
 
 Each template becomes several sentences with different slot values; some are wrapped in
 label-free filler sentences (real turns rarely hold one clause) and some are written the way
-ASR hands them over (lower case, no punctuation). All of it is training data: validation
+ASR hands them over (lower case, no punctuation). A seeded share of positives and negatives
+alike starts with a discourse marker ("Sure, ...", "No problem, ..."), so that a marker never
+decides the label. All of it is training data: validation
 is the hand-written ``agent_val.yaml``, so thresholds are chosen on sentences that no
 template produced.
 """
@@ -23,10 +25,21 @@ _SLOT = re.compile(r"\{(\w+)\}")
 PER_LABEL = 320  # generated turns per single label
 PER_MULTI = 24  # per multi-label key
 PER_NEGATIVE_TEMPLATE = 5
+PER_EXTRA_NEGATIVE = 8  # `clarifying` and `non_commitments`: few templates, many fillings
+MARKER_P = 0.2  # share of generated turns that get a leading discourse marker
+NEGATIVE_KEYS = ("hard_negatives", "neutral", "clarifying", "non_commitments")
 
 
 def _fill(template: str, slots: Mapping[str, Sequence[str]], rng: random.Random) -> str:
     return _SLOT.sub(lambda m: rng.choice(slots[m.group(1)]), template)
+
+
+def _marked(text: str, spec: Mapping[str, Any], rng: random.Random) -> str:
+    """Prefixes a discourse marker to a share of turns ("Okay, let's ...")."""
+    if rng.random() >= MARKER_P:
+        return text
+    keep_case = text[:2] in ("I ", "I'") or text[:1].isdigit() or text[:1] == "$"
+    return f"{rng.choice(spec['markers'])}, {text if keep_case else text[:1].lower() + text[1:]}"
 
 
 def _asr_style(text: str) -> str:
@@ -37,7 +50,7 @@ def _variant(
     template: str, spec: Mapping[str, Any], rng: random.Random, negatives: Sequence[str]
 ) -> str:
     slots = spec["slots"]
-    text = _fill(template, slots, rng)
+    text = _marked(_fill(template, slots, rng), spec, rng)
     r = rng.random()
     if r < 0.25:
         text = f"{rng.choice(spec['fillers'])} {text}"
@@ -59,7 +72,7 @@ def _expand(
     rng: random.Random,
     negatives: Sequence[str],
 ) -> Iterator[Example]:
-    pos = [] if key in ("none", "hard_negatives", "neutral") else key.split("+")
+    pos = [] if key == "none" or key in NEGATIVE_KEYS else key.split("+")
     for template in templates:
         seen: set[str] = set()
         for _ in range(n_per * 3):
@@ -75,7 +88,7 @@ def _expand(
 
 
 def _plain(template: str, spec: Mapping[str, Any], rng: random.Random) -> str:
-    text = _fill(template, spec["slots"], rng)
+    text = _marked(_fill(template, spec["slots"], rng), spec, rng)
     if rng.random() < 0.2:
         text = f"{rng.choice(spec['fillers'])} {text}"
     return _asr_style(text) if rng.random() < 0.25 else text
@@ -84,11 +97,12 @@ def _plain(template: str, spec: Mapping[str, Any], rng: random.Random) -> str:
 def generate(path: Path, seed: int) -> list[Example]:
     spec = yaml.safe_load(path.read_text())
     rng = random.Random(seed)
-    negatives = list(spec["neutral"]) + list(spec["hard_negatives"])
+    negatives = [t for key in NEGATIVE_KEYS for t in spec[key]]
     out: list[Example] = []
     for key, templates in spec["labels"].items():
         n_per = -(-(PER_MULTI if "+" in key else PER_LABEL) // len(templates))
         out.extend(_expand(key, templates, n_per, spec, rng, negatives))
-    for key in ("hard_negatives", "neutral"):
-        out.extend(_expand(key, spec[key], PER_NEGATIVE_TEMPLATE, spec, rng, negatives))
+    for key in NEGATIVE_KEYS:
+        n_per = PER_NEGATIVE_TEMPLATE if key in ("hard_negatives", "neutral") else PER_EXTRA_NEGATIVE
+        out.extend(_expand(key, spec[key], n_per, spec, rng, negatives))
     return out
