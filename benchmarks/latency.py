@@ -12,6 +12,10 @@ host both at once honestly): faster-whisper as its README shows it — ``Whisper
 same turns. Its per-turn service times are measured; its latency at N calls is those service
 times put through the same arrival schedule on one model (FIFO), as a naive server would run.
 
+``p50_ms``/``p95_ms``/``p99_ms`` are end of turn (the VAD closed it) → all verdicts decided,
+as the server measured them; ``speech_end_*`` add the endpointing wait (last voiced frame →
+verdict, client clock) and ``baseline_*`` are the naive server's turn closed → transcribed.
+
     python benchmarks/latency.py --calls 1 4 8 16 --json
     python benchmarks/latency.py --find-capacity --budget-ms 1000 --json
 """
@@ -44,6 +48,7 @@ from cxguard.runtime.demo import demo_audio  # noqa: E402
 from cxguard.runtime.simulate import SimulationOptions, simulate_call  # noqa: E402
 
 DEMO = ROOT / "cxguard" / "data" / "demo"
+HANGOVER_MS = 400.0
 
 
 @dataclass
@@ -259,8 +264,11 @@ def naive_service_times(duration: float | None) -> tuple[list[tuple[float, float
 
 
 def naive_latency(service: list[tuple[float, float]], arrivals: list[float]) -> list[float]:
-    """FIFO on one model: each call's turns arrive at call start + turn end."""
-    jobs = sorted((a + end_ms / 1000.0, s) for a in arrivals for end_ms, s in service)
+    """FIFO on one model: each call's turns arrive when the VAD closes them (call start + turn
+    end + the same 400 ms hangover), so the figure compares with ours turn-closed → verdict."""
+    jobs = sorted(
+        (a + (end_ms + HANGOVER_MS) / 1000.0, s) for a in arrivals for end_ms, s in service
+    )
     free_at = 0.0
     lat = []
     for arrive, s in jobs:
