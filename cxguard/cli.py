@@ -174,6 +174,31 @@ def evidence_verify(
     raise typer.Exit(0 if report.ok else 1)
 
 
+@evidence_app.command("report")
+def evidence_report(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+) -> None:
+    """Governance report: outcomes and pass rate per assertion, failures, drift, chain status."""
+    from cxguard.evidence.drift import detect_drift
+    from cxguard.evidence.ledger import EvidenceLedger
+    from cxguard.evidence.report import governance_report
+    from cxguard.runtime.settings import Settings
+
+    try:
+        ledger = EvidenceLedger(evidence or Settings().evidence_url)
+        try:
+            tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
+            drift = [f for t in tenants for f in detect_drift(ledger, t)]
+            report = governance_report(ledger, tenant, drift=drift)
+        finally:
+            ledger.close()
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
+
+
 @policy_app.command("test")
 def policy_test(
     path: Annotated[Path | None, typer.Argument(help="Policy pack (default: billing).")] = None,

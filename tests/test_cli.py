@@ -73,6 +73,9 @@ def test_demo_export_and_verify(tmp_path: Path) -> None:
     ].keys()
     assert any(r["verdict"] == "fail" for r in rows)
     assert run("evidence", "verify", "--evidence", url).returncode == 0
+    report = run("evidence", "report", "--evidence", url).stdout
+    assert "governance report" in report and "Hash chain intact" in report
+    assert "`billing.closure_escalation`" in report
 
     import sqlite3
 
