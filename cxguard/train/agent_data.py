@@ -26,7 +26,8 @@ PER_LABEL = 320  # generated turns per single label
 PER_MULTI = 24  # per multi-label key
 PER_NEGATIVE_TEMPLATE = 5
 PER_EXTRA_NEGATIVE = 8  # `clarifying` and `non_commitments`: few templates, many fillings
-MARKER_P = 0.2  # share of generated turns that get a leading discourse marker
+MARKER_P = 0.1  # share of generated turns that get a leading discourse marker
+TWIN_P = 0.5  # share that also get a marked twin with the same labels (direct invariance pairs)
 NEGATIVE_KEYS = ("hard_negatives", "neutral", "clarifying", "non_commitments")
 
 
@@ -34,10 +35,12 @@ def _fill(template: str, slots: Mapping[str, Sequence[str]], rng: random.Random)
     return _SLOT.sub(lambda m: rng.choice(slots[m.group(1)]), template)
 
 
-def _marked(text: str, spec: Mapping[str, Any], rng: random.Random) -> str:
-    """Prefixes a discourse marker to a share of turns ("Okay, let's ...")."""
-    if rng.random() >= MARKER_P:
+def _marked(text: str, spec: Mapping[str, Any], rng: random.Random, p: float = MARKER_P) -> str:
+    """Prefixes a discourse marker to a share ``p`` of turns ("Okay, let's ...")."""
+    if rng.random() >= p:
         return text
+    if text == _asr_style(text):
+        return f"{_asr_style(rng.choice(spec['markers']))} {text}"
     keep_case = text[:2] in ("I ", "I'") or text[:1].isdigit() or text[:1] == "$"
     return f"{rng.choice(spec['markers'])}, {text if keep_case else text[:1].lower() + text[1:]}"
 
@@ -82,9 +85,11 @@ def _expand(
             if normalise(text) in seen:
                 continue
             seen.add(normalise(text))
-            yield Example(
-                text, "agent", make_labels("agent", pos), f"own.templates.{key}", "own", "train"
-            )
+            labels = make_labels("agent", pos)
+            yield Example(text, "agent", labels, f"own.templates.{key}", "own", "train")
+            if rng.random() < TWIN_P:
+                twin = _marked(text, spec, rng, p=1.0)
+                yield Example(twin, "agent", labels, f"own.templates.{key}", "own", "train")
 
 
 def _plain(template: str, spec: Mapping[str, Any], rng: random.Random) -> str:
@@ -103,6 +108,7 @@ def generate(path: Path, seed: int) -> list[Example]:
         n_per = -(-(PER_MULTI if "+" in key else PER_LABEL) // len(templates))
         out.extend(_expand(key, templates, n_per, spec, rng, negatives))
     for key in NEGATIVE_KEYS:
-        n_per = PER_NEGATIVE_TEMPLATE if key in ("hard_negatives", "neutral") else PER_EXTRA_NEGATIVE
+        extra = key in ("clarifying", "non_commitments")
+        n_per = PER_EXTRA_NEGATIVE if extra else PER_NEGATIVE_TEMPLATE
         out.extend(_expand(key, spec[key], n_per, spec, rng, negatives))
     return out
