@@ -83,3 +83,10 @@ def test_demo_export_and_verify(tmp_path: Path) -> None:
         conn.execute("UPDATE verdicts SET outcome = 'pass' WHERE outcome = 'fail'")
     tampered = run("evidence", "verify", "--evidence", url, check=False)
     assert tampered.returncode == 1
+
+
+def test_default_pack_passes_its_policy_tests() -> None:
+    result = run("policy", "test", check=False)
+    assert result.returncode == 0, result.stdout
+    assert "8 policy tests" in result.stdout
+    assert "MISS" not in result.stdout
