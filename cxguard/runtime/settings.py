@@ -43,7 +43,9 @@ class VadSettings:
     min_turn_ms: int = 250
     max_turn_ms: int = 15_000
     agent_max_turn_ms: int | None = None
-    """Cut agent turns shorter than ``max_turn_ms`` so long monologues are evaluated mid-turn."""
+    """Cut agent turns into pieces of this length so long monologues are previewed mid-turn
+    (e.g. 4000). Off by default: a piece cut mid-phrase transcribes worse, and a short tail
+    piece that ASR rejects makes the whole turn ``undetermined`` (measured on the demo call)."""
 
 
 @dataclass(frozen=True)
