@@ -137,7 +137,12 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def run_load(
-    calls: int, stagger: float, duration: float | None, url: str | None, evidence: str | None
+    calls: int,
+    stagger: float,
+    duration: float | None,
+    url: str | None,
+    evidence: str | None,
+    config: str | None = None,
 ) -> dict[str, Any]:
     server = None
     tmp = Path(tempfile.mkdtemp(prefix="cxg-lat-"))
@@ -154,6 +159,7 @@ def run_load(
                 str(port),
                 "--evidence",
                 evidence,
+                *(["--config", config] if config else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -213,11 +219,12 @@ def run_load(
         "calls": calls,
         "turns": turns_seen,
         "verdict_turns": len(latencies),
-        "p50_ms": _pct(latencies, 50),
-        "p95_ms": _pct(latencies, 95),
-        "p99_ms": _pct(latencies, 99),
-        "turn_closed_p50_ms": _pct(closed, 50),
-        "turn_closed_p95_ms": _pct(closed, 95),
+        "p50_ms": _pct(closed, 50),
+        "p95_ms": _pct(closed, 95),
+        "p99_ms": _pct(closed, 99),
+        "speech_end_p50_ms": _pct(latencies, 50),
+        "speech_end_p95_ms": _pct(latencies, 95),
+        "speech_end_p99_ms": _pct(latencies, 99),
         "dropped_turns": dropped,
         "undetermined_turns": undetermined_turns,
         "wer": round(_wer(pairs), 4),

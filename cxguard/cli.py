@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cxguard.errors import CxguardError
+
+if TYPE_CHECKING:
+    from cxguard.evidence.ledger import EvidenceLedger
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +46,24 @@ def _logging(verbose: bool) -> None:
 def _fail(exc: CxguardError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _ledger(url: str | None) -> Iterator[EvidenceLedger]:
+    """The ledger at ``url`` (default: the settings' one), closed after; errors exit 2."""
+    from cxguard.evidence.ledger import EvidenceLedger
+    from cxguard.runtime.settings import Settings
+
+    try:
+        ledger = EvidenceLedger(url or Settings().evidence_url)
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    try:
+        yield ledger
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    finally:
+        ledger.close()
 
 
 @app.command()
@@ -112,20 +135,15 @@ def eval_(
     no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
 ) -> None:
     """Evaluate a JSONL transcript offline with the live engine; one JSON line per verdict."""
-    from cxguard.policy.offline import evaluate_transcript
+    from cxguard.policy.offline import evaluate_transcript, load_transcript
     from cxguard.runtime.services import load_engine
     from cxguard.runtime.settings import Settings
 
     try:
         settings = Settings(policy=str(policy) if policy else None, classifiers=not no_classifiers)
         engine, _ = load_engine(settings)
-        with transcript.open(encoding="utf-8") as fh:
-            lines = [json.loads(line) if line.strip() else {} for line in fh]
-        for row in evaluate_transcript(lines, engine):
+        for row in evaluate_transcript(load_transcript(transcript), engine):
             sys.stdout.write(json.dumps(row) + "\n")
-    except json.JSONDecodeError as exc:
-        typer.echo(f"error: {transcript}: line {exc.lineno}: not JSON: {exc.msg}", err=True)
-        raise typer.Exit(2) from exc
     except CxguardError as exc:
         raise _fail(exc) from exc
 
@@ -137,18 +155,9 @@ def evidence_export(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
 ) -> None:
     """Print the ledger as JSON lines (one per turn and assertion)."""
-    from cxguard.evidence.ledger import EvidenceLedger
-    from cxguard.runtime.settings import Settings
-
-    try:
-        ledger = EvidenceLedger(evidence or Settings().evidence_url)
-        try:
-            for row in ledger.export(call_id=call, tenant=tenant):
-                sys.stdout.write(json.dumps(row, default=str) + "\n")
-        finally:
-            ledger.close()
-    except CxguardError as exc:
-        raise _fail(exc) from exc
+    with _ledger(evidence) as ledger:
+        for row in ledger.export(call_id=call, tenant=tenant):
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
 
 
 @evidence_app.command("verify")
@@ -157,20 +166,9 @@ def evidence_verify(
     call: Annotated[str | None, typer.Option("--call")] = None,
 ) -> None:
     """Check the hash chains; exit 1 if any row was changed, removed or reordered."""
-    from cxguard.evidence.ledger import EvidenceLedger
-    from cxguard.runtime.settings import Settings
-
-    try:
-        ledger = EvidenceLedger(evidence or Settings().evidence_url)
-        try:
-            report = ledger.verify(call_id=call)
-        finally:
-            ledger.close()
-    except CxguardError as exc:
-        raise _fail(exc) from exc
-    typer.echo(
-        json.dumps(report.as_dict() if hasattr(report, "as_dict") else vars(report), default=str)
-    )
+    with _ledger(evidence) as ledger:
+        report = ledger.verify(call_id=call)
+    typer.echo(json.dumps(report.as_dict(), default=str))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -182,20 +180,12 @@ def evidence_report(
 ) -> None:
     """Governance report: outcomes and pass rate per assertion, failures, drift, chain status."""
     from cxguard.evidence.drift import detect_drift
-    from cxguard.evidence.ledger import EvidenceLedger
     from cxguard.evidence.report import governance_report
-    from cxguard.runtime.settings import Settings
 
-    try:
-        ledger = EvidenceLedger(evidence or Settings().evidence_url)
-        try:
-            tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
-            drift = [f for t in tenants for f in detect_drift(ledger, t)]
-            report = governance_report(ledger, tenant, drift=drift)
-        finally:
-            ledger.close()
-    except CxguardError as exc:
-        raise _fail(exc) from exc
+    with _ledger(evidence) as ledger:
+        tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
+        drift = [f for t in tenants for f in detect_drift(ledger, t)]
+        report = governance_report(ledger, tenant, drift=drift)
     typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
 
 

@@ -1,0 +1,41 @@
+"""The turn-sized window loops on some digit strings; the full-window retry recovers them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cxguard.asr.guards import AsrRejected
+from cxguard.asr.options import AsrOptions
+from cxguard.asr.transcriber import Transcriber
+from cxguard.audio.codec import ulaw_decode, ulaw_encode
+from cxguard.audio.files import read_audio
+from cxguard.audio.vad import TurnSegmenter
+
+DEMO = Path(__file__).resolve().parents[1] / "cxguard" / "data" / "demo"
+
+
+@pytest.fixture(scope="module")
+def card_turn() -> bytes:
+    """The demo agent reading a card number, cut by the VAD as the live path cuts it."""
+    pcm = ulaw_decode(ulaw_encode(read_audio(DEMO / "agent.wav", 8000)))
+    seg = TurnSegmenter("agent")
+    turns = seg.feed(pcm, 0.0) + seg.flush()
+    script = json.loads((DEMO / "turns.json").read_text())["turns"]
+    card = next(t for t in script if "card number" in t["text"])
+    return next(t for t in turns if abs(t.start_ms - card["start_ms"]) < 100).pcm16
+
+
+def test_looping_turn_window_is_rejected_without_the_retry(card_turn: bytes) -> None:
+    asr = Transcriber(AsrOptions(full_window_fallback=False))
+    with pytest.raises(AsrRejected) as err:
+        asr.transcribe(card_turn)
+    assert err.value.reason in ("runaway", "repetition")
+
+
+def test_full_window_retry_recovers_the_digits(card_turn: bytes) -> None:
+    text = Transcriber(AsrOptions()).transcribe(card_turn).text
+    digits = "".join(ch for ch in text if ch.isdigit())
+    assert digits.endswith("0366") and len(digits) >= 15
