@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from cxguard.errors import EvidenceError
 from cxguard.evidence.redaction import redact
 from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, Transcript, TurnText, Verdict
 from cxguard.policy.engine import AssertionResult
@@ -181,8 +182,17 @@ class VerdictPipeline:
         alerted: set[str] | None = None,
     ) -> None:
         services = self._services
-        # Durable first: a verdict is in the ledger before anyone is told about it.
-        await services.evidence.write(self._info, text, verdicts)
+        # Durable first: a verdict is in the ledger before anyone is told about it. If the
+        # ledger is down, supervisors are still told (a violation must not go unheard), and
+        # the alert says the evidence is missing.
+        try:
+            await services.evidence.write(self._info, text, verdicts)
+        except EvidenceError as exc:
+            metrics.PIPELINE_ERRORS.inc()
+            log.error("call %s: verdicts NOT stored: %s", self._info.call_id, exc)
+            verdicts = [
+                replace(v, evidence=f"{v.evidence} [evidence not stored: {exc}]") for v in verdicts
+            ]
         published = time.monotonic()
         skip = alerted or set()
         alerts = [
