@@ -51,3 +51,17 @@ def test_architecture_scan_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from cxguard.asr import transcriber\nimport asyncio\n", encoding="utf-8")
     assert _imports(bad) == {"cxguard.asr", "asyncio"}
+
+
+def test_integrations_use_only_the_policy_room() -> None:
+    allowed = SHARED | {"cxguard.policy"}
+    offenders = [
+        f"{p.relative_to(PACKAGE)} imports {n}"
+        for p in sorted((PACKAGE / "integrations").rglob("*.py"))
+        for n in _imports(p)
+        if n.startswith("cxguard")
+        and n not in allowed
+        and not n.startswith("cxguard.policy.")
+        and not n.startswith("cxguard.integrations")
+    ]
+    assert offenders == []
