@@ -103,7 +103,7 @@ class Sidecar:
             await self._await_client_close(ws, stream)
             await ws.close(exc.close_code, str(exc)[:120])
         except ConnectionClosed:
-            pass
+            pass  # the platform hung up without a stop/close: the call still gets evaluated
         finally:
             stream.receive_eof()
             session = self._dispatch(stream.events_received(), session)

@@ -132,7 +132,7 @@ class CallSession:
         elif isinstance(event, CallEnded):
             self.end(event.reason, event.at_ms)
         elif isinstance(event, Mark | CallStarted):
-            pass
+            pass  # a mark's meaning (if any) arrives as its own ControlEvent
 
     def _audio(self, chunk: AudioChunk) -> None:
         if chunk.encoding == "PCMU":
