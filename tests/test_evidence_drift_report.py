@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,28 +18,10 @@ from cxguard.evidence import (
 from cxguard.evidence.drift import two_proportion_z
 from cxguard.model import Outcome, Verdict
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = 1_700_000_000.0
 DAY = 86_400.0
 RECENT_GREET: list[Outcome] = ["pass"] * 30 + ["fail"] * 10 + ["undetermined"] * 10
 RECENT_CLOSE: list[Outcome] = ["pass"] * 45 + ["fail"] * 5 + ["not_applicable"] * 20
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'evidence.db'}"
-        return
-    name = f"cxg_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _verdicts(
