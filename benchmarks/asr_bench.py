@@ -190,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         "turn-b5": (replace(base, window="turn", beam_size=5), False),
         "turn-b1": (replace(base, window="turn", beam_size=1), False),
         "turn-b1-batched": (replace(base, window="turn", beam_size=1), True),
+        "turn-b1-silence": (replace(base, window="turn", padding="silence"), False),
+        "turn6-b1": (replace(base, window="turn", min_window_s=6.0), False),
+        "turn6-b1-silence": (
+            replace(base, window="turn", min_window_s=6.0, padding="silence"),
+            False,
+        ),
+        "turn-b1-nofallback": (replace(base, full_window_fallback=False), False),
+        "turn-b1-silence-nofallback": (
+            replace(base, padding="silence", full_window_fallback=False),
+            False,
+        ),
     }
     wanted = set(args.only.split(",")) if args.only else None
     results: dict[str, Any] = {}

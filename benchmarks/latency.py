@@ -75,8 +75,8 @@ def _wait_ready(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("server did not become ready")
 
 
-async def _one_call(url: str, delay: float, duration_s: float | None) -> CallRun:
-    await asyncio.sleep(delay)
+async def _one_call(url: str, at: float, duration_s: float | None) -> CallRun:
+    await asyncio.sleep(max(0.0, at - time.time()))
     agent, customer = demo_audio()
     if duration_s:
         agent, customer = _truncated(agent, customer, duration_s)
@@ -103,6 +103,26 @@ def _truncated(agent: Path, customer: Path, seconds: float) -> tuple[Path, Path]
             paths.append(dst)
         _TRUNC[seconds] = (paths[0], paths[1])
     return _TRUNC[seconds]
+
+
+def _play_slice(url: str, starts: list[float], duration: float | None) -> list[CallRun]:
+    async def main() -> list[CallRun]:
+        return await asyncio.gather(*(_one_call(url, at, duration) for at in starts))
+
+    return asyncio.run(main())
+
+
+def _play_calls(url: str, starts: list[float], duration: float | None, procs: int) -> list[CallRun]:
+    """One event loop streams all calls, or ``procs`` processes share them (a single Python
+    client saturates a core near 100 real-time calls, which would measure the client)."""
+    if procs <= 1:
+        return _play_slice(url, starts, duration)
+    from concurrent.futures import ProcessPoolExecutor
+
+    slices = [starts[i::procs] for i in range(procs)]
+    with ProcessPoolExecutor(max_workers=procs) as pool:
+        parts = pool.map(_play_slice, [url] * procs, slices, [duration] * procs)
+        return [run for part in parts for run in part]
 
 
 def _norm(text: str) -> list[str]:
@@ -143,6 +163,8 @@ def run_load(
     url: str | None,
     evidence: str | None,
     config: str | None = None,
+    client_procs: int = 1,
+    server_log: str | None = None,
 ) -> dict[str, Any]:
     server = None
     tmp = Path(tempfile.mkdtemp(prefix="cxg-lat-"))
@@ -162,20 +184,17 @@ def run_load(
                 *(["--config", config] if config else []),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(server_log, "ab") if server_log else subprocess.DEVNULL,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         _wait_ready(port)
         url = f"ws://127.0.0.1:{port}/twilio"
     assert evidence is not None
     try:
-
-        async def main() -> list[CallRun]:
-            rng = random.Random(7)
-            delays = [0.0] + [rng.uniform(0, stagger) for _ in range(calls - 1)]
-            return await asyncio.gather(*(_one_call(url, d, duration) for d in delays))
-
-        runs = asyncio.run(main())
+        rng = random.Random(7)
+        t0 = time.time() + 1.0 + 0.2 * client_procs  # room for the client processes to start
+        starts = [t0] + [t0 + rng.uniform(0, stagger) for _ in range(calls - 1)]
+        runs = _play_calls(url, starts, duration, client_procs)
         time.sleep(3.0)  # the last turns finish evaluation after the stream closes
     finally:
         if server is not None:
@@ -240,7 +259,9 @@ def _wall(value: Any) -> float:
     return datetime.fromisoformat(str(value)).timestamp()
 
 
-def naive_service_times(duration: float | None) -> tuple[list[tuple[float, float]], float]:
+def naive_service_times(
+    duration: float | None, model_name: str = "tiny.en"
+) -> tuple[list[tuple[float, float]], float]:
     """(end_ms of the turn, seconds to transcribe it) for every turn, and the naive WER."""
     from faster_whisper import WhisperModel
 
@@ -249,7 +270,7 @@ def naive_service_times(duration: float | None) -> tuple[list[tuple[float, float
     from cxguard.audio.files import read_audio
     from cxguard.audio.vad import TurnSegmenter
 
-    model = WhisperModel(str(resolve_model_path("tiny.en")))
+    model = WhisperModel(str(resolve_model_path(model_name)))
     out: list[tuple[float, float]] = []
     pairs: list[tuple[str, str]] = []
     agent, customer = demo_audio()
@@ -285,6 +306,16 @@ def naive_latency(service: list[tuple[float, float]], arrivals: list[float]) -> 
     return lat
 
 
+def _configured_model(config: str | None) -> str:
+    """The Whisper model the server under test runs, so the baseline runs the same one."""
+    if config is None:
+        return "tiny.en"
+    import yaml
+
+    data = yaml.safe_load(Path(config).read_text()) or {}
+    return str((data.get("asr") or {}).get("model", "tiny.en"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, nargs="+", default=[1])
@@ -295,18 +326,33 @@ def main() -> None:
     ap.add_argument("--find-capacity", action="store_true")
     ap.add_argument("--budget-ms", type=float, default=1000.0)
     ap.add_argument("--config", default=None, help="settings file for the server it starts")
+    ap.add_argument("--ladder", type=int, nargs="+", default=None, help="N to try (capacity)")
+    ap.add_argument("--client-procs", type=int, default=1, help="processes playing the calls")
+    ap.add_argument("--server-log", default=None, help="append the server's stderr to this file")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    model_name = _configured_model(args.config)
 
     service, naive_wer = None, None
     results = []
-    ladder = [1, 2, 4, 8, 12, 16, 24, 32, 48] if args.find_capacity else args.calls
+    ladder = args.calls
+    if args.find_capacity:
+        ladder = args.ladder or [1, 2, 4, 8, 12, 16, 24, 32, 48]
     capacity = 0
     for n in ladder:
-        res = run_load(n, args.stagger, args.duration, args.url, args.evidence, args.config)
+        res = run_load(
+            n,
+            args.stagger,
+            args.duration,
+            args.url,
+            args.evidence,
+            args.config,
+            args.client_procs,
+            args.server_log,
+        )
         arrivals = [a for a, _ in res.pop("_arrivals")]
         if service is None:
-            service, naive_wer = naive_service_times(args.duration)
+            service, naive_wer = naive_service_times(args.duration, model_name)
         base = naive_latency(service, [a - arrivals[0] for a in arrivals])
         res.update(
             baseline_p50_ms=_pct(base, 50),
@@ -315,6 +361,7 @@ def main() -> None:
             baseline_wer=round(naive_wer or 0, 4),
             baseline_service_p50_ms=_pct([1000 * s for _, s in service], 50),
         )
+        res["model"] = model_name
         results.append(res)
         print(json.dumps(res) if args.json else res, flush=True)
         held = (res["p95_ms"] or 1e9) <= args.budget_ms and res["dropped_turns"] == 0

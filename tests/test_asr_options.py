@@ -26,6 +26,7 @@ def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
     ("changes", "message"),
     [
         ({"window": "sliding"}, "window must be 'turn' or 'full'"),
+        ({"padding": "noise"}, "padding must be 'silence' or 'zeros'"),
         ({"beam_size": 0}, "beam_size"),
         ({"max_turn_s": 45}, "max_turn_s"),
         ({"min_window_s": 0.5}, "min_window_s"),

@@ -74,6 +74,11 @@ def test_full_window_matches_on_jfk(jfk: np.ndarray) -> None:
     assert wer([JFK], [full.transcribe(jfk).text]) <= 0.1
 
 
+def test_silence_padding_matches_on_jfk(jfk: np.ndarray) -> None:
+    silence = Transcriber(AsrOptions(padding="silence", device="cpu", cpu_threads=2))
+    assert wer([JFK], [silence.transcribe(jfk).text]) <= 0.1
+
+
 def test_osr_sentences_at_8khz(
     asr: Transcriber,
     osr_8k: list[tuple[np.ndarray, str]],

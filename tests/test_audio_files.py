@@ -68,6 +68,27 @@ def test_reads_the_bundled_osr_recording() -> None:
         assert np.array_equal(pcm, np.frombuffer(w.readframes(w.getnframes()), "<i2"))
 
 
+def test_decodes_with_pyav_versions_without_metadata_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PyAV 19 (the only one with Python 3.12+ wheels today) dropped open()'s metadata_errors.
+    import av
+
+    real_open = av.open
+    calls: list[dict[str, object]] = []
+
+    def open_without_the_option(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        if "metadata_errors" in kwargs:
+            raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", open_without_the_option)
+    pcm = read_audio(DATA / "OSR_us_000_0034_8k.wav", 8000)
+    assert len(pcm) == 284383
+    assert [("metadata_errors" in c) for c in calls] == [True, False]
+
+
 def test_missing_and_garbage_files_raise_audio_error(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match=r"nope\.wav"):
         read_audio(tmp_path / "nope.wav", 8000)

@@ -8,6 +8,7 @@ from typing import Literal
 from cxguard.errors import ConfigError
 
 Window = Literal["turn", "full"]
+Padding = Literal["silence", "zeros"]
 
 SAFE_MIN_WINDOW_S = {"tiny.en": 10.0}
 """Turn windows measured not to hurt WER (benchmarks/asr_bench.py); other models get 30 s."""
@@ -42,6 +43,10 @@ class AsrOptions:
     shortening — for any other model (base loops on 1-2 s telephone turns even at 10 s)."""
     window_margin_s: float = 0.5
     """Silence added after the turn before rounding the window up to whole seconds."""
+    padding: Padding = "zeros"
+    """How the window is filled after the turn: ``zeros`` pads the log-mel features with 0,
+    as faster-whisper does; ``silence`` appends digital silence to the audio first, as
+    OpenAI's Whisper does, so the filler looks like the silence Whisper was trained on."""
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     """With ``no_speech_threshold``: Whisper's rule for "nothing was said" (both must hold)."""
@@ -76,6 +81,8 @@ class AsrOptions:
     def __post_init__(self) -> None:
         if self.window not in ("turn", "full"):
             raise ConfigError(f"asr window must be 'turn' or 'full', got {self.window!r}")
+        if self.padding not in ("silence", "zeros"):
+            raise ConfigError(f"asr padding must be 'silence' or 'zeros', got {self.padding!r}")
         if self.beam_size < 1:
             raise ConfigError(f"asr beam_size must be >= 1, got {self.beam_size}")
         if not 0.0 < self.max_turn_s <= 30.0:

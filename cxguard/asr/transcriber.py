@@ -34,6 +34,7 @@ from cxguard.model import Transcript
 
 RATE = 16_000
 FRAMES_PER_S = 100  # Whisper's 10 ms hop
+HOP = RATE // FRAMES_PER_S
 FULL_FRAMES = 3000
 _MAX_LENGTH = 448  # Whisper's decoder context
 
@@ -157,8 +158,11 @@ class Transcriber:
             and isinstance(out[it.index], AsrRejected)
             and getattr(out[it.index], "reason", "") in _LOOPING
         ]
-        for item in retry:
-            out[item.index] = self._run([item])[0]
+        step = self.options.max_batch
+        for start in range(0, len(retry), step):  # same window: they batch like first tries
+            group = retry[start : start + step]
+            for item, result in zip(group, self._run(group), strict=True):
+                out[item.index] = result
 
     def warmup(self) -> None:
         """One decode of quiet noise, so the first real turn does not pay for lazy set-up."""
@@ -208,7 +212,10 @@ class Transcriber:
     def _run(self, group: list[_Item]) -> list[Transcript | AsrError]:
         mels = []
         for item in group:
-            mel = self._features(item.audio)[:, :-1]  # the last frame is padding, as upstream
+            pad = HOP
+            if self.options.padding == "silence":
+                pad = max(HOP, (item.frames + 1) * HOP - item.audio.size)
+            mel = self._features(item.audio, padding=pad)[:, :-1]  # last frame: padding
             mels.append(np.pad(mel[:, : item.frames], ((0, 0), (0, item.frames - mel.shape[1]))))
         budgets = [self._budget(item.audio.size) for item in group]
         started = time.perf_counter()

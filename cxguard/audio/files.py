@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import wave
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -37,7 +38,7 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
     # Convert the sample format only; channels and rate are handled below, where they are exact.
     to_s16 = av.AudioResampler(format="s16")
     try:
-        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        with _open(path) as container:
             if not container.streams.audio:
                 raise AudioError(f"{path}: no audio stream")
             for frame in container.decode(audio=0):
@@ -54,6 +55,13 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
         return np.zeros(0, dtype=np.int16)
     pcm = np.concatenate(pieces)
     return resample(pcm, source_rate, sample_rate)
+
+
+def _open(path: str | Path) -> Any:
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except TypeError:  # PyAV 19 dropped the option (and no longer fails on bad metadata)
+        return av.open(str(path), mode="r")
 
 
 def _downmix(packed: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:

@@ -155,8 +155,10 @@ class OnnxTextScorer:
         """Unit-length sentence embeddings, one encoder run per text."""
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         try:
-            for i, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
-                ids = np.asarray([encoding.ids], dtype=np.int64)
+            # encode(), not encode_batch(): the batch form fans out over a Rayon pool of one
+            # thread per core whose spinning competes with the event loop, for a few words.
+            for i, text in enumerate(texts):
+                ids = np.asarray([self._tokenizer.encode(text).ids], dtype=np.int64)
                 feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
                 out[i] = self._encoder.run(["embedding"], feed)[0][0]
         except Exception as exc:

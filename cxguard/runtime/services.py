@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from threadpoolctl import threadpool_limits
+
 from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
 from cxguard.model import CallInfo, TurnText, Verdict
@@ -46,6 +48,10 @@ def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
 
 
 def load_transcriber(settings: Settings) -> Transcriber:
+    # numpy's OpenBLAS runs the mel filterbank product of every turn on all cores and spins
+    # them between turns: on a 16-core GPU host the server burned 10-14 cores that way while
+    # its event loop fell behind (benchmarks/README.md). One thread costs no wall time here.
+    threadpool_limits(limits=1, user_api="blas")
     a = settings.asr
     return Transcriber(
         AsrOptions(
