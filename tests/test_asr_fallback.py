@@ -15,6 +15,7 @@ from cxguard.audio.files import read_audio
 from cxguard.audio.vad import TurnSegmenter
 
 DEMO = Path(__file__).resolve().parents[1] / "cxguard" / "data" / "demo"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,14 @@ def test_looping_turns_in_one_batch_are_all_recovered(card_turn: bytes) -> None:
         assert not isinstance(result, Exception), result
         digits = "".join(ch for ch in result.text if ch.isdigit())
         assert digits.startswith("4532") and len(digits) >= 15, result.text
+
+
+def test_real_repeated_digits_are_refused_not_cut_short() -> None:
+    # FSDD speaker "jackson" reading 4111 1111 1111 1111. Both windows loop on it, so the default
+    # refuses the text (an alerted undetermined); forbidding repeated 4-grams would instead
+    # return a short, plausible "4 1 1 1 1" that no card-number check would flag.
+    pcm = read_audio(DATA / "fsdd_jackson_card_4111111111111111_8k.wav", 16000)
+    with pytest.raises(AsrRejected):
+        Transcriber(AsrOptions()).transcribe(pcm, 16000)
+    cut = Transcriber(AsrOptions(no_repeat_ngram_size=4)).transcribe(pcm, 16000).text
+    assert len([ch for ch in cut if ch.isdigit()]) < 16

@@ -14,6 +14,11 @@ def test_defaults_are_the_measured_choice() -> None:
     opts = AsrOptions()
     assert (opts.model, opts.window, opts.beam_size, opts.language) == ("tiny.en", "turn", 1, "en")
     assert opts.effective_min_window_s == 10.0
+    assert (opts.padding, opts.no_repeat_ngram_size, opts.full_window_fallback) == (
+        "zeros",
+        0,
+        True,
+    )
 
 
 def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
@@ -27,6 +32,7 @@ def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
     [
         ({"window": "sliding"}, "window must be 'turn' or 'full'"),
         ({"padding": "noise"}, "padding must be 'silence' or 'zeros'"),
+        ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
         ({"beam_size": 0}, "beam_size"),
         ({"max_turn_s": 45}, "max_turn_s"),
         ({"min_window_s": 0.5}, "min_window_s"),

@@ -66,6 +66,12 @@ class AsrOptions:
     max_turn_s: float = 30.0
     max_batch: int = 8
     """Most turns handed to one ``generate`` call by :meth:`Transcriber.transcribe_batch`."""
+    no_repeat_ngram_size: int = 0
+    """Forbid the decoder to repeat any n-gram of this many tokens within a turn (CTranslate2's
+    option; 0 = off, the default). Measured and rejected as a default (benchmarks/README.md):
+    with 4 it ends tiny.en's "6, 6, 6, …" loops cheaply, but it also cuts real repeats — a
+    spoken 4111 1111 1111 1111 became "4 1 1 1 1", accepted text that hides a card number
+    where the default gives an alerted ``undetermined``."""
     full_window_fallback: bool = True
     """A turn-window decode that runs away or loops (digit strings do) is decoded once more
     with the full 30 s window before it is given up as ``AsrRejected``."""
@@ -91,5 +97,9 @@ class AsrOptions:
             )
         if self.min_window_s is not None and not 1.0 <= self.min_window_s <= 30.0:
             raise ConfigError(f"asr min_window_s must be in [1, 30], got {self.min_window_s}")
+        if self.no_repeat_ngram_size < 0:
+            raise ConfigError(
+                f"asr no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
+            )
         if self.num_workers < 1 or self.cpu_threads < 0 or self.max_batch < 1:
             raise ConfigError("asr num_workers and max_batch must be >= 1, cpu_threads >= 0")

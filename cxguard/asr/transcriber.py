@@ -227,6 +227,7 @@ class Transcriber:
                 encoded,
                 prompts,
                 beam_size=self.options.beam_size,
+                no_repeat_ngram_size=self.options.no_repeat_ngram_size,
                 # CTranslate2's whisper.cc decodes at most max_length / 2 new tokens (Whisper's
                 # sample_len); a turn in a batch is still judged by its own budget.
                 max_length=2 * max(budgets),
