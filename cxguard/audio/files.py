@@ -60,7 +60,7 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
 def _open(path: str | Path) -> Any:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
-    except TypeError:  # PyAV 19 dropped the option (and no longer fails on bad metadata)
+    except TypeError:  # PyAV 19 removed the option; older versions need it for bad tags
         return av.open(str(path), mode="r")
 
 
