@@ -471,9 +471,7 @@ def resumed_message(
     position_ms: float | None = None,
 ) -> str:
     """``position_ms`` defaults to where audio goes on: ``start_ms + discarded_ms``."""
-    params = {"start": format_duration_ms(start_ms), "discarded": format_duration_ms(discarded_ms)}
-    position = start_ms + discarded_ms if position_ms is None else position_ms
-    return _client("resumed", session_id, seq, serverseq, position, params)
+    return _gap("resumed", session_id, seq, start_ms, discarded_ms, serverseq, position_ms)
 
 
 def discarded_message(
@@ -485,9 +483,22 @@ def discarded_message(
     serverseq: int = 0,
     position_ms: float | None = None,
 ) -> str:
+    """``position_ms`` defaults to where audio goes on: ``start_ms + discarded_ms``."""
+    return _gap("discarded", session_id, seq, start_ms, discarded_ms, serverseq, position_ms)
+
+
+def _gap(
+    kind: Literal["resumed", "discarded"],
+    session_id: str,
+    seq: int,
+    start_ms: float,
+    discarded_ms: float,
+    serverseq: int,
+    position_ms: float | None,
+) -> str:
     params = {"start": format_duration_ms(start_ms), "discarded": format_duration_ms(discarded_ms)}
     position = start_ms + discarded_ms if position_ms is None else position_ms
-    return _client("discarded", session_id, seq, serverseq, position, params)
+    return _client(kind, session_id, seq, serverseq, position, params)
 
 
 def update_message(
