@@ -268,7 +268,7 @@ def naive_service_times(
     from cxguard.asr.models import resolve_model_path
     from cxguard.audio.codec import ulaw_decode, ulaw_encode
     from cxguard.audio.files import read_audio
-    from cxguard.audio.vad import TurnSegmenter
+    from cxguard.audio.vad import VadSegmenter
 
     model = WhisperModel(str(resolve_model_path(model_name)))
     out: list[tuple[float, float]] = []
@@ -279,7 +279,7 @@ def naive_service_times(
         if duration:
             pcm = pcm[: int(duration * 8000)]
         pcm = ulaw_decode(ulaw_encode(pcm))  # what the wire carries
-        seg = TurnSegmenter(speaker)  # type: ignore[arg-type]
+        seg = VadSegmenter(speaker)  # type: ignore[arg-type]
         turns = seg.feed(pcm, 0.0) + seg.flush()
         for turn in turns:
             audio = np.frombuffer(turn.pcm16, dtype=np.int16).astype(np.float32) / 32768.0

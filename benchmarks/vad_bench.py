@@ -1,4 +1,4 @@
-"""Cost of the audio path per 20 ms frame: TurnSegmenter vs raw webrtcvad, plus the codec.
+"""Cost of the audio path per 20 ms frame: VadSegmenter vs raw webrtcvad, plus the codec.
 
     .venv/bin/python benchmarks/vad_bench.py [--repeat 7]
 
@@ -24,7 +24,7 @@ import webrtcvad
 from cxguard.audio.codec import ulaw_decode, ulaw_encode
 from cxguard.audio.files import read_audio, read_wav_ulaw
 from cxguard.audio.resample import resample
-from cxguard.audio.vad import TurnSegmenter, VadOptions
+from cxguard.audio.vad import VadOptions, VadSegmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE, FRAME = 8000, 160
@@ -70,7 +70,7 @@ def main() -> None:
         options = VadOptions(output_rate=output_rate)
 
         def run() -> int:
-            seg = TurnSegmenter("agent", RATE, options)
+            seg = VadSegmenter("agent", RATE, options)
             turns = 0
             for piece, start_ms in pieces:
                 turns += len(seg.feed(piece, start_ms))

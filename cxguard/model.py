@@ -104,8 +104,12 @@ ProtocolEvent = CallStarted | AudioChunk | Dtmf | Mark | ControlEvent | Gap | Ca
 
 
 @dataclass(frozen=True)
-class Turn:
-    """One speaker's stretch of speech cut by the VAD, as 16-bit mono PCM."""
+class Segment:
+    """One speaker's stretch of speech cut by the VAD at a pause, as 16-bit mono PCM.
+
+    Segments are not turns: people pause 0.5-0.9 s inside a turn. A *speaker turn* (what the
+    policy judges) is one or more consecutive segments of one speaker, until the other
+    speaker takes the floor (see :class:`TurnText` and :class:`SegmentSpan`)."""
 
     speaker: Speaker
     pcm16: bytes
@@ -113,7 +117,17 @@ class Turn:
     start_ms: float
     end_ms: float
     partial: bool = False
-    """True for a piece of a turn cut at the maximum length (the turn goes on)."""
+    """True for a segment cut at the maximum length mid-speech (the speech goes on)."""
+
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """Where one VAD segment of a speaker turn lies: kept in the evidence with the turn."""
+
+    index: int
+    """Per-call segment number, both speakers, in the order the segments closed (0-based)."""
+    start_ms: float
+    end_ms: float
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,10 @@ class Transcript:
 
 @dataclass(frozen=True)
 class TurnText:
-    """What the policy engine sees of a turn: who said what, when."""
+    """What the policy engine sees of a speaker turn: who said what, when.
+
+    ``index`` counts speaker turns (both speakers, 0-based, in stream order); ``segments``
+    names the VAD segments the turn was built from (empty for text-only sources)."""
 
     index: int
     speaker: Speaker
@@ -139,6 +156,7 @@ class TurnText:
     """Set when the text could not be obtained (ASR failure, overload); the engine then
     returns ``undetermined`` for every assertion that would have looked at the turn."""
     confidence: float | None = None
+    segments: tuple[SegmentSpan, ...] = ()
 
 
 # --------------------------------------------------------------------------- verdicts and alerts
@@ -167,6 +185,10 @@ class Verdict:
     latency_ms: Mapping[str, float] = field(default_factory=dict)
     """Per stage: ``vad_to_asr_start``, ``asr``, ``policy``, ``end_to_verdict``, ``publish``."""
     decided_at_wall: float = 0.0
+    trigger_turn: int | None = None
+    """For temporal assertions: the turn whose obligation this verdict judges."""
+    segments: tuple[SegmentSpan, ...] = ()
+    """The VAD segments of the judged turn."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +198,11 @@ class Alert:
     verdict: Verdict
     kind: Literal["violation", "undetermined", "handoff"]
     message: str
+    alert_id: str = ""
+    """Stable id for at-least-once delivery (sinks deduplicate on it); "" = derive one."""
+    assertions: tuple[str, ...] = ()
+    """Every assertion this alert covers (one undetermined alert per turn lists them all);
+    empty means just ``verdict.assertion_id``."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""TurnSegmenter on real audio: the bundled demo call (synthetic speech with known boundaries)
+"""VadSegmenter on real audio: the bundled demo call (synthetic speech with known boundaries)
 and an OSR recording of read Harvard sentences (real human speech).
 
 Boundary tolerances, from what webrtcvad does (measured numbers are in tests/data/README.md):
@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from cxguard.audio.codec import ulaw_decode
 from cxguard.audio.files import read_audio, read_wav_ulaw
 from cxguard.audio.resample import resample
-from cxguard.audio.vad import TurnSegmenter, VadOptions
+from cxguard.audio.vad import VadOptions, VadSegmenter
 from cxguard.errors import AudioError, ConfigError
-from cxguard.model import Speaker, Turn
+from cxguard.model import Segment, Speaker
 
 DEMO = Path(__file__).parents[1] / "cxguard" / "data" / "demo"
 DATA = Path(__file__).parent / "data"
@@ -56,10 +56,10 @@ def _expected(speaker: Speaker) -> list[dict[str, Any]]:
 
 
 def _feed(
-    seg: TurnSegmenter, chunks: Iterable[tuple[bytes, float]], flush: bool = True
-) -> list[Turn]:
+    seg: VadSegmenter, chunks: Iterable[tuple[bytes, float]], flush: bool = True
+) -> list[Segment]:
     """Feed (μ-law payload, start_ms) pairs as a protocol would deliver them."""
-    turns: list[Turn] = []
+    turns: list[Segment] = []
     for payload, start_ms in chunks:
         turns += seg.feed(ulaw_decode(payload), start_ms)
     if flush:
@@ -78,12 +78,12 @@ def _chunks(
     return out
 
 
-def _segment(speaker: Speaker, sizes: Sequence[int] | int = 160, **opts: Any) -> list[Turn]:
-    seg = TurnSegmenter(speaker, RATE, VadOptions(**opts))
+def _segment(speaker: Speaker, sizes: Sequence[int] | int = 160, **opts: Any) -> list[Segment]:
+    seg = VadSegmenter(speaker, RATE, VadOptions(**opts))
     return _feed(seg, _chunks(_track(speaker), sizes))
 
 
-def _overlapping(turn: Turn, expected: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _overlapping(turn: Segment, expected: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in expected if turn.start_ms < e["end_ms"] and turn.end_ms > e["start_ms"]]
 
 
@@ -98,8 +98,8 @@ def _silence(ms: float) -> np.ndarray:
     return np.zeros(int(ms * RATE / 1000), dtype=np.int16)
 
 
-def _run(seg: TurnSegmenter, pcm: np.ndarray, chunk: int = 160) -> list[Turn]:
-    turns: list[Turn] = []
+def _run(seg: VadSegmenter, pcm: np.ndarray, chunk: int = 160) -> list[Segment]:
+    turns: list[Segment] = []
     for pos in range(0, len(pcm), chunk):
         turns += seg.feed(pcm[pos : pos + chunk], pos * 1000 / seg.sample_rate)
     return turns
@@ -134,7 +134,7 @@ def test_chunk_size_does_not_change_the_turns() -> None:
 
 def test_turn_times_come_from_the_stream_timeline() -> None:
     plain = _segment("agent", 160)
-    seg = TurnSegmenter("agent", RATE)
+    seg = VadSegmenter("agent", RATE)
     shifted = _feed(seg, _chunks(_track("agent"), 160, offset_ms=100_000.0))
     assert [(t.start_ms - 100_000, t.end_ms - 100_000, t.pcm16) for t in shifted] == [
         (t.start_ms, t.end_ms, t.pcm16) for t in plain
@@ -150,16 +150,16 @@ def test_chunks_missing_in_silence_are_treated_as_silence() -> None:
         if any(e["start_ms"] - 800 <= start <= e["end_ms"] + 800 for e in expected)
     ]
     assert len(kept) < len(_track("customer")) // 160 // 2  # most of the track is dropped
-    assert _feed(TurnSegmenter("customer", RATE), kept) == _segment("customer")
+    assert _feed(VadSegmenter("customer", RATE), kept) == _segment("customer")
 
 
 def test_short_jump_inside_a_turn_keeps_one_turn_and_a_long_one_splits_it() -> None:
     line = _expected("agent")[0]
     mid = line["start_ms"] + 2000
 
-    def without(ms: float) -> list[Turn]:
+    def without(ms: float) -> list[Segment]:
         chunks = [c for c in _chunks(_track("agent"), 160) if not mid <= c[1] < mid + ms]
-        return [t for t in _feed(TurnSegmenter("agent", RATE), chunks) if t.start_ms < 8000]
+        return [t for t in _feed(VadSegmenter("agent", RATE), chunks) if t.start_ms < 8000]
 
     (one,) = without(100)
     assert abs(one.start_ms - line["start_ms"]) <= START_TOL_MS
@@ -170,7 +170,7 @@ def test_short_jump_inside_a_turn_keeps_one_turn_and_a_long_one_splits_it() -> N
 
 def test_gap_closes_the_open_turn_at_its_last_voiced_frame() -> None:
     line = _expected("agent")[1]
-    seg = TurnSegmenter("agent", RATE)
+    seg = VadSegmenter("agent", RATE)
     head = _chunks(_track("agent"), 160)
     cut = int((line["start_ms"] + 1500) * RATE / 1000) // 160
     before = _feed(seg, head[:cut], flush=False)
@@ -194,7 +194,7 @@ def test_gap_closes_the_open_turn_at_its_last_voiced_frame() -> None:
 
 def test_gap_must_not_end_before_it_starts() -> None:
     with pytest.raises(AudioError):
-        TurnSegmenter("agent").gap(1000, 999)
+        VadSegmenter("agent").gap(1000, 999)
 
 
 def test_long_turns_are_cut_into_contiguous_partial_pieces() -> None:
@@ -220,7 +220,7 @@ def test_long_turns_are_cut_into_contiguous_partial_pieces() -> None:
 def test_flush_closes_a_turn_the_stream_ended_in() -> None:
     line = _expected("customer")[0]
     end = int((line["start_ms"] + 1200) * RATE / 1000)
-    seg = TurnSegmenter("customer", RATE)
+    seg = VadSegmenter("customer", RATE)
     assert _feed(seg, _chunks(_track("customer")[:end], 160), flush=False) == []
     assert seg.in_speech
     (turn,) = seg.flush()
@@ -231,7 +231,7 @@ def test_flush_closes_a_turn_the_stream_ended_in() -> None:
 
 
 def test_flush_at_a_later_time_counts_the_rest_as_silence() -> None:
-    seg = TurnSegmenter("agent", RATE, VadOptions(output_rate=RATE))
+    seg = VadSegmenter("agent", RATE, VadOptions(output_rate=RATE))
     speech = _speech("agent", 0, 500, 1000)
     assert _run(seg, speech) == []
     (turn,) = seg.flush(at_ms=60_000)
@@ -245,8 +245,8 @@ def test_blips_shorter_than_min_turn_are_dropped() -> None:
     blip = np.concatenate([_silence(1000), _speech("agent", 0, 1000, 200), _silence(1000)])
     # 200 ms of speech reads as ~320 ms voiced (webrtcvad's overhang): min_turn_ms applies to
     # what the VAD saw.
-    assert _run(TurnSegmenter("agent", RATE, VadOptions(min_turn_ms=400)), blip) == []
-    (kept,) = _run(TurnSegmenter("agent", RATE, VadOptions(min_turn_ms=0)), blip)
+    assert _run(VadSegmenter("agent", RATE, VadOptions(min_turn_ms=400)), blip) == []
+    (kept,) = _run(VadSegmenter("agent", RATE, VadOptions(min_turn_ms=0)), blip)
     assert 1000 <= kept.start_ms <= kept.end_ms <= 1200 + END_LATE_MS
 
 
@@ -254,13 +254,13 @@ def test_blips_shorter_than_min_turn_are_dropped() -> None:
 def test_hangover_decides_whether_a_pause_ends_the_turn(pause_ms: int, turns: int) -> None:
     words = _speech("agent", 0, 500, 800)
     pcm = np.concatenate([_silence(500), words, _silence(pause_ms), words, _silence(1000)])
-    seg = TurnSegmenter("agent", RATE)
+    seg = VadSegmenter("agent", RATE)
     assert len(_run(seg, pcm)) == turns
     assert not seg.in_speech
 
 
 def test_speech_start_needs_consecutive_voiced_frames() -> None:
-    seg = TurnSegmenter("agent", RATE, VadOptions(speech_start_ms=60))
+    seg = VadSegmenter("agent", RATE, VadOptions(speech_start_ms=60))
     pcm = np.concatenate([_silence(500), _speech("agent", 0, 1000, 1000)])
     in_speech_at = None
     for pos in range(0, len(pcm), 160):
@@ -281,7 +281,7 @@ def test_osr_harvard_sentences_give_about_one_turn_per_sentence() -> None:
     sentences = json.loads((DATA / "OSR_us_000_0034_8k.sentences.json").read_text())["sentences"]
     bounds = [(s["start_s"] * 1000, s["end_s"] * 1000) for s in sentences]
 
-    def inside(turn: Turn) -> list[int]:
+    def inside(turn: Segment) -> list[int]:
         # Reference bounds carry a 200 ms margin; allow 150 ms more for webrtcvad's overhang.
         return [
             i
@@ -289,7 +289,7 @@ def test_osr_harvard_sentences_give_about_one_turn_per_sentence() -> None:
             if a - 150 <= turn.start_ms and turn.end_ms <= b + 150
         ]
 
-    seg = TurnSegmenter("customer", RATE)
+    seg = VadSegmenter("customer", RATE)
     default = _run(seg, pcm) + seg.flush()
     assert len(default) == 11
     owners = [inside(t) for t in default]
@@ -297,7 +297,7 @@ def test_osr_harvard_sentences_give_about_one_turn_per_sentence() -> None:
     assert sorted({o[0] for o in owners}) == list(range(10))
     assert [o[0] for o in owners].count(9) == 2
 
-    seg = TurnSegmenter("customer", RATE, VadOptions(hangover_ms=500))
+    seg = VadSegmenter("customer", RATE, VadOptions(hangover_ms=500))
     patient = _run(seg, pcm) + seg.flush()
     assert [inside(t) for t in patient] == [[i] for i in range(10)]
 
@@ -324,8 +324,8 @@ def test_bad_options_are_config_errors(opts: dict[str, int]) -> None:
 
 def test_bad_audio_is_an_audio_error() -> None:
     with pytest.raises(AudioError):
-        TurnSegmenter("agent", 11025)
-    seg = TurnSegmenter("agent", RATE)
+        VadSegmenter("agent", 11025)
+    seg = VadSegmenter("agent", RATE)
     with pytest.raises(AudioError):
         seg.feed(np.zeros(160, np.float32), 0.0)
     with pytest.raises(AudioError):
@@ -337,7 +337,7 @@ def test_bad_audio_is_an_audio_error() -> None:
 def test_every_frame_size_and_rate_finds_the_same_lines(frame_ms: int, rate: int) -> None:
     pcm = ulaw_decode(_track("customer"))[: int(25_000 * RATE / 1000)]
     pcm = resample(pcm, RATE, rate)
-    seg = TurnSegmenter("customer", rate, VadOptions(frame_ms=frame_ms))
+    seg = VadSegmenter("customer", rate, VadOptions(frame_ms=frame_ms))
     turns = _run(seg, pcm, chunk=rate // 50) + seg.flush()
     expected = [e for e in _expected("customer") if e["end_ms"] < 25_000]
     assert len(turns) == len(expected)
@@ -364,8 +364,8 @@ def test_any_chunking_and_jumps_give_ordered_well_formed_turns(
     """Chunks of any size, with jumps of any length, on 6 s of speech and pauses."""
     pcm = ulaw_decode(_track("agent"))[11_000 * 8 : 17_000 * 8]
     opts = VadOptions(max_turn_ms=max_turn_ms, output_rate=RATE)
-    seg = TurnSegmenter("agent", RATE, opts)
-    turns: list[Turn] = []
+    seg = VadSegmenter("agent", RATE, opts)
+    turns: list[Segment] = []
     pos, at_ms, i = 0, 0.0, 0
     while pos < len(pcm):
         size, jump_ms = steps[i % len(steps)]

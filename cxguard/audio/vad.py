@@ -1,6 +1,6 @@
 """Per-speaker endpointing: cut one track of a call into :class:`~cxguard.model.Turn` objects.
 
-A :class:`TurnSegmenter` is a pure state machine (no I/O, no clock). Chunks of any size go in
+A :class:`VadSegmenter` is a pure state machine (no I/O, no clock). Chunks of any size go in
 with their stream-timeline position; webrtcvad classifies fixed frames; turns come out when
 they close. Positions are kept as sample indices on the stream timeline, so turn times are exact
 and independent of chunk sizes and of when the chunks arrived.
@@ -8,13 +8,13 @@ and independent of chunk sizes and of when the chunks arrived.
 Life of a turn::
 
     idle ──(speech_start_ms of consecutive voiced frames)──▶ in speech
-    in speech ──(hangover_ms without a voiced frame)──▶ emit Turn, idle
-    in speech ──(gap / flush)──▶ emit Turn, idle
-    in speech, turn reaches max_turn_ms ──▶ in a pause: emit Turn, idle
-                                        └─▶ mid-speech: emit a partial Turn, carry on
+    in speech ──(hangover_ms without a voiced frame)──▶ emit Segment, idle
+    in speech ──(gap / flush)──▶ emit Segment, idle
+    in speech, turn reaches max_turn_ms ──▶ in a pause: emit Segment, idle
+                                        └─▶ mid-speech: emit a partial Segment, carry on
 
-``Turn.start_ms`` is the start of the first voiced frame of the onset run; ``Turn.end_ms`` is the
-end of the last voiced frame (hangover excluded). ``Turn.pcm16`` is wider: it starts up to
+``Segment.start_ms`` is the start of the first voiced frame of the onset run; ``Segment.end_ms``
+is the end of the last voiced frame (hangover excluded). ``Segment.pcm16`` is wider: it starts up to
 ``pre_roll_ms`` before ``start_ms`` and runs up to ``post_roll_ms`` past ``end_ms`` (never past
 what the stream delivered), because webrtcvad misses weak onsets and word-final fricatives that
 Whisper needs.
@@ -36,12 +36,12 @@ import webrtcvad
 
 from cxguard.audio.resample import resample
 from cxguard.errors import AudioError, ConfigError
-from cxguard.model import Speaker, Turn
+from cxguard.model import Segment, Speaker
 
-__all__ = ["VAD_SAMPLE_RATES", "TurnSegmenter", "VadOptions"]
+__all__ = ["VAD_SAMPLE_RATES", "VadOptions", "VadSegmenter"]
 
 VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)
-"""The rates webrtcvad accepts; other rates must be resampled before :meth:`TurnSegmenter.feed`."""
+"""The rates webrtcvad accepts; other rates must be resampled before :meth:`VadSegmenter.feed`."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,16 @@ class VadOptions:
     speech_start_ms: int = 60
     """Consecutive voiced audio needed to open a turn (rounded up to whole frames)."""
     pre_roll_ms: int = 200
-    """Audio kept before the detected start, in ``Turn.pcm16`` only."""
+    """Audio kept before the detected start, in ``Segment.pcm16`` only."""
     post_roll_ms: int = 100
-    """Audio kept after the last voiced frame, in ``Turn.pcm16`` only (at most ``hangover_ms``)."""
+    """Audio kept after the last voiced frame, in ``Segment.pcm16`` only (at most
+    ``hangover_ms``)."""
     min_turn_ms: int = 250
     """Turns with a shorter voiced span are dropped as blips (not the last piece of a cut turn)."""
     max_turn_ms: int = 15000
     """Longer turns are emitted in pieces, ``partial=True`` for all but the last."""
     output_rate: int = 16000
-    """``Turn.pcm16`` is resampled to this rate (Whisper wants 16 kHz)."""
+    """``Segment.pcm16`` is resampled to this rate (Whisper wants 16 kHz)."""
 
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -82,7 +83,7 @@ class VadOptions:
             raise ConfigError(f"vad output_rate must be positive, got {self.output_rate}")
 
 
-class TurnSegmenter:
+class VadSegmenter:
     """Endpoints one speaker's track; see the module docstring for the rules."""
 
     def __init__(
@@ -134,26 +135,26 @@ class TurnSegmenter:
         """Stream-timeline position just after the last sample received."""
         return self._ms(self._pos + len(self._rem) // 2)
 
-    def feed(self, pcm: npt.NDArray[np.int16], start_ms: float) -> list[Turn]:
+    def feed(self, pcm: npt.NDArray[np.int16], start_ms: float) -> list[Segment]:
         """Add a chunk of int16 samples whose first sample is at ``start_ms`` on the stream
         timeline; returns the turns that closed during it."""
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise AudioError(f"feed needs 1-D int16 samples, got {pcm.dtype} {pcm.shape}")
-        out: list[Turn] = []
+        out: list[Segment] = []
         start = round(start_ms * self._per_ms)
         if start - (self._pos + len(self._rem) // 2) >= self._flen:
             self._complete_frame(out)
             self._silence(start - self._pos, out)
-        # Native byte order: webrtcvad reads int16_t; Turn.pcm16 is made little-endian below.
+        # Native byte order: webrtcvad reads int16_t; Segment.pcm16 is made little-endian below.
         self._frames(self._rem + pcm.tobytes() if self._rem else pcm.tobytes(), out)
         return out
 
-    def gap(self, start_ms: float, end_ms: float) -> list[Turn]:
+    def gap(self, start_ms: float, end_ms: float) -> list[Segment]:
         """The stream deliberately carried no audio from ``start_ms`` to ``end_ms``: close any
         open turn at its last voiced frame and resume the timeline at ``end_ms``."""
         if end_ms < start_ms:
             raise AudioError(f"gap ends before it starts: {start_ms} > {end_ms}")
-        out: list[Turn] = []
+        out: list[Segment] = []
         self._complete_frame(out)
         if self._speaking:
             self._close(out)
@@ -161,10 +162,10 @@ class TurnSegmenter:
         self._reset_idle()
         return out
 
-    def flush(self, at_ms: float | None = None) -> list[Turn]:
+    def flush(self, at_ms: float | None = None) -> list[Segment]:
         """End of the stream (at ``at_ms`` if known): close the open turn. The segmenter is idle
         afterwards and may be fed again."""
-        out: list[Turn] = []
+        out: list[Segment] = []
         self._complete_frame(out)
         if at_ms is not None:
             self._silence(round(at_ms * self._per_ms) - self._pos, out)
@@ -175,7 +176,7 @@ class TurnSegmenter:
 
     # ------------------------------------------------------------------------------ frames
 
-    def _frames(self, data: bytes, out: list[Turn]) -> None:
+    def _frames(self, data: bytes, out: list[Segment]) -> None:
         fb, flen, n = self._fbytes, self._flen, len(data)
         end = n - n % fb
         view = memoryview(data)
@@ -198,7 +199,7 @@ class TurnSegmenter:
                     self._trim_idle()
         self._rem = data[end:]
 
-    def _in_turn(self, voiced: bool, out: list[Turn]) -> None:
+    def _in_turn(self, voiced: bool, out: list[Segment]) -> None:
         if voiced:
             self._last_voiced = self._pos
         else:
@@ -212,7 +213,7 @@ class TurnSegmenter:
             else:
                 self._close(out)  # in a pause anyway: end the turn there
 
-    def _complete_frame(self, out: list[Turn]) -> None:
+    def _complete_frame(self, out: list[Segment]) -> None:
         """Pad the partial frame with zeros so the audio before a jump or the end is heard."""
         if self._rem:
             delivered = self._pos + len(self._rem) // 2
@@ -220,7 +221,7 @@ class TurnSegmenter:
             # Speech cannot have lasted into the padding.
             self._last_voiced = min(self._last_voiced, delivered)
 
-    def _silence(self, n: int, out: list[Turn]) -> None:
+    def _silence(self, n: int, out: list[Segment]) -> None:
         """``n`` samples the stream did not carry, treated as unvoiced audio of zeros."""
         if n <= 0:
             return
@@ -252,7 +253,7 @@ class TurnSegmenter:
         self._last_unvoiced = -1
         self._continued = False
 
-    def _cut(self, out: list[Turn]) -> None:
+    def _cut(self, out: list[Segment]) -> None:
         """Emit the open turn up to a cut point as a partial piece and keep going."""
         cut = self._pos
         if self._last_unvoiced > max(self._start, self._pos - self._max // 4):
@@ -262,7 +263,7 @@ class TurnSegmenter:
         self._start = self._audio_start = cut
         self._continued = True
 
-    def _close(self, out: list[Turn]) -> None:
+    def _close(self, out: list[Segment]) -> None:
         end = self._last_voiced
         if end - self._start >= self._min or self._continued:
             audio_end = min(self._pos, end + self._post)
@@ -272,13 +273,13 @@ class TurnSegmenter:
         self._run = 0
         self._trim_idle()
 
-    def _turn(self, start: int, end: int, a0: int, a1: int, *, partial: bool) -> Turn:
+    def _turn(self, start: int, end: int, a0: int, a1: int, *, partial: bool) -> Segment:
         lo, hi = 2 * (a0 - self._buf_start), 2 * (a1 - self._buf_start)
         # A copy, not a view: a live view would forbid resizing _buf (BufferError).
         pcm = np.frombuffer(bytes(self._buf[lo:hi]), dtype=np.int16)
         if self.options.output_rate != self.sample_rate:
             pcm = resample(pcm, self.sample_rate, self.options.output_rate)
-        return Turn(
+        return Segment(
             speaker=self.speaker,
             pcm16=pcm.astype("<i2", copy=False).tobytes(),
             sample_rate=self.options.output_rate,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cxguard.errors import AsrError, AsrOverloaded
-from cxguard.model import Transcript, Turn
+from cxguard.model import Segment, Transcript
 from cxguard.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ BatchFn = Callable[[Sequence[np.ndarray]], Sequence[Transcript | AsrError]]
 class _Job:
     priority: int
     seq: int
-    turn: Turn = field(compare=False)
+    turn: Segment = field(compare=False)
     enqueued: float = field(compare=False)
     future: asyncio.Future[Transcript] = field(compare=False)
 
@@ -55,7 +55,7 @@ class AsrWorker:
         self._seq = itertools.count()
         self._tasks = [asyncio.get_running_loop().create_task(self._run()) for _ in range(workers)]
 
-    def submit(self, turn: Turn) -> asyncio.Future[Transcript]:
+    def submit(self, turn: Segment) -> asyncio.Future[Transcript]:
         """Queue a turn; raises AsrOverloaded at once when the queue is full."""
         loop = asyncio.get_running_loop()
         job = _Job(

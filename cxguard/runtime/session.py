@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cxguard.audio.codec import ulaw_decode
-from cxguard.audio.vad import TurnSegmenter, VadOptions
+from cxguard.audio.vad import VadOptions, VadSegmenter
 from cxguard.errors import AsrError, CxguardError
 from cxguard.model import (
     AudioChunk,
@@ -29,9 +29,9 @@ from cxguard.model import (
     Gap,
     Mark,
     ProtocolEvent,
+    Segment,
     Speaker,
     Transcript,
-    Turn,
     TurnText,
 )
 from cxguard.runtime import metrics
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _PendingTurn:
     index: int
-    turn: Turn
+    turn: Segment
     transcript: asyncio.Future[Transcript] | None
     error: str | None
     closed_mono: float
@@ -56,7 +56,7 @@ class _PendingPiece:
     """A piece of a turn still being spoken (the VAD cut it at the maximum length)."""
 
     provisional_index: int
-    turn: Turn
+    turn: Segment
     transcript: asyncio.Future[Transcript] | None
     error: str | None
     closed_mono: float
@@ -89,7 +89,7 @@ class CallSession:
         self._sample_rate = started.sample_rate
         self._encoding = started.encoding
         self._segmenters = {
-            s: TurnSegmenter(s, started.sample_rate, self._vad_options(s))
+            s: VadSegmenter(s, started.sample_rate, self._vad_options(s))
             for s in ("agent", "customer")
         }
         self._next_index = 0
@@ -143,7 +143,7 @@ class CallSession:
         self._position_ms = max(self._position_ms, end_ms)
         self._turns(self._segmenters[chunk.speaker].feed(pcm, chunk.start_ms), end_ms)
 
-    def _turns(self, turns: list[Turn], position_ms: float) -> None:
+    def _turns(self, turns: list[Segment], position_ms: float) -> None:
         now = time.monotonic()
         for turn in turns:
             # Map the stream timeline to the wall clock through the chunk that closed the turn:
