@@ -73,16 +73,33 @@ def serve(
     port: Annotated[int | None, typer.Option()] = None,
     evidence: EvidenceOpt = None,
     redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="Base URL Twilio signs (wss://host).")
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Beyond loopback, admit streams on doors without credentials."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz)."""
+    """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz).
+
+    Listening beyond loopback needs credentials (or --insecure); see docs/security.md."""
     from cxguard.runtime.app import serve_forever
     from cxguard.runtime.settings import load_settings
 
     _logging(verbose)
     try:
         settings = load_settings(
-            config, host=host, port=port, evidence_url=evidence, redis_url=redis_url
+            config,
+            host=host,
+            port=port,
+            evidence_url=evidence,
+            redis_url=redis_url,
+            public_url=public_url,
+            insecure=insecure or None,
         )
         asyncio.run(serve_forever(settings))
     except CxguardError as exc:

@@ -10,8 +10,12 @@ covered components, and so do we: ``@request-target``, ``@authority``,
 ``expires`` not passed, and a ``nonce`` of at least 22 characters that is never seen twice.
 
 Pure: the caller passes the request's headers, method, target, authority, the clock and a
-nonce store. Failures raise :class:`AuthenticationError` (``status`` 401, or 403 for an
-organization the credential is not allowed); the message is for logs, not for the peer. As
+nonce store (:func:`authenticate_request`), or records the nonce itself (:func:`verify_request`
+returns it with the time after which the signature is refused anyway, so an asynchronous or
+shared store, e.g. Redis ``SET NX`` with that TTL, can do it).
+
+Failures raise :class:`AuthenticationError` (``status`` 401, or 403 for an organization the
+credential is not allowed); the message is for logs, not for the peer. As
 the reference does, an unknown API key still costs one HMAC, so a signed request's reply
 time does not tell whether the key exists; add a fixed delay on failure at the server too.
 """
@@ -143,10 +147,18 @@ class AudioHookAuth:
     session_id: str
     correlation_id: str
     signed: bool
+    nonce: str | None = field(default=None, compare=False)
+    """The signature's nonce (None: unsigned). Not yet recorded by :func:`verify_request`."""
+    valid_until: float = field(default=0.0, compare=False)
+    """Unix seconds after which this signature is refused anyway: how long to keep the nonce."""
 
     @property
     def tenant(self) -> str:
         return self.credential.tenant
+
+    def nonce_ttl_s(self, now: float) -> float:
+        """How long a replay store must keep :attr:`nonce` (at least one second)."""
+        return max(1.0, self.valid_until - now)
 
 
 def _deny(message: str, status: int = 401) -> AuthenticationError:
@@ -196,7 +208,39 @@ def authenticate_request(
     options: AudioHookAuthOptions = AudioHookAuthOptions(),
 ) -> AudioHookAuth:
     """Check one WebSocket upgrade request; ``path`` is the request target (path and query),
-    ``authority`` the Host (None: read the ``Host`` header), ``now`` Unix seconds."""
+    ``authority`` the Host (None: read the ``Host`` header), ``now`` Unix seconds. A signed
+    request's nonce is recorded in ``nonces``; one seen before is refused."""
+    auth = verify_request(
+        headers,
+        method=method,
+        path=path,
+        authority=authority,
+        now=now,
+        credentials=credentials,
+        options=options,
+    )
+    if auth.nonce is not None and not nonces.remember(auth.nonce, now, auth.nonce_ttl_s(now)):
+        raise replayed()
+    return auth
+
+
+def replayed() -> AuthenticationError:
+    """The refusal of a signature whose nonce was seen before."""
+    return _deny("signature nonce was already used")
+
+
+def verify_request(
+    headers: Headers,
+    *,
+    method: str,
+    path: str,
+    authority: str | None,
+    now: float,
+    credentials: CredentialLookup,
+    options: AudioHookAuthOptions = AudioHookAuthOptions(),
+) -> AudioHookAuth:
+    """:func:`authenticate_request` without the replay check: the caller must record
+    ``nonce`` for :meth:`AudioHookAuth.nonce_ttl_s` and refuse the request if it was seen."""
     fields = _fields(headers)
     api_key = fields.get("x-api-key")
     if not api_key:
@@ -207,19 +251,27 @@ def authenticate_request(
         raise _deny("missing Audiohook-Organization-Id or Audiohook-Session-Id header")
     credential = credentials.lookup(api_key)
     signed = "signature-input" in fields or "signature" in fields
+    nonce: str | None = None
+    valid_until = 0.0
     if not signed:
         if credential is None:
             raise _deny("unknown API key")
         if credential.client_secret or options.require_signature:
             raise _deny("request is not signed")
     else:
-        credential = _verify(
-            fields, api_key, credential, method, path, authority, now, nonces, options
+        credential, nonce, valid_until = _verify(
+            fields, api_key, credential, method, path, authority, now, options
         )
     if credential.organization_ids and organization_id.lower() not in credential.organization_ids:
         raise _deny("organization not allowed for this API key", 403)
     return AudioHookAuth(
-        credential, organization_id, session_id, fields.get("audiohook-correlation-id", ""), signed
+        credential,
+        organization_id,
+        session_id,
+        fields.get("audiohook-correlation-id", ""),
+        signed,
+        nonce,
+        valid_until,
     )
 
 
@@ -231,9 +283,9 @@ def _verify(
     path: str,
     authority: str | None,
     now: float,
-    nonces: NonceStore,
     options: AudioHookAuthOptions,
-) -> AudioHookCredential:
+) -> tuple[AudioHookCredential, str, float]:
+    """The credential, the nonce and the time after which the signature is refused."""
     try:
         inputs = http_sf.parse(fields.get("signature-input", "").encode(), tltype="dictionary")
         signatures = http_sf.parse(fields.get("signature", "").encode(), tltype="dictionary")
@@ -301,10 +353,12 @@ def _verify(
         raise _deny("unknown API key")
     if not hmac.compare_digest(expected, signature[0]):
         raise _deny("signature does not match")
-    # Recorded only now, so unsigned junk cannot fill the store; kept until the age limit.
-    if not nonces.remember(nonce, now, options.max_signature_age_s + 2 * skew):
-        raise _deny("signature nonce was already used")
-    return credential
+    # The caller records the nonce only now, so unsigned junk cannot fill the store; it is
+    # kept until the signature would be refused as too old or expired anyway.
+    valid_until = created + options.max_signature_age_s + skew
+    if expires is not None:
+        valid_until = min(valid_until, expires + skew)
+    return credential, nonce, float(valid_until)
 
 
 def sign_request(
@@ -365,5 +419,7 @@ __all__ = [
     "NonceStore",
     "TtlNonceStore",
     "authenticate_request",
+    "replayed",
     "sign_request",
+    "verify_request",
 ]

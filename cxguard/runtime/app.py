@@ -8,6 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
+from cxguard.runtime.auth import check_exposure
 from cxguard.runtime.server import running_sidecar
 from cxguard.runtime.services import Listener, Services
 from cxguard.runtime.settings import Settings
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 
 
 async def serve_forever(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM. Refuses (``ConfigError``) to listen beyond loopback with no
+    credentials unless ``settings.insecure``; checked before any model is loaded."""
+    check_exposure(settings)
     services = await Services.start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -25,11 +29,11 @@ async def serve_forever(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
-            for proto in sidecar.auth.open_protocols:
+            for door in sidecar.auth.open_doors:
                 log.warning(
-                    "%s upgrades are accepted WITHOUT signature checks: configure "
-                    "credentials or set require_auth",
-                    proto,
+                    "/%s admits requests WITHOUT credentials: configure them, or set "
+                    "require_auth to refuse such requests",
+                    door,
                 )
             log.info(
                 "cxguard listening on %s",

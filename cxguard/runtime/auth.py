@@ -1,25 +1,71 @@
-"""Checks a websocket upgrade before any audio is read, and says who it proved to be.
+"""Who may come in, at each door, and who they proved to be.
 
-Credentials are per tenant (Twilio auth token; AudioHook API key + base64 client secret).
-With none configured for a protocol and ``require_auth`` off, its upgrades are accepted
-unsigned (development); the server warns about it at start-up.
+A *door* is a route that needs a credential: ``/twilio`` (``X-Twilio-Signature``, HMAC-SHA1
+of the URL under a tenant's auth token), ``/audiohook`` (``X-API-KEY`` and an RFC 9421
+signature under the tenant's client secret, nonce never seen twice by *any* sidecar sharing
+the Redis), ``/metrics`` (a bearer token). A later door (the console, the control API) is
+one more :class:`Door` whose credentials are per tenant, e.g. a :class:`BearerDoor` fed from a
+new :data:`~cxguard.runtime.settings.SECRET` field of ``TenantSettings``.
+
+Rules, in order:
+
+- A security header sent twice (``Host``, ``X-Twilio-Signature``, ``X-API-KEY``,
+  ``Signature``, ``Signature-Input``, the ``Audiohook-*`` ids, ``Authorization``) is refused
+  with 400 and counted (``cxguard_duplicate_security_headers_total``): which copy a proxy, a
+  framework or we would read is not defined, so neither is trusted.
+- A door with credentials checks them. A door without credentials is open on a loopback bind
+  (development: the demo and tests need no config) and closed (403) when ``require_auth`` is
+  set or the server listens beyond loopback, unless ``insecure``. With no media credentials at
+  all, a non-loopback server refuses to start (:func:`check_exposure`).
+- Twilio signs the full ``wss://`` URL it was given. That URL is ``public_url`` + the request
+  target; never the peer's ``Host`` header (a signature captured for another host would pass).
+  Without ``public_url`` (only possible for settings built in code: the loader requires it
+  with a token) it is the listening socket's own address.
+
+Every refusal is an :class:`AuthenticationError` whose ``status`` is the HTTP answer; the
+server delays it to :data:`FAILURE_DELAY_S` after the request arrived, without blocking.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
-from cxguard.errors import AuthenticationError
+from cxguard.errors import AuthenticationError, ConfigError
 from cxguard.protocols.audiohook_auth import (
+    AudioHookAuthOptions,
     AudioHookCredential,
     CredentialStore,
-    TtlNonceStore,
-    authenticate_request,
+    replayed,
+    verify_request,
 )
 from cxguard.protocols.twilio_signature import validate_signature
+from cxguard.runtime import metrics
+from cxguard.runtime.replay import ReplayStore, replay_store
 from cxguard.runtime.settings import Settings
+
+FAILURE_DELAY_S: Final = 0.5
+"""Every refused request is answered this long after it arrived, whatever was wrong with it."""
+
+SECURITY_HEADERS: Final = frozenset(
+    {
+        "host",
+        "authorization",
+        "x-twilio-signature",
+        "x-api-key",
+        "signature",
+        "signature-input",
+        "audiohook-organization-id",
+        "audiohook-session-id",
+        "audiohook-correlation-id",
+    }
+)
+MEDIA_DOORS: Final = ("twilio", "audiohook")
 
 
 @dataclass(frozen=True)
@@ -31,71 +77,254 @@ class Admission:
     session_id: str | None = None
 
 
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """The parts of an HTTP request a door may look at."""
+
+    target: str
+    """Path and query, as sent."""
+    headers: tuple[tuple[str, str], ...]
+    local_address: tuple[str, int] | None = None
+    """The listening socket the peer reached (host, port)."""
+
+    @classmethod
+    def of(cls, target: str, headers: Any, local_address: Any = None) -> UpgradeRequest:
+        """From a websockets ``Headers`` (or any mapping / pairs) and a socket name."""
+        raw = headers.raw_items() if hasattr(headers, "raw_items") else _pairs(headers)
+        local = None
+        if isinstance(local_address, tuple) and len(local_address) >= 2:
+            local = (str(local_address[0]), int(local_address[1]))
+        return cls(target, tuple((str(n), str(v)) for n, v in raw), local)
+
+    def single(self, name: str) -> str | None:
+        """The one value of header ``name`` (case-insensitive); 400 if it was sent twice."""
+        values = [v for n, v in self.headers if n.lower() == name]
+        if len(values) > 1:
+            raise AuthenticationError(f"header {name} sent {len(values)} times", status=400)
+        return values[0] if values else None
+
+    def refuse_duplicates(self) -> None:
+        counts: dict[str, int] = {}
+        for name, _ in self.headers:
+            lower = name.lower()
+            if lower in SECURITY_HEADERS:
+                counts[lower] = counts.get(lower, 0) + 1
+        twice = sorted(n for n, c in counts.items() if c > 1)
+        for name in twice:
+            metrics.DUPLICATE_HEADERS.labels(header=name).inc()
+        if twice:
+            raise AuthenticationError(f"security header sent twice: {', '.join(twice)}", 400)
+
+
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
+class Door(Protocol):
+    @property
+    def has_credentials(self) -> bool: ...
+
+    @property
+    def is_open(self) -> bool:
+        """No credentials, and admitting requests anyway (development on loopback)."""
+        ...
+
+    async def admit(self, request: UpgradeRequest) -> Admission: ...
+
+
+def _no_credentials(door: str, open_: bool) -> None:
+    if not open_:
+        raise AuthenticationError(f"no credentials are configured for /{door}", status=403)
+
+
+class TwilioDoor:
+    def __init__(self, tokens: Mapping[str, str], public_url: str | None, open_: bool) -> None:
+        self._tokens = {tenant: token for tenant, token in tokens.items() if token}
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._open = open_
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self._tokens)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open and not self.has_credentials
+
+    async def admit(self, request: UpgradeRequest) -> Admission:
+        if not self._tokens:
+            _no_credentials("twilio", self._open)
+            return Admission()
+        signature = request.single("x-twilio-signature")
+        if not signature:
+            raise AuthenticationError("missing X-Twilio-Signature", status=401)
+        for url in self.signed_urls(request):
+            for tenant, token in self._tokens.items():
+                if validate_signature(token, url, {}, signature):
+                    return Admission(tenant)
+        raise AuthenticationError("X-Twilio-Signature does not match", status=403)
+
+    def signed_urls(self, request: UpgradeRequest) -> list[str]:
+        """The URLs a genuine signature for this request was made over."""
+        if self._public_url:
+            return [self._public_url + request.target]
+        if request.local_address is None:
+            return []
+        host, port = request.local_address
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # Behind a TLS-terminating proxy Twilio signed wss://, a local test ws://.
+        return [f"wss://{netloc}{request.target}", f"ws://{netloc}{request.target}"]
+
+
+class AudioHookDoor:
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        replay: ReplayStore,
+        open_: bool,
+        options: AudioHookAuthOptions | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._replay = replay
+        self._open = open_
+        self._options = options or AudioHookAuthOptions()
+
+    @property
+    def has_credentials(self) -> bool:
+        return len(self._credentials) > 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._open and not self.has_credentials
+
+    async def admit(self, request: UpgradeRequest) -> Admission:
+        if not self.has_credentials:
+            _no_credentials("audiohook", self._open)
+            return Admission(
+                None,
+                request.single("audiohook-organization-id"),
+                request.single("audiohook-session-id"),
+            )
+        now = time.time()
+        auth = verify_request(
+            request.headers,
+            method="GET",
+            path=request.target,
+            authority=request.single("host"),
+            now=now,
+            credentials=self._credentials,
+            options=self._options,
+        )
+        if auth.nonce is not None and not await self._replay.first_use(
+            auth.nonce, auth.nonce_ttl_s(now)
+        ):
+            raise replayed()
+        return Admission(auth.tenant, auth.organization_id, auth.session_id)
+
+
+class BearerDoor:
+    """``Authorization: Bearer TOKEN``; each token admits as its tenant (None: operator)."""
+
+    def __init__(self, name: str, tokens: Mapping[str, str | None], open_: bool) -> None:
+        self._name = name
+        self._digests = [(_digest(token), tenant) for token, tenant in tokens.items() if token]
+        self._open = open_
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self._digests)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open and not self.has_credentials
+
+    async def admit(self, request: UpgradeRequest) -> Admission:
+        if not self._digests:
+            _no_credentials(self._name, self._open)
+            return Admission()
+        scheme, _, token = (request.single("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("missing bearer token", status=401)
+        presented = _digest(token.strip())
+        found: list[str | None] = []
+        for digest, tenant in self._digests:  # every entry, so timing tells nothing
+            if hmac.compare_digest(digest, presented):
+                found.append(tenant)
+        if not found:
+            raise AuthenticationError("bearer token does not match", status=403)
+        return Admission(found[0])
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposed(settings: Settings) -> bool:
+    """Listening beyond loopback without ``insecure``: doors without credentials close."""
+    return not is_loopback(settings.host) and not settings.insecure
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve a non-loopback address with no media credentials (unless insecure)."""
+    if not exposed(settings):
+        return
+    tenants = settings.tenants
+    if any(t.twilio_auth_token or t.audiohook_api_key for t in tenants):
+        return
+    raise ConfigError(
+        f"refusing to listen on {settings.host}: no Twilio or AudioHook credentials are "
+        "configured, so every stream would be refused (configure tenants, or the "
+        "CXGUARD_TWILIO_AUTH_TOKEN / CXGUARD_AUDIOHOOK_* variables; or pass --insecure to "
+        "accept unsigned streams)"
+    )
+
+
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._twilio = {
-            t.name: t.twilio_auth_token for t in settings.tenants if t.twilio_auth_token
-        }
-        creds = [
-            AudioHookCredential(t.name, t.audiohook_api_key, t.client_secret_bytes() or b"")
+        closed = settings.require_auth or exposed(settings)
+        credentials = CredentialStore(
+            AudioHookCredential.from_base64(
+                t.name,
+                t.audiohook_api_key,
+                t.audiohook_client_secret or "",
+                t.audiohook_organization_ids,
+            )
             for t in settings.tenants
             if t.audiohook_api_key
-        ]
-        self._audiohook = CredentialStore(creds)
-        self._nonces = TtlNonceStore()
+        )
+        twilio = {t.name: t.twilio_auth_token for t in settings.tenants if t.twilio_auth_token}
+        self._replay = replay_store(settings.redis_url)
+        metrics_tokens = {settings.metrics_token: None} if settings.metrics_token else {}
+        self.doors: dict[str, Door] = {
+            "twilio": TwilioDoor(twilio, settings.public_url, not closed),
+            "audiohook": AudioHookDoor(credentials, self._replay, not closed),
+            "metrics": BearerDoor("metrics", metrics_tokens, not exposed(settings)),
+        }
+
+    @property
+    def open_doors(self) -> list[str]:
+        """Doors that admit requests without credentials (logged as a warning at start)."""
+        return [name for name, door in self.doors.items() if door.is_open]
 
     @property
     def open_protocols(self) -> list[str]:
-        """Protocols accepted without credentials (logged as a warning by the server)."""
-        if self._settings.require_auth:
-            return []
-        open_ = [] if self._twilio else ["twilio"]
-        return open_ + ([] if len(self._audiohook) else ["audiohook"])
+        return [d for d in self.open_doors if d in MEDIA_DOORS]
 
-    def check(self, protocol: str, path: str, headers: Mapping[str, str]) -> Admission:
-        if protocol == "twilio":
-            return Admission(self._check_twilio(path, headers))
-        if protocol == "audiohook":
-            return self._check_audiohook(path, headers)
-        raise AuthenticationError(f"unknown protocol {protocol!r}", status=404)
+    async def admit(self, door: str, request: UpgradeRequest) -> Admission:
+        request.refuse_duplicates()
+        found = self.doors.get(door)
+        if found is None:
+            raise AuthenticationError(f"no door {door!r}", status=404)
+        return await found.admit(request)
 
-    def _check_audiohook(self, path: str, headers: Mapping[str, str]) -> Admission:
-        if not len(self._audiohook):
-            if self._settings.require_auth:
-                raise AuthenticationError("no AudioHook credentials configured", status=403)
-            return Admission(
-                None, headers.get("Audiohook-Organization-Id"), headers.get("Audiohook-Session-Id")
-            )
-        items = headers.raw_items() if hasattr(headers, "raw_items") else headers.items()
-        auth = authenticate_request(
-            list(items),
-            method="GET",
-            path=path,
-            authority=headers.get("Host"),
-            now=time.time(),
-            credentials=self._audiohook,
-            nonces=self._nonces,
-        )
-        return Admission(auth.tenant, auth.organization_id, auth.session_id)
-
-    def _check_twilio(self, path: str, headers: Mapping[str, str]) -> str | None:
-        if not self._twilio:
-            if self._settings.require_auth:
-                raise AuthenticationError("no Twilio credentials configured", status=403)
-            return None
-        signature = headers.get("X-Twilio-Signature")
-        if not signature:
-            raise AuthenticationError("missing X-Twilio-Signature", status=401)
-        for url in self._candidate_urls(path, headers):
-            for tenant, token in self._twilio.items():
-                if token and validate_signature(token, url, {}, signature):
-                    return tenant
-        raise AuthenticationError("X-Twilio-Signature does not match", status=403)
-
-    def _candidate_urls(self, path: str, headers: Mapping[str, str]) -> list[str]:
-        if self._settings.public_url:
-            return [self._settings.public_url.rstrip("/") + path]
-        host = headers.get("Host", "")
-        # Behind a TLS-terminating proxy Twilio signed wss://, a local test ws://.
-        return [f"wss://{host}{path}", f"ws://{host}{path}"]
+    async def close(self) -> None:
+        await self._replay.close()

@@ -58,6 +58,12 @@ PROTOCOL_ERRORS = Counter(
 AUTH_FAILURES = Counter(
     "cxguard_auth_failures_total", "Rejected websocket upgrades.", ["protocol"], registry=REGISTRY
 )
+DUPLICATE_HEADERS = Counter(
+    "cxguard_duplicate_security_headers_total",
+    "Requests refused (400) for sending a security header more than once.",
+    ["header"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

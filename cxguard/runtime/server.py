@@ -12,6 +12,7 @@ import contextlib
 import http
 import json
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -22,7 +23,7 @@ from websockets.http11 import Request, Response
 from cxguard.errors import AuthenticationError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.runtime import metrics
-from cxguard.runtime.auth import Admission, Authenticator
+from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
 from cxguard.runtime.streams import PinnedStream, open_stream
@@ -43,7 +44,12 @@ class Sidecar:
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Plain HTTP routes, and every door's credential check before an upgrade.
+
+        A coroutine: a refusal waits out :data:`FAILURE_DELAY_S` without holding the loop."""
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             return _plain(connection, http.HTTPStatus.OK, "ok\n")
@@ -52,22 +58,27 @@ class Sidecar:
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
-        if path == "/metrics":
+        door = _DOORS.get(path)
+        if door is None:
+            return _plain(connection, http.HTTPStatus.NOT_FOUND, "no such route\n")
+        arrived = time.monotonic()
+        try:
+            upgrade = UpgradeRequest.of(request.path, request.headers, connection.local_address)
+            admission = await self.auth.admit(door, upgrade)
+        except AuthenticationError as exc:
+            metrics.AUTH_FAILURES.labels(protocol=door).inc()
+            log.warning("refused /%s from %s: %s", door, _peer(connection), exc)
+            await asyncio.sleep(max(0.0, arrived + FAILURE_DELAY_S - time.monotonic()))
+            status = http.HTTPStatus(exc.status)
+            # The reason stays in our log: telling the peer would be an oracle.
+            return _plain(connection, status, f"{status.phrase}\n")
+        if door == "metrics":
             return _plain(
                 connection,
                 http.HTTPStatus.OK,
                 metrics.render().decode(),
                 "text/plain; version=0.0.4; charset=utf-8",
             )
-        if path not in ("/twilio", "/audiohook"):
-            return _plain(connection, http.HTTPStatus.NOT_FOUND, f"no route {path}\n")
-        protocol = path.lstrip("/")
-        try:
-            admission = self.auth.check(protocol, request.path, request.headers)
-        except AuthenticationError as exc:
-            metrics.AUTH_FAILURES.labels(protocol=protocol).inc()
-            log.warning("rejected %s upgrade from %s: %s", protocol, connection.remote_address, exc)
-            return _plain(connection, http.HTTPStatus(exc.status), f"{exc}\n")
         self._admissions[connection] = admission
         return None
 
@@ -162,6 +173,14 @@ class Sidecar:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+_DOORS = {"/twilio": "twilio", "/audiohook": "audiohook", "/metrics": "metrics"}
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
+
+
 def _plain(
     connection: ServerConnection,
     status: http.HTTPStatus,
@@ -196,3 +215,4 @@ async def running_sidecar(
             server.close()
             await server.wait_closed()
             await sidecar.drain()
+            await sidecar.auth.close()

@@ -1,22 +1,33 @@
 """Settings: the one place that reads the environment and config files.
 
-A YAML config file (``cxguard serve --config FILE``) is validated into these dataclasses with
-pydantic; command-line flags override it; environment variables fill secrets. Every field has
-a default, so the sidecar runs with no file at all ("embedded defaults").
+A YAML config file (``cxguard serve --config FILE``) is validated into these dataclasses by
+:mod:`cxguard.runtime.settings_loader` (strictly: unknown keys, wrong types and inconsistent
+credentials are errors naming file:line); command-line flags override it; secrets may come
+from environment variables or secret files. Every field has a default, so the sidecar runs
+with no file at all ("embedded defaults"). ``configs/server.yaml`` documents every key (a test
+checks it): a field added here must be added there too.
+
+Field metadata tells the loader what a value is (see ``docs/configuration.md``):
+
+- :data:`PATH`: a file or directory; relative values resolve against the config file's folder.
+- :data:`SQLITE_URL`: a database URL; a relative ``sqlite:///`` path resolves the same way.
+- :data:`SECRET`: may be given as ``KEY_env: VAR`` or ``KEY_file: /run/secrets/x`` instead of
+  inline; never logged. Combine them: ``metadata={**SECRET, **PATH}``.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pydantic
-import yaml
+from types import MappingProxyType
+from typing import Any, Final
 
 from cxguard.errors import ConfigError
+
+PATH: Final = MappingProxyType({"path": "file"})
+SQLITE_URL: Final = MappingProxyType({"path": "sqlite_url"})
+SECRET: Final = MappingProxyType({"secret": True})
 
 
 @dataclass(frozen=True)
@@ -50,11 +61,17 @@ class VadSettings:
 
 @dataclass(frozen=True)
 class TenantSettings:
+    """One tenant's credentials, per door. A door (``/twilio``, ``/audiohook``, later the
+    console and control API) admits a request as the tenant whose credential it proves; a new
+    door adds its credential field here, marked :data:`SECRET`."""
+
     name: str
-    twilio_auth_token: str | None = None
-    audiohook_api_key: str | None = None
-    audiohook_client_secret: str | None = None
-    """Base64, as Genesys shows it."""
+    twilio_auth_token: str | None = field(default=None, metadata=SECRET)
+    audiohook_api_key: str | None = field(default=None, metadata=SECRET)
+    audiohook_client_secret: str | None = field(default=None, metadata=SECRET)
+    """Base64, as Genesys shows it. Required with ``audiohook_api_key``."""
+    audiohook_organization_ids: tuple[str, ...] = ()
+    """Genesys organizations allowed to use this tenant's API key; empty allows any."""
     twilio_account_sid: str | None = None
     handoff_twiml: str | None = None
 
@@ -71,8 +88,8 @@ class TenantSettings:
 
 @dataclass(frozen=True)
 class HandoffSettings:
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_url: str | None = field(default=None, metadata=SECRET)
+    webhook_secret: str | None = field(default=None, metadata=SECRET)
     twilio_api_base: str = "https://api.twilio.com"
     twiml: str = "<Response><Enqueue>human-agents</Enqueue></Response>"
     timeout_s: float = 2.0
@@ -84,17 +101,27 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
     public_url: str | None = None
-    """Base URL Twilio signs (``wss://guard.example.com``); defaults to the Host header."""
-    evidence_url: str = "sqlite:///cxguard-evidence.db"
-    redis_url: str | None = None
-    policy: str | None = None
+    """Base URL Twilio signs (``wss://guard.example.com``). Required (by the loader) when a
+    Twilio auth token is set; built in code without it, signatures are checked against the
+    listening socket's own address, never against the peer's ``Host`` header."""
+    evidence_url: str = field(
+        default="sqlite:///cxguard-evidence.db", metadata={**SQLITE_URL, **SECRET}
+    )
+    redis_url: str | None = field(default=None, metadata=SECRET)
+    """Alerts, and the AudioHook nonce replay store shared by every sidecar."""
+    policy: str | None = field(default=None, metadata=PATH)
     """Path of the policy pack; None = the bundled billing pack."""
     classifiers: bool = True
     """Load the ONNX classifiers when the pack has semantic assertions."""
-    models_dir: str | None = None
+    models_dir: str | None = field(default=None, metadata=PATH)
     require_auth: bool = False
-    """Reject unsigned upgrades even when no credentials are configured."""
+    """Refuse upgrades on a door with no credentials configured (always so off loopback)."""
+    insecure: bool = False
+    """Off loopback, keep doors without credentials open (``cxguard serve --insecure``)."""
+    metrics_token: str | None = field(default=None, metadata=SECRET)
+    """Bearer token for ``/metrics``. Without it ``/metrics`` is open on loopback only."""
     twilio_track_inbound: str = "customer"
+    """The speaker on Twilio's inbound track: ``agent`` or ``customer``."""
     twilio_track_outbound: str = "agent"
     default_tenant: str = "default"
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -107,44 +134,9 @@ class Settings:
         return next((t for t in self.tenants if t.name == name), None)
 
 
-_ADAPTER = pydantic.TypeAdapter(Settings)
-
-
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read a YAML file (optional), apply env secrets, then non-None ``overrides``."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the config must be a mapping")
-        raw = dict(loaded or {})
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        settings = _ADAPTER.validate_python(raw, strict=False)
-    except pydantic.ValidationError as exc:
-        raise ConfigError(f"invalid config {path or '(defaults)'}: {exc}") from exc
-    return _with_env_tenant(settings, os.environ)
+    """Read a YAML file (optional) strictly, fill secrets, then apply non-None ``overrides``
+    (command-line flags). Raises :class:`ConfigError` naming file:line."""
+    from cxguard.runtime.settings_loader import load
 
-
-def _with_env_tenant(settings: Settings, env: os._Environ[str] | dict[str, str]) -> Settings:
-    """Single-tenant deployments need no config file: credentials come from the environment."""
-    names = (
-        "CXGUARD_TWILIO_AUTH_TOKEN",
-        "CXGUARD_AUDIOHOOK_API_KEY",
-        "CXGUARD_AUDIOHOOK_CLIENT_SECRET",
-    )
-    if not any(env.get(n) for n in names):
-        return settings
-    current = settings.tenant(settings.default_tenant) or TenantSettings(settings.default_tenant)
-    merged = replace(
-        current,
-        twilio_auth_token=env.get(names[0]) or current.twilio_auth_token,
-        audiohook_api_key=env.get(names[1]) or current.audiohook_api_key,
-        audiohook_client_secret=env.get(names[2]) or current.audiohook_client_secret,
-    )
-    merged.client_secret_bytes()
-    others = tuple(t for t in settings.tenants if t.name != settings.default_tenant)
-    return replace(settings, tenants=(merged, *others))
+    return load(path, overrides)
