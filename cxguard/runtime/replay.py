@@ -16,13 +16,13 @@ import asyncio
 import hashlib
 import math
 import time
-from typing import Protocol
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Protocol
 
 from cxguard.errors import AuthenticationError
 from cxguard.protocols.audiohook_auth import TtlNonceStore
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 KEY_PREFIX = "cxguard:nonce:audiohook:"
 
@@ -52,7 +52,12 @@ class RedisReplayStore:
     """Nonces shared by every process that uses the same Redis."""
 
     def __init__(self, url: str, *, timeout_s: float = 1.0, prefix: str = KEY_PREFIX) -> None:
-        self._redis = aioredis.Redis.from_url(
+        # Imported here: the embedded default (no Redis) never loads the client.
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._timeout_s = timeout_s
@@ -69,7 +74,7 @@ class RedisReplayStore:
                 claimed = await self._redis.set(
                     self.key(nonce), b"1", nx=True, px=max(1000, math.ceil(ttl_s * 1000))
                 )
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             # The URL may carry a password: name the failure, not the address.
             raise AuthenticationError(
                 f"nonce replay store (Redis) unavailable: {type(exc).__name__}", status=503
