@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from support_http import free_port
 
 from cxguard.protocols.audiohook_auth import sign_request
-from support_http import free_port
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 SECRET_B64 = base64.b64encode(SECRET).decode()

@@ -31,13 +31,13 @@ from typing import Any
 
 import pytest
 import yaml
+from support_auth import API_KEY, SECRET, SECRET_B64
+from support_http import free_port
 
 from cxguard.audio.files import read_audio
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
-from support_auth import API_KEY, SECRET, SECRET_B64
-from support_http import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -70,7 +70,9 @@ class Stage:
 
 def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
     """(ARG defaults before the first FROM, stages) of a Dockerfile."""
-    joined = re.sub(r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    )
     args: dict[str, str] = {}
     stages: list[Stage] = []
     for line in joined.splitlines():
@@ -94,7 +96,7 @@ def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
 
 @pytest.fixture(scope="module")
 def image() -> Stage:
-    args, stages = parse_dockerfile((ROOT / "Dockerfile").read_text(encoding="utf-8"))
+    _args, stages = parse_dockerfile((ROOT / "Dockerfile").read_text(encoding="utf-8"))
     assert len(stages) == 2
     return stages[-1]
 
@@ -223,8 +225,19 @@ def installed(image: Stage) -> Iterator[Installed]:
             shutil.copytree(ROOT / name, src / name, ignore=ignore)
         venv = "/opt/cxguard"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             "--no-compile", "--target", str(root / venv.lstrip("/")), str(src)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-compile",
+                "--target",
+                str(root / venv.lstrip("/")),
+                str(src),
+            ],
             check=True,
             capture_output=True,
         )

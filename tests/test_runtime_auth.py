@@ -5,6 +5,8 @@ nonce replay store shared through a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 from collections.abc import Iterator
 
@@ -12,6 +14,17 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support_auth import (
+    API_KEY,
+    OTHER_KEY,
+    OTHER_SECRET,
+    OTHER_TOKEN,
+    SECRET_B64,
+    TOKEN,
+    RedisProcess,
+    audiohook_headers,
+    redis_server,
+)
 
 from cxguard.errors import AuthenticationError, ConfigError
 from cxguard.protocols.twilio_signature import compute_signature
@@ -26,20 +39,12 @@ from cxguard.runtime.auth import (
 )
 from cxguard.runtime.replay import KEY_PREFIX
 from cxguard.runtime.settings import Settings, TenantSettings
-from support_auth import (
-    API_KEY,
-    OTHER_KEY,
-    OTHER_SECRET,
-    OTHER_TOKEN,
-    SECRET_B64,
-    TOKEN,
-    RedisProcess,
-    audiohook_headers,
-    redis_server,
-)
 
 NORTHWIND = TenantSettings(
-    "northwind", twilio_auth_token=TOKEN, audiohook_api_key=API_KEY, audiohook_client_secret=SECRET_B64
+    "northwind",
+    twilio_auth_token=TOKEN,
+    audiohook_api_key=API_KEY,
+    audiohook_client_secret=SECRET_B64,
 )
 GLOBEX = TenantSettings(
     "globex",
@@ -69,8 +74,6 @@ async def refused(auth: Authenticator, door: str, req: UpgradeRequest, status: i
 
 
 def test_the_globex_secret_is_what_the_tenant_says() -> None:
-    import base64
-
     assert base64.b64decode(GLOBEX.audiohook_client_secret or "") == OTHER_SECRET
 
 
@@ -80,7 +83,7 @@ def test_the_globex_secret_is_what_the_tenant_says() -> None:
 @pytest.mark.parametrize("name", sorted(SECURITY_HEADERS))
 async def test_a_security_header_sent_twice_is_400_and_counted(name: str) -> None:
     auth = Authenticator(settings_with(public_url=f"wss://{HOST}"))
-    pairs = list(audiohook_headers(HOST).items()) + [("Host", HOST)]
+    pairs = [*list(audiohook_headers(HOST).items()), ("Host", HOST)]
     pairs += [("X-Twilio-Signature", compute_signature(TOKEN, f"wss://{HOST}/twilio"))]
     pairs += [("Authorization", "Bearer x")]
     twice = next(v for k, v in pairs if k.lower() == name)
@@ -163,7 +166,7 @@ async def test_doors_without_credentials_are_open_on_loopback_only() -> None:
 def test_a_public_bind_without_credentials_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="--insecure"):
         check_exposure(Settings(host="0.0.0.0"))
-    with pytest.raises(ConfigError, match="refusing to listen on 10.0.0.5"):
+    with pytest.raises(ConfigError, match=r"refusing to listen on 10\.0\.0\.5"):
         check_exposure(Settings(host="10.0.0.5", metrics_token="m"))
     check_exposure(Settings(host="0.0.0.0", insecure=True))
     check_exposure(Settings())
@@ -256,7 +259,7 @@ async def test_redis_down_refuses_upgrades_with_503(own_redis: RedisProcess) -> 
 
 
 header_names = st.sampled_from(
-    sorted(SECURITY_HEADERS) + ["Host", "X-API-KEY", "Signature-Input", "Accept", "x-\u00ff"]
+    [*sorted(SECURITY_HEADERS), "Host", "X-API-KEY", "Signature-Input", "Accept", "x-ÿ"]
 )
 header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80) | (
     st.sampled_from(list(audiohook_headers(HOST).values()))
@@ -283,3 +286,16 @@ def test_any_request_is_admitted_or_refused_with_an_authentication_error(
             raise AssertionError("a random request was admitted")
 
     asyncio.run(attempt())
+
+
+def test_serve_refuses_a_public_bind_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cxguard.cli import app
+
+    for name in list(os.environ):
+        if name.startswith("CXGUARD_"):
+            monkeypatch.delenv(name)
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0" in result.output and "--insecure" in result.output

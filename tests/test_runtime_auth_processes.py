@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support_auth import (
     API_KEY,
     SECRET_B64,
@@ -110,7 +109,9 @@ async def test_a_signed_upgrade_replayed_on_a_second_process_is_refused(
     host = "audiohook.example.com"
     for n in range(5):
         headers = list(audiohook_headers(host).items())
-        accepted = await send_raw(port1 if n % 2 else port2, upgrade_bytes("/audiohook", headers, host))
+        accepted = await send_raw(
+            port1 if n % 2 else port2, upgrade_bytes("/audiohook", headers, host)
+        )
         assert accepted.status == 101
         replays = await asyncio.gather(
             *(send_raw(port, upgrade_bytes("/audiohook", headers, host)) for port in (port1, port2))
@@ -124,7 +125,9 @@ async def test_redis_outage_refuses_audiohook_upgrades_with_503(
     port1, _, redis = two_servers
     redis.stop()
     host = "audiohook.example.com"
-    reply = await send_raw(port1, upgrade_bytes("/audiohook", list(audiohook_headers(host).items()), host))
+    reply = await send_raw(
+        port1, upgrade_bytes("/audiohook", list(audiohook_headers(host).items()), host)
+    )
     assert reply.status == 503
     health = await send_raw(port1, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert health.status == 200

@@ -11,12 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from cxguard.protocols.twilio_signature import compute_signature
-from cxguard.runtime.auth import FAILURE_DELAY_S
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings, TenantSettings
 from support_auth import (
     API_KEY,
     OTHER_KEY,
@@ -29,6 +23,12 @@ from support_auth import (
     upgrade_bytes,
 )
 from support_http import free_port
+
+from cxguard.protocols.twilio_signature import compute_signature
+from cxguard.runtime.auth import FAILURE_DELAY_S
+from cxguard.runtime.server import Sidecar, running_sidecar
+from cxguard.runtime.services import Services
+from cxguard.runtime.settings import Settings, TenantSettings
 
 METRICS_TOKEN = "metrics-bearer-token"
 Case = tuple[str, str, list[tuple[str, str]], str | None]
@@ -87,21 +87,41 @@ def forged_cases(port: int, used: dict[str, str]) -> list[Case]:
         ("ah expired", "/audiohook", ah(created=now - 60), host),
         ("ah future", "/audiohook", ah(created=now + 60), host),
         ("ah short nonce", "/audiohook", ah(nonce="short"), host),
-        ("ah org tampered", "/audiohook", with_header(good_ah, "Audiohook-Organization-Id", "x"), host),
+        (
+            "ah org tampered",
+            "/audiohook",
+            with_header(good_ah, "Audiohook-Organization-Id", "x"),
+            host,
+        ),
         ("ah path tampered", "/audiohook", ah(path="/audiohook?tenant=globex"), host),
         ("ah other authority", "/audiohook", ah(authority="evil.example"), host),
         ("ah key swapped", "/audiohook", with_header(ah(), "X-API-KEY", OTHER_KEY), host),
         ("ah crossed tenant", "/audiohook", ah(api_key=OTHER_KEY), host),
-        ("ah no x-api-key cover", "/audiohook", ah(components=("@request-target", "@authority")), host),
-        ("ah malformed input", "/audiohook", with_header(ah(), "Signature-Input", "sig1=((("), host),
+        (
+            "ah no x-api-key cover",
+            "/audiohook",
+            ah(components=("@request-target", "@authority")),
+            host,
+        ),
+        (
+            "ah malformed input",
+            "/audiohook",
+            with_header(ah(), "Signature-Input", "sig1=((("),
+            host,
+        ),
         ("ah no host", "/audiohook", ah(), None),
         ("ah replay", "/audiohook", list(used.items()), host),
         ("ah dup signature", "/audiohook", [*ah(), ("Signature", "sig1=:AAAA:")], host),
         ("ah dup key", "/audiohook", [*good_ah, ("X-API-KEY", API_KEY)], host),
         ("ah dup host", "/audiohook", [*ah(), ("Host", "evil.example")], host),
         ("ah dup org", "/audiohook", [*ah(), ("Audiohook-Organization-Id", "x")], host),
-        ("ah dup input", "/audiohook", [*ah(), ("Signature-Input", 'sig2=();created=1')], host),
-        ("ah latin-1 junk", "/audiohook", with_header(ah(), "Signature", "sig1=:\u00ff\u00fe:"), host),
+        ("ah dup input", "/audiohook", [*ah(), ("Signature-Input", "sig2=();created=1")], host),
+        (
+            "ah latin-1 junk",
+            "/audiohook",
+            with_header(ah(), "Signature", "sig1=:\u00ff\u00fe:"),
+            host,
+        ),
         ("tw unsigned", "/twilio", [], host),
         ("tw bad", "/twilio", [("X-Twilio-Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")], host),
         (
