@@ -115,7 +115,8 @@ class Settings:
     """Load the ONNX classifiers when the pack has semantic assertions."""
     models_dir: str | None = field(default=None, metadata=PATH)
     require_auth: bool = False
-    """Refuse upgrades on a door with no credentials configured (always so off loopback)."""
+    """Refuse upgrades on a media door with no credentials, on loopback too (beyond loopback
+    they are refused anyway unless ``insecure``)."""
     insecure: bool = False
     """Off loopback, keep doors without credentials open (``cxguard serve --insecure``)."""
     metrics_token: str | None = field(default=None, metadata=SECRET)
