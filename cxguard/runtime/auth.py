@@ -65,7 +65,6 @@ SECURITY_HEADERS: Final = frozenset(
         "audiohook-correlation-id",
     }
 )
-MEDIA_DOORS: Final = ("twilio", "audiohook")
 
 
 @dataclass(frozen=True)
@@ -314,10 +313,6 @@ class Authenticator:
     def open_doors(self) -> list[str]:
         """Doors that admit requests without credentials (logged as a warning at start)."""
         return [name for name, door in self.doors.items() if door.is_open]
-
-    @property
-    def open_protocols(self) -> list[str]:
-        return [d for d in self.open_doors if d in MEDIA_DOORS]
 
     async def admit(self, door: str, request: UpgradeRequest) -> Admission:
         request.refuse_duplicates()
