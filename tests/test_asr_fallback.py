@@ -12,7 +12,7 @@ from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
 from cxguard.audio.codec import ulaw_decode, ulaw_encode
 from cxguard.audio.files import read_audio
-from cxguard.audio.vad import TurnSegmenter
+from cxguard.audio.vad import VadSegmenter
 
 DEMO = Path(__file__).resolve().parents[1] / "cxguard" / "data" / "demo"
 DATA = Path(__file__).resolve().parent / "data"
@@ -22,7 +22,7 @@ DATA = Path(__file__).resolve().parent / "data"
 def card_turn() -> bytes:
     """The demo agent reading a card number, cut by the VAD as the live path cuts it."""
     pcm = ulaw_decode(ulaw_encode(read_audio(DEMO / "agent.wav", 8000)))
-    seg = TurnSegmenter("agent")
+    seg = VadSegmenter("agent")
     turns = seg.feed(pcm, 0.0) + seg.flush()
     script = json.loads((DEMO / "turns.json").read_text())["turns"]
     card = next(t for t in script if "card number" in t["text"])
