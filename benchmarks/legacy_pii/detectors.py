@@ -19,7 +19,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cxguard.policy.spec import CheckName
+from typing import Literal
+
+CheckName = Literal["card_number", "ssn"]
 
 _UNITS = {
     "zero": "0",
