@@ -130,8 +130,15 @@ def valid_ssn(digits: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
-Near = Callable[[str, int, int], bool]
-"""``near(kind, before, after)``: is a ``kind`` context phrase that close to the digits?"""
+Near = Callable[[str, int, int, int, int], bool]
+"""``near(kind, before, after, lo, hi)``: is a ``kind`` context phrase at most ``before``
+content words ahead of atoms ``lo..hi`` of the sequence, or ``after`` words behind them?"""
+CARD_REACH = (8, 4)
+SSN_REACH = (8, 4)
+CVV_REACH = (6, 3)
+OTHER_REACH = (6, 3)
+ACCOUNT_REACH = (6, 0)
+"""Account numbers are announced before they are read ("account number is …")."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,7 @@ def _cards(d: _Digits, near: Near) -> list[Hit]:
         return hits
     n, digits = len(d.text), d.text
     shaped = (n in (15, 16) and digits[0] in CARD_INDUSTRY) or (
-        13 <= n <= 19 and near("card", 12, 6)
+        13 <= n <= 19 and near("card", *CARD_REACH, 0, len(d.atoms) - 1)
     )
     if shaped:
         evidence = (
@@ -222,6 +229,7 @@ def _cards(d: _Digits, near: Near) -> list[Hit]:
 def _ssns(d: _Digits, near: Near) -> list[Hit]:
     hits: list[Hit] = []
     context = None
+    last = len(d.atoms) - 1
     for a, start in enumerate(d.bounds):
         for b in range(a + 1, len(d.bounds)):
             end = d.bounds[b]
@@ -233,7 +241,7 @@ def _ssns(d: _Digits, near: Near) -> list[Hit]:
             if d.groups[a:b] == (3, 2, 4):
                 how = "read in 3-2-4 groups"
             else:
-                context = near("ssn", 12, 6) if context is None else context
+                context = near("ssn", *SSN_REACH, 0, last) if context is None else context
                 if not context:
                     continue
                 how = "9 digits said with 'social' / 'SSN'"
@@ -246,27 +254,69 @@ def _ssns(d: _Digits, near: Near) -> list[Hit]:
 def sequence_hits(
     atoms: Sequence[Atom], near: Near, options: PiiOptions, *, phone: bool = False
 ) -> list[Hit]:
-    """Every sensitive number in one digit sequence, not overlapping, cards first."""
+    """Every sensitive number in one digit sequence, not overlapping, cards first. What is
+    left around a number is searched again on its own (so masking a number never reveals
+    another one to a second pass: redaction is one pass, and equals the check)."""
+    return _hits(tuple(atoms), 0, near, options, phone, depth=0)
+
+
+def _hits(
+    atoms: tuple[Atom, ...], offset: int, near: Near, options: PiiOptions, phone: bool, depth: int
+) -> list[Hit]:
+    if depth:  # what is left beside a number is a run of its own: trim its homophones
+        while atoms and atoms[0].weak == "edge":
+            atoms, offset = atoms[1:], offset + 1
+        while atoms and atoms[-1].weak == "edge":
+            atoms = atoms[:-1]
+        if not atoms:
+            return []
+
+    def here(kind: str, before: int, after: int, lo: int, hi: int) -> bool:
+        return near(kind, before, after, lo + offset, hi + offset)
+
+    found = _kinds(atoms, here, options, phone)
+    if not found or depth > 3:
+        return [Hit(h.kind, h.lo + offset, h.hi + offset, h.evidence, h.digits) for h in found]
+    out: list[Hit] = []
+    start = 0
+    for h in sorted(found, key=lambda h: h.lo):
+        if h.lo > start:
+            out += _hits(atoms[start : h.lo], offset + start, near, options, phone, depth + 1)
+        out.append(Hit(h.kind, h.lo + offset, h.hi + offset, h.evidence, h.digits))
+        start = h.hi + 1
+    if start < len(atoms):
+        out += _hits(atoms[start:], offset + start, near, options, phone, depth + 1)
+    return out
+
+
+def _kinds(atoms: tuple[Atom, ...], near: Near, options: PiiOptions, phone: bool) -> list[Hit]:
     d = _Digits(atoms)
-    n = len(d.text)
+    n, last = len(d.text), len(atoms) - 1
     hits: list[Hit] = []
     if not phone:
         hits += _cards(d, near)
         hits += [h for h in _ssns(d, near) if not any(c.lo <= h.hi and h.lo <= c.hi for c in hits)]
-        if not hits and n in (3, 4) and near("cvv", 10, 4):
-            hits.append(Hit("cvv", 0, len(atoms) - 1, f"card security code ({n} digits)", d.text))
+        if not hits and n in (3, 4) and near("cvv", *CVV_REACH, 0, last):
+            hits.append(Hit("cvv", 0, last, f"card security code ({n} digits)", d.text))
     if hits:
         return hits
-    last = len(atoms) - 1
-    if options.phones and (phone or (7 <= n <= 15 and near("phone", 10, 4))):
+    said_phone = 7 <= n <= 15 and near("phone", *OTHER_REACH, 0, last)
+    if options.phones and phone:
         return [Hit("phone", 0, last, f"phone number ({n} digits)", d.text)]
-    if options.account_numbers and 6 <= n <= 17 and near("account", 10, 4):
+    if options.account_numbers and 6 <= n <= 17 and near("account", *ACCOUNT_REACH, 0, last):
         return [Hit("account_number", 0, last, f"account number ({n} digits)", d.text)]
+    if options.phones and said_phone:
+        return [Hit("phone", 0, last, f"phone number ({n} digits)", d.text)]
     return []
 
 
-def run_near(parsed: Parsed, run: Run) -> Near:
-    return lambda kind, before, after: parsed.near(kind, run, before, after)
+def atoms_near(parsed: Parsed, atoms: Sequence[Atom]) -> Near:
+    """``Near`` for a sequence of atoms of one text."""
+
+    def near(kind: str, before: int, after: int, lo: int, hi: int) -> bool:
+        return parsed.near(kind, atoms[lo].first_tok, atoms[hi].last_tok, before, after)
+
+    return near
 
 
 def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
@@ -276,9 +326,8 @@ def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
     for run in parsed.runs:
         if run.quantity is not None:
             continue
-        for hit in sequence_hits(run.atoms, run_near(parsed, run), options, phone=run.phone):
-            if hit.kind == "card_number":
-                hit = _with_crumbs(run, hit)
+        near = atoms_near(parsed, run.atoms)
+        for hit in _with_crumbs(run, sequence_hits(run.atoms, near, options, phone=run.phone)):
             start, end = run.atoms[hit.lo].start, run.atoms[hit.hi].end
             evidence = f"{hit.evidence} at chars {start}-{end}"
             found.append(Finding(hit.kind, start, end, evidence, hit.digits))
@@ -287,14 +336,22 @@ def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
     return sorted(found, key=lambda f: f.start)
 
 
-def _with_crumbs(run: Run, hit: Hit) -> Hit:
-    """A card hit grown over fewer than 4 digits left before or after it in its run: what
-    is left of a misheard or over-long read is part of the number."""
-    before = sum(len(a.digits) for a in run.atoms[: hit.lo])
-    after = sum(len(a.digits) for a in run.atoms[hit.hi + 1 :])
-    lo = 0 if before < 4 else hit.lo
-    hi = len(run.atoms) - 1 if after < 4 else hit.hi
-    return Hit(hit.kind, lo, hi, hit.evidence, hit.digits)
+def _with_crumbs(run: Run, hits: list[Hit]) -> list[Hit]:
+    """Card hits grown over fewer than 4 digits left between them and the run's ends (or the
+    next hit): what is left of a misheard or over-long read is part of the number."""
+    hits = sorted(hits, key=lambda h: h.lo)
+    out: list[Hit] = []
+    for k, h in enumerate(hits):
+        lo, hi = h.lo, h.hi
+        if h.kind == "card_number":
+            floor = out[-1].hi + 1 if out else 0
+            ceiling = hits[k + 1].lo - 1 if k + 1 < len(hits) else len(run.atoms) - 1
+            if sum(len(a.digits) for a in run.atoms[floor:lo]) < 4:
+                lo = floor
+            if sum(len(a.digits) for a in run.atoms[hi + 1 : ceiling + 1]) < 4:
+                hi = ceiling
+        out.append(Hit(h.kind, lo, hi, h.evidence, h.digits))
+    return out
 
 
 def _dates_of_birth(parsed: Parsed, taken: list[Finding]) -> list[Finding]:

@@ -132,8 +132,13 @@ def sequence_findings(
     atoms, sources = _composite(pieces, last)
     every = [*pieces, last]
 
-    def near(kind: str, before: int, after: int) -> bool:
-        return any(p.parsed.near(kind, p.run, before, after) for p in every)
+    def near(kind: str, before: int, after: int, lo: int, hi: int) -> bool:
+        for index in sorted(set(sources[lo : hi + 1])):
+            own = [a for a, s in zip(atoms, sources, strict=True) if s == index]
+            parsed = every[index].parsed
+            if parsed.near(kind, own[0].first_tok, own[-1].last_tok, before, after):
+                return True
+        return False
 
     mine = len(pieces)
     for hit in sequence_hits(atoms, near, options):

@@ -34,7 +34,7 @@ from cxguard.pii import vocab as v
 TokenKind = Literal["num", "word", "punct", "mask", "quant", "mixed"]
 Weak = Literal["", "edge", "lead"]
 """``edge``: a homophone (dropped at both ends of a run); ``lead``: "oh"/"o" (dropped at the
-start only)."""
+start only, and only when a pause follows it: "Oh, 4111" but "oh seven eight" is 078)."""
 
 _QUANT = (
     r"\d{4}-\d{1,2}-\d{1,2}(?:[ t]\d{1,2}:\d{2}(?::\d{2})?)?"  # ISO date [time]
@@ -52,9 +52,11 @@ _TOKEN = re.compile(
     r"|(?P<mixed>[^\W_]*(?:[^\W\d_]\d|\d[^\W\d_])[^\W_]*)"
     r"|(?P<num>\d+)"
     r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)"
-    r"|(?P<punct>\S)"
+    r"|(?P<punct>\S|\n)"  # a line break ends a run (turn texts have none; forms do)
 )
 _HYPHENS = frozenset("-‐‑")
+MAX_QUANTITY_DIGITS = 6
+"""Longer digit runs are never amounts, dates or counts, whatever word follows them."""
 
 
 @dataclass(frozen=True)
@@ -139,15 +141,26 @@ class Parsed:
     runs: tuple[Run, ...]
     contexts: tuple[tuple[str, int, int], ...]
     """(kind, first token, last token) of each context phrase ("security code", "visa")."""
+    hard: tuple[int, ...] = (0,)
+    """``hard[i]``: content words among ``tokens[:i]`` (distances to context phrases are
+    counted in these, so masking a number never moves a phrase closer to another)."""
 
-    def near(self, kind: str, run: Run, before: int, after: int) -> bool:
-        """A ``kind`` context phrase ends at most ``before`` tokens ahead of ``run`` or starts
-        at most ``after`` tokens behind it."""
-        first, last = run.first_tok, run.last_tok
-        return any(
-            k == kind and (first - before <= t1 and t0 <= last + after)
-            for k, t0, t1 in self.contexts
-        )
+    def near(self, kind: str, first: int, last: int, before: int, after: int) -> bool:
+        """A ``kind`` context phrase ends at most ``before`` content words ahead of tokens
+        ``first..last``, starts at most ``after`` content words behind them, or overlaps."""
+        hard = self.hard
+        for k, t0, t1 in self.contexts:
+            if k != kind:
+                continue
+            if t1 < first:
+                if hard[first] - hard[t1 + 1] <= before:
+                    return True
+            elif t0 > last:
+                if hard[t0] - hard[last + 1] <= after:
+                    return True
+            else:
+                return True
+        return False
 
 
 def normalize(text: str) -> tuple[str, list[int] | None]:
@@ -186,6 +199,16 @@ def tokenize(text: str) -> tuple[str, tuple[Token, ...]]:
     return norm, tuple(tokens)
 
 
+def _is_content(tok: Token) -> bool:
+    if tok.kind in ("quant", "mixed"):
+        return True
+    w = tok.text
+    return tok.kind == "word" and not (
+        _is_soft(tok) or w in v.UNITS or w in v.TEENS or w in v.TENS or w in v.REPEAT
+        or w == "hundred"
+    )
+
+
 def _is_soft(tok: Token) -> bool:
     if tok.kind == "punct":
         return tok.text in v.SOFT_PUNCT
@@ -215,7 +238,12 @@ class _Builder:
 
     def add(self, digits: str, first: int, last: int, weak: Weak = "", written: bool = False) -> None:
         toks = self.tokens
-        if self.atoms and (self.pause or written or self.atoms[-1].written):
+        # A pause starts a group; so does a written number of several digits ("4111 1111"),
+        # but single written digits ("4 1 1 1") are read like digit words.
+        prev = self.atoms[-1] if self.atoms else None
+        if prev is not None and (
+            self.pause or (written and len(digits) > 1) or (prev.written and len(prev.digits) > 1)
+        ):
             self.group += 1
         self.atoms.append(
             Atom(digits, toks[first].start, toks[last].end, self.group, first, last, weak, written)
@@ -321,6 +349,10 @@ def _neighbour(tokens: tuple[Token, ...], index: int) -> Token | None:
 
 def _quantity(tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardinal: bool) -> str | None:
     digits = "".join(a.digits for a in atoms)
+    if cardinal or (hundred and len(digits) <= 6):
+        return "cardinal"
+    if len(digits) > MAX_QUANTITY_DIGITS:
+        return None  # "card 4135 6168 0156 2540 transactions" is no count
     before = _neighbour(tokens, atoms[0].first_tok - 1)
     after = _neighbour(tokens, atoms[-1].last_tok + 1)
     b = before.text if before is not None else ""
@@ -337,8 +369,6 @@ def _quantity(tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardi
         return "date"
     if a in v.UNIT_WORDS:
         return "count"
-    if cardinal or (hundred and len(digits) <= 6):
-        return "cardinal"
     return None
 
 
@@ -353,7 +383,10 @@ def _runs(tokens: tuple[Token, ...]) -> tuple[Run, ...]:
     runs: list[Run] = []
     for atoms, hundred, cardinal in _Builder(tokens).build():
         lead: list[Atom] = []
-        while atoms and atoms[0].weak:
+        while atoms and (
+            atoms[0].weak == "edge"
+            or (atoms[0].weak == "lead" and (len(atoms) == 1 or atoms[1].group != atoms[0].group))
+        ):
             lead.append(atoms.pop(0))
         while atoms and atoms[-1].weak == "edge":
             atoms.pop()
@@ -396,4 +429,7 @@ def parse(text: str) -> Parsed:
         if not any(p.search(lower) for p in v.CONTEXT.values()):
             return Parsed(text, (), (), ())
     norm, tokens = tokenize(text)
-    return Parsed(text, tokens, _runs(tokens), _contexts(norm, tokens))
+    hard = [0]
+    for tok in tokens:
+        hard.append(hard[-1] + _is_content(tok))
+    return Parsed(text, tokens, _runs(tokens), _contexts(norm, tokens), tuple(hard))

@@ -24,7 +24,8 @@ WEAK = {"for": "4", "fore": "4", "to": "2", "too": "2", "won": "1", "ate": "8"}
 """Homophones Whisper writes for digits: they count only *between* two real digits, never at
 a run's edges ("waiting for", "to" in ordinary speech start nothing)."""
 LEAD_WEAK = frozenset({"oh", "o"})
-"""Real zeros inside and at the end of a run, but "Oh, ..." opening one is an interjection."""
+"""Real zeros ("oh seven eight"), but "Oh, ..." opening a run before a pause is an
+interjection."""
 REPEAT = {"double": 2, "triple": 3, "treble": 3}
 CARDINALS = frozenset({"thousand", "million", "billion", "trillion", "grand"})
 """A run that has one of these is an amount ("forty thousand"), not a digit sequence."""
