@@ -324,7 +324,7 @@ def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
     parsed = parse(text)
     found: list[Finding] = []
     for run in parsed.runs:
-        if run.quantity is not None:
+        if not run.bare:
             continue
         near = atoms_near(parsed, run.atoms)
         for hit in _with_crumbs(run, sequence_hits(run.atoms, near, options, phone=run.phone)):

@@ -80,7 +80,7 @@ def mask_turn(
         if not run.candidate:
             continue
         continues = linked and run is first
-        if len(run.digits) < options.min_masked_digits and not continues:
+        if not continues and (run.weak_only or len(run.digits) < options.min_masked_digits):
             continue
         secrets.append(run.digits)
         atoms = (run.lead if continues else ()) + run.atoms

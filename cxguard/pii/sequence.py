@@ -5,8 +5,9 @@ land in its own VAD segment, sometimes in its own speaker turn (the agent says "
 between). The texts of one speaker are linked into a *chain* when the last run of the earlier
 text touches its end and the first run of the later one touches its start (only pauses,
 fillers and connector words around them), neither is an amount/date/time/count, and the pause
-between them (stream time) is at most ``window_ms``. Texts without digits ("sorry, one
-moment") are transparent; a text whose digits are hemmed in by other words ends the chain.
+between them (stream time) is at most ``window_ms``. Texts without such digits ("sorry, just
+a moment", "that's $45.20") are transparent; a text whose digits are hemmed in by other words
+ends the chain.
 
 Everything here is pure: the caller keeps the previous texts (what :func:`carry` returns) and
 passes them back with the next text.
@@ -33,6 +34,11 @@ class TimedText:
     text: str
     start_ms: float
     end_ms: float
+
+
+def _digit_bearing(parsed: Parsed) -> bool:
+    """Has digits that may belong to a sequence (amounts, dates, counts do not)."""
+    return any(run.candidate for run in parsed.runs)
 
 
 def head(parsed: Parsed) -> Run | None:
@@ -65,7 +71,7 @@ def chain_into(
     next_start, digits = current.start_ms, 0
     for earlier in reversed(previous):
         parsed = parse(earlier.text)
-        if not parsed.runs:
+        if not _digit_bearing(parsed):
             continue
         run = tail(parsed)
         if run is None or next_start - earlier.end_ms > window_ms:
@@ -85,7 +91,7 @@ def carry(
 ) -> tuple[TimedText, ...]:
     """What to keep of one speaker's texts after ``current``, for the next call."""
     parsed = parse(current.text)
-    if not parsed.runs:
+    if not _digit_bearing(parsed):
         if previous and current.end_ms - previous[-1].end_ms > window_ms:
             return ()
         return tuple(previous)

@@ -93,6 +93,9 @@ class Run:
     at_start: bool
     """Only soft material between the start of the text and this run."""
     at_end: bool
+    weak_only: bool = False
+    """Nothing but a homophone or a lone "oh" ("for", "Oh."): a digit only when it
+    continues a number from the speaker's previous text, never one on its own."""
 
     @property
     def start(self) -> int:
@@ -122,6 +125,11 @@ class Run:
     def candidate(self) -> bool:
         """May be (part of) a digit sequence: not an amount, date, time or count."""
         return self.quantity is None
+
+    @property
+    def bare(self) -> bool:
+        """A digit sequence in its own right (not a quantity, not a lone homophone)."""
+        return self.quantity is None and not self.weak_only
 
 
 def group_sizes(atoms: tuple[Atom, ...]) -> tuple[int, ...]:
@@ -388,9 +396,13 @@ def _runs(tokens: tuple[Token, ...]) -> tuple[Run, ...]:
             or (atoms[0].weak == "lead" and (len(atoms) == 1 or atoms[1].group != atoms[0].group))
         ):
             lead.append(atoms.pop(0))
+        trimmed: list[Atom] = []
         while atoms and atoms[-1].weak == "edge":
-            atoms.pop()
+            trimmed.insert(0, atoms.pop())
         if not atoms:
+            weak = (*lead, *trimmed)
+            at_start, at_end = _edges(tokens, weak[0].first_tok, weak[-1].last_tok)
+            runs.append(Run(weak, (), None, False, at_start, at_end, weak_only=True))
             continue
         lead = lead[-1:] if lead and lead[-1].weak == "edge" else []
         for k, (part, phone) in enumerate(_split_phones(atoms)):
