@@ -199,12 +199,14 @@ def test_optional_detectors_are_off_by_default() -> None:
     text = "call me on 905-674-3793, account number 00123456789, I was born on May 5th, 1980"
     assert pii.redact(text) == text
     on = pii.PiiOptions(phones=True, account_numbers=True, dates_of_birth=True)
-    assert pii.redact(text, on) == "call me on [PHONE], account number [ACCOUNT], I was born on [DOB]"
+    assert (
+        pii.redact(text, on) == "call me on [PHONE], account number [ACCOUNT], I was born on [DOB]"
+    )
     assert pii.redact("my date of birth is 12/05/1985", on) == "my date of birth is [DOB]"
 
 
 def test_mask_tokens_are_not_context() -> None:
-    """"[CARD]" is not the word "card": redaction is one pass and idempotent."""
+    """ "[CARD]" is not the word "card": redaction is one pass and idempotent."""
     text = "[CARD] 4111 1111 1111 1113 and [SSN] 123456789 [CVV] 123"
     assert pii.redact(text) == "[CARD] [CARD] and [SSN] 123456789 [CVV] 123"
     assert pii.redact(pii.redact(text)) == pii.redact(text)
@@ -242,7 +244,11 @@ def _covered(text: str, start: int, end: int) -> bool:
 def test_presidio_written_recall(kind: str) -> None:
     spans = _spans(kind)
     assert len(spans) >= 10
-    missed = [s["entity_value"] for t, s in spans if not _covered(t, s["start_position"], s["end_position"])]
+    missed = [
+        s["entity_value"]
+        for t, s in spans
+        if not _covered(t, s["start_position"], s["end_position"])
+    ]
     assert missed == []
 
 
@@ -273,8 +279,7 @@ def test_presidio_other_numbers_untouched(kind: str) -> None:
         s["entity_value"]
         for text, s in spans
         if any(
-            f.start < s["end_position"] and f.end > s["start_position"]
-            for f in pii.findings(text)
+            f.start < s["end_position"] and f.end > s["start_position"] for f in pii.findings(text)
         )
     ]
     assert touched == []
@@ -285,6 +290,8 @@ def test_presidio_other_entities_are_not_masked() -> None:
     for r in _presidio():
         sensitive = [s for s in r["spans"] if s["entity_type"] in ("CREDIT_CARD", "US_SSN")]
         for f in pii.findings(r["full_text"]):
-            if not any(f.start < s["end_position"] and f.end > s["start_position"] for s in sensitive):
+            if not any(
+                f.start < s["end_position"] and f.end > s["start_position"] for s in sensitive
+            ):
                 wrong.append(r["full_text"][f.start : f.end])
     assert wrong == []

@@ -53,7 +53,9 @@ def test_every_card_in_every_form_is_found_and_masked(
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.integers(0, 2**32), form=st.sampled_from(forms.FORMS), lead=st.sampled_from(SSN_LEADS))
+@given(
+    seed=st.integers(0, 2**32), form=st.sampled_from(forms.FORMS), lead=st.sampled_from(SSN_LEADS)
+)
 def test_every_ssn_is_found_and_masked(seed: int, form: str, lead: str) -> None:
     rng = random.Random(seed)
     number = forms.random_ssn(rng)
@@ -105,13 +107,16 @@ def _number_text(rng: random.Random, kind: str, form: str) -> str:
     if kind == "cvv":
         return "CVV " + forms.speak(str(rng.randint(100, 9999)), form, rng, (4,))
     if kind == "amount":
-        return rng.choice([f"${rng.randint(1, 9999)}.{rng.randint(0, 99):02d}",
-                           f"{rng.choice(forms.WORDS[1:])} hundred dollars", "forty dollars"])  # fmt: skip
+        n = rng.randint(1, 9999)
+        words = f"{rng.choice(forms.WORDS[1:])} hundred dollars"
+        return rng.choice([f"${n}.{rng.randint(0, 99):02d}", words, "forty dollars"])
     if kind == "date":
-        return rng.choice([f"{rng.randint(1, 12)}/{rng.randint(1, 28)}/{rng.randint(1950, 2030)}",
-                           f"June {rng.randint(1, 28)}", f"in {rng.randint(1950, 2030)}"])  # fmt: skip
+        year = rng.randint(1950, 2030)
+        slashed = f"{rng.randint(1, 12)}/{rng.randint(1, 28)}/{year}"
+        return rng.choice([slashed, f"June {rng.randint(1, 28)}", f"in {year}"])
     if kind == "time":
-        return rng.choice([f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d}", "3 pm", "nine a.m."])
+        clock = f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d}"
+        return rng.choice([clock, "3 pm", "nine a.m."])
     if kind == "phone":
         return f"{rng.randint(200, 999)}-{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
     return f"{rng.randint(2, 90)} days"

@@ -3,6 +3,7 @@ completes them, and the stored texts of a call never hold them in clear."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -178,7 +179,7 @@ PIECE_TAILS = ["", ",", ".", " uh", " um,", "...", "?", " okay"]
 def _pieces(number: str, rng: random.Random) -> list[str]:
     cuts = sorted(rng.sample(range(1, len(number)), rng.randint(1, min(6, len(number) - 1))))
     bounds = [0, *cuts, len(number)]
-    return [number[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [number[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-
 from typing import Literal
 
 CheckName = Literal["card_number", "ssn"]

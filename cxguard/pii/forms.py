@@ -85,7 +85,7 @@ def _word(d: str, rng: random.Random, zero: tuple[str, ...] = ("zero", "oh")) ->
 
 
 def _pairs(group: str) -> str:
-    """"4111" as "forty one eleven", "0605" as "oh six oh five"."""
+    """ "4111" as "forty one eleven", "0605" as "oh six oh five"."""
     parts = []
     if len(group) % 2:
         parts.append(WORDS[int(group[0])])

@@ -130,7 +130,7 @@ class RedactionWindow:
         """Any other text of this call (verdict evidence, alert message, handoff reason):
         sensitive numbers masked, and quoted digits that repeat what was masked in a turn."""
         out = redact(text, self.options)
-        if not self._secrets or '"' not in out and "“" not in out:
+        if not self._secrets or ('"' not in out and "“" not in out):
             return out
         spans: list[tuple[int, int, str]] = []
         for quote in _QUOTED.finditer(out):

@@ -60,9 +60,7 @@ class Piece:
     run: Run
 
 
-def chain_into(
-    previous: Sequence[TimedText], current: TimedText, window_ms: float
-) -> list[Piece]:
+def chain_into(previous: Sequence[TimedText], current: TimedText, window_ms: float) -> list[Piece]:
     """The earlier pieces (oldest first) of the number that ``current``'s first run
     continues; empty when it continues none."""
     if head(parse(current.text)) is None:
@@ -160,5 +158,7 @@ def sequence_findings(
 
 
 def _across(hit: Hit, start: int, end: int, pieces: int) -> Finding:
-    evidence = f"{hit.evidence}, read across {pieces} segments/turns; last part at chars {start}-{end}"
+    evidence = (
+        f"{hit.evidence}, read across {pieces} segments/turns; last part at chars {start}-{end}"
+    )
     return Finding(hit.kind, start, end, evidence, hit.digits, pieces)

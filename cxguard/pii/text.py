@@ -212,7 +212,11 @@ def _is_content(tok: Token) -> bool:
         return True
     w = tok.text
     return tok.kind == "word" and not (
-        _is_soft(tok) or w in v.UNITS or w in v.TEENS or w in v.TENS or w in v.REPEAT
+        _is_soft(tok)
+        or w in v.UNITS
+        or w in v.TEENS
+        or w in v.TENS
+        or w in v.REPEAT
         or w == "hundred"
     )
 
@@ -244,7 +248,9 @@ class _Builder:
         self.atoms, self.pause, self.soft_words = [], False, 0
         self.hundred = self.cardinal = False
 
-    def add(self, digits: str, first: int, last: int, weak: Weak = "", written: bool = False) -> None:
+    def add(
+        self, digits: str, first: int, last: int, weak: Weak = "", written: bool = False
+    ) -> None:
         toks = self.tokens
         # A pause starts a group; so does a written number of several digits ("4111 1111"),
         # but single written digits ("4 1 1 1") are read like digit words.
@@ -273,11 +279,16 @@ class _Builder:
             self.add(v.TEENS[w], i, i)
         elif w in v.UNITS:
             self.add(v.UNITS[w], i, i, "lead" if w in v.LEAD_WEAK else "")
-        elif w in v.REPEAT and nxt is not None and (
-            (nxt.kind == "word" and nxt.text in v.UNITS) or (nxt.kind == "num" and len(nxt.text) == 1)
+        elif (
+            w in v.REPEAT
+            and nxt is not None
+            and (
+                (nxt.kind == "word" and nxt.text in v.UNITS)
+                or (nxt.kind == "num" and len(nxt.text) == 1)
+            )
         ):
-            unit = v.UNITS.get(nxt.text, nxt.text)
-            self.add(unit * v.REPEAT[w], i, i + 1)
+            digit = v.UNITS.get(nxt.text, nxt.text)
+            self.add(digit * v.REPEAT[w], i, i + 1)
             return 2
         elif w in v.WEAK:
             self.add(v.WEAK[w], i, i, "edge")
@@ -355,7 +366,9 @@ def _neighbour(tokens: tuple[Token, ...], index: int) -> Token | None:
     return tokens[index] if 0 <= index < len(tokens) else None
 
 
-def _quantity(tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardinal: bool) -> str | None:
+def _quantity(
+    tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardinal: bool
+) -> str | None:
     digits = "".join(a.digits for a in atoms)
     if cardinal or (hundred and len(digits) <= 6):
         return "cardinal"

@@ -58,9 +58,7 @@ MONTHS = frozenset(
      "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
      "sep", "sept", "oct", "nov", "dec"}
 )  # fmt: skip
-WEEKDAYS = frozenset(
-    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
-)
+WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
 YEAR_LEADS = frozenset(
     {"in", "since", "from", "until", "till", "of", "year", "by", "before", "after", "circa",
      "around", "born", "class"}

@@ -38,8 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from cxguard.errors import PolicyError
 from cxguard import pii
+from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
 from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.pack import PolicyPack
@@ -262,8 +262,8 @@ class Conversation:
                 previous=previous,
                 pii_options=self._engine.pii_options,
             )
-            kept = pii.carry(previous, timed, self._engine.pii_options.window_ms)
-            st = replace(st, recent_digits={**st.recent_digits, turn.speaker: kept})
+            recent = pii.carry(previous, timed, self._engine.pii_options.window_ms)
+            st = replace(st, recent_digits={**st.recent_digits, turn.speaker: recent})
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
         if view is not None and agent:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import assert_never
 
+from cxguard import pii
 from cxguard.errors import ClassifierError
 from cxguard.model import Speaker
-from cxguard import pii
 from cxguard.policy.scoring import TextScorer
 from cxguard.policy.spec import (
     AnyMatcher,
