@@ -251,7 +251,8 @@ def _assert_nowhere(call: Captured, secrets: dict[str, str]) -> None:
             if len(number) >= 7:
                 windows = {number[i : i + 7] for i in range(len(number) - 6)}
                 assert not any(w in digits for w in windows), (name, store)
-                bad = [t for t, d in zip(texts, per_line, strict=True) if any(w in d for w in windows)]
+                pairs = zip(texts, per_line, strict=True)
+                bad = [t for t, d in pairs if any(w in d for w in windows)]
                 assert not bad, (name, store, bad[:3])
             else:  # a CVV: no readable run of a text that names it holds it
                 said = [t for t in texts if NAMES_CVV.search(t)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from cxguard.pii import vocab as v
@@ -321,6 +322,12 @@ def atoms_near(parsed: Parsed, atoms: Sequence[Atom]) -> Near:
 
 def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
     """Every sensitive number in ``text`` alone, in order, not overlapping."""
+    return list(_findings(text, options))
+
+
+@lru_cache(maxsize=2048)
+def _findings(text: str, options: PiiOptions) -> tuple[Finding, ...]:
+    # Cached: the check, the redactor and the sinks' last pass read the same texts.
     parsed = parse(text)
     found: list[Finding] = []
     for run in parsed.runs:
@@ -333,7 +340,7 @@ def findings(text: str, options: PiiOptions = DEFAULT_OPTIONS) -> list[Finding]:
             found.append(Finding(hit.kind, start, end, evidence, hit.digits))
     if options.dates_of_birth:
         found += _dates_of_birth(parsed, found)
-    return sorted(found, key=lambda f: f.start)
+    return tuple(sorted(found, key=lambda f: f.start))
 
 
 def _with_crumbs(run: Run, hits: list[Hit]) -> list[Hit]:

@@ -45,15 +45,16 @@ _QUANT = (
     r"|\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 1,250 / 1,234.56
     r"|\d{1,6}\.\d{1,2}(?!\.\d)"  # 45.20, 3.5
 )
-_TOKEN = re.compile(
+_SPECIAL = re.compile(
     r"(?P<mask>\[(?:card|ssn|cvv|digits|phone|account|dob|redacted)\])"
     rf"|(?P<quant>(?<![\w.,:/-])(?:{_QUANT})(?![\w:/]|[.,-]\d))"
-    r"|(?P<ampm>\b[ap]\.\s?m\.?|\b[ap]m\b)"
-    r"|(?P<mixed>[^\W_]*(?:[^\W\d_]\d|\d[^\W\d_])[^\W_]*)"
-    r"|(?P<num>\d+)"
-    r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)"
-    r"|(?P<punct>\S|\n)"  # a line break ends a run (turn texts have none; forms do)
+    r"|(?P<ampm>\b[ap]\.\s?m\.?)"
 )
+"""Tokens found first, where the text has digits / brackets / "a.m." at all."""
+_DIGIT = re.compile(r"\d")
+_SPECIAL_KINDS: dict[str, TokenKind] = {"mask": "mask", "quant": "quant", "ampm": "word"}
+_PLAIN = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)*|\S|\n")
+"""Everything else: alphanumeric words (classified afterwards), punctuation, line breaks."""
 _HYPHENS = frozenset("-‐‑")
 MAX_QUANTITY_DIGITS = 6
 """Longer digit runs are never amounts, dates or counts, whatever word follows them."""
@@ -196,14 +197,31 @@ def tokenize(text: str) -> tuple[str, tuple[Token, ...]]:
             return a, b
         return where[a], where[b - 1] + 1
 
+    specials: list[tuple[int, int, TokenKind, str]] = []
+    if any(c in norm for c in "[0123456789."):
+        for m in _SPECIAL.finditer(norm):
+            group = m.lastgroup or "quant"
+            word = m.group()[0] + "m" if group == "ampm" else m.group()  # "p.m." is "pm"
+            specials.append((m.start(), m.end(), _SPECIAL_KINDS[group], word))
     tokens: list[Token] = []
-    for m in _TOKEN.finditer(norm):
-        kind = m.lastgroup or "punct"
-        word = m.group()
-        if kind == "ampm":
-            kind, word = "word", word[0] + "m"
-        start, end = orig(m.start(), m.end())
-        tokens.append(Token(kind, word, start, end, m.start()))  # type: ignore[arg-type]
+    pos = 0
+    for a, b, kind, word in [*specials, (len(norm), len(norm), "punct", "")]:
+        for m in _PLAIN.finditer(norm, pos, a):
+            piece = m.group()
+            if piece.isdigit():
+                plain: TokenKind = "num"
+            elif not piece[0].isalnum():
+                plain = "punct"
+            elif _DIGIT.search(piece):
+                plain = "mixed"
+            else:
+                plain = "word"
+            start, end = orig(m.start(), m.end())
+            tokens.append(Token(plain, piece, start, end, m.start()))
+        if b > a:
+            start, end = orig(a, b)
+            tokens.append(Token(kind, word, start, end, a))
+        pos = b
     return norm, tuple(tokens)
 
 
@@ -367,7 +385,7 @@ def _neighbour(tokens: tuple[Token, ...], index: int) -> Token | None:
 
 
 def _quantity(
-    tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardinal: bool
+    tokens: tuple[Token, ...], atoms: list[Atom], hundred: bool, cardinal: bool, hemmed: bool
 ) -> str | None:
     digits = "".join(a.digits for a in atoms)
     if cardinal or (hundred and len(digits) <= 6):
@@ -386,8 +404,9 @@ def _quantity(
         return "time"
     if a in v.MONTHS or b in v.MONTHS or a in v.WEEKDAYS:
         return "date"
-    if len(digits) == 4 and 1900 <= int(digits) <= 2099 and b in v.YEAR_LEADS:
-        return "date"
+    year = len(digits) == 4 and 1900 <= int(digits) <= 2099
+    if year and (b in v.YEAR_LEADS or (hemmed and len(atoms) == 1 and atoms[0].written)):
+        return "date"  # "in 1977", "a 2015 pop song" (words on both sides: no piece of a read)
     if a in v.UNIT_WORDS:
         return "count"
     return None
@@ -422,7 +441,8 @@ def _runs(tokens: tuple[Token, ...]) -> tuple[Run, ...]:
             part_lead = tuple(lead) if k == 0 else ()
             first = (part_lead or part)[0].first_tok
             at_start, at_end = _edges(tokens, first, part[-1].last_tok)
-            quantity = _quantity(tokens, part, hundred, cardinal)
+            hemmed = not at_start and not at_end
+            quantity = _quantity(tokens, part, hundred, cardinal, hemmed)
             runs.append(Run(tuple(part), part_lead, quantity, phone, at_start, at_end))
     return tuple(runs)
 
@@ -450,9 +470,7 @@ def parse(text: str) -> Parsed:
     """The tokens, runs and context phrases of ``text`` (cached: the same turn text is read
     by the check, the redactor and the sequence window)."""
     if text.isascii() and _MAYBE_NUMBER.search(text) is None:
-        lower = text.lower()
-        if not any(p.search(lower) for p in v.CONTEXT.values()):
-            return Parsed(text, (), (), ())
+        return Parsed(text, (), (), ())  # no runs: its context phrases could serve nothing
     norm, tokens = tokenize(text)
     hard = [0]
     for tok in tokens:

@@ -61,7 +61,7 @@ MONTHS = frozenset(
 WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
 YEAR_LEADS = frozenset(
     {"in", "since", "from", "until", "till", "of", "year", "by", "before", "after", "circa",
-     "around", "born", "class"}
+     "around", "born", "class", "on"}
 )  # fmt: skip
 UNIT_WORDS = frozenset(
     {"second", "seconds", "minute", "minutes", "min", "mins", "hour", "hours", "hrs", "day",
