@@ -88,7 +88,7 @@ CONTEXT = {
         r"itin|tin)\b"
     ),
     "cvv": re.compile(
-        r"\b(?:cvv2?|cvc2?|cvn|cid|csc|security\s+code|security\s+number|"
+        r"\b(?:cvv2?|cvc2?|cvn|cid|csc|security\s+code|"
         r"card\s+verification(?:\s+(?:code|value|number))?|"
         r"(?:three|four|3|4)[\s-]digits?\s+(?:code|number)|code\s+on\s+the\s+back|"
         r"back\s+of\s+the\s+card)\b"
