@@ -36,11 +36,20 @@ EvidenceOpt = Annotated[
 ]
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+LogFormatOpt = Annotated[
+    str, typer.Option("--log-format", help="Log lines as 'text' or 'json' (one object a line).")
+]
+
+
+def _logging(verbose: bool, fmt: str = "text", quiet: int = logging.INFO) -> None:
+    """One redacting stderr handler (``cxguard.runtime.logs``): no log line carries a card
+    number, SSN or CVV."""
+    from cxguard.runtime.logs import configure_logging
+
+    try:
+        configure_logging(logging.DEBUG if verbose else quiet, fmt)
+    except CxguardError as exc:
+        raise _fail(exc) from exc
 
 
 def _fail(exc: CxguardError) -> typer.Exit:
@@ -83,6 +92,7 @@ def serve(
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz).
 
@@ -90,7 +100,7 @@ def serve(
     from cxguard.runtime.app import serve_forever
     from cxguard.runtime.settings import load_settings
 
-    _logging(verbose)
+    _logging(verbose, log_format)
     try:
         settings = load_settings(
             config,
@@ -116,10 +126,12 @@ def simulate(
     auth_token: Annotated[
         str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Sign the upgrade.")
     ] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Stream two mono WAVs as one Twilio both_tracks Media Stream."""
     from cxguard.runtime.simulate import SimulationOptions, simulate_call
 
+    _logging(False, log_format, quiet=logging.WARNING)
     params = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -271,12 +283,13 @@ def demo(
     redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
     port: Annotated[int, typer.Option()] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Serve + simulate the bundled billing call in one process, printing verdicts live."""
     from cxguard.runtime.demo import run_demo
     from cxguard.runtime.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    _logging(False, log_format, quiet=logging.INFO if verbose else logging.WARNING)
     try:
         settings = load_settings(
             None,

@@ -21,8 +21,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cxguard.evidence import EvidenceLedger, find_sensitive, redact
+from cxguard.evidence import EvidenceLedger
 from cxguard.model import TurnText, Verdict
+from cxguard.pii import findings as find_sensitive
+from cxguard.pii import redact
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

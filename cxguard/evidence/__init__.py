@@ -1,4 +1,5 @@
-"""The evidence room: redaction, the hash-chained ledger, drift and governance reports."""
+"""The evidence room: the hash-chained ledger (redacted by ``cxguard.pii``), drift and governance
+reports."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from cxguard.evidence.chain import ChainProblem, VerifyReport
 from cxguard.evidence.drift import DriftFinding, DriftOptions, detect_drift
 from cxguard.evidence.engine import DEFAULT_URL, LedgerOptions
 from cxguard.evidence.ledger import EvidenceLedger, tenant_stream
-from cxguard.evidence.redaction import find_card_numbers, find_sensitive, redact
 from cxguard.evidence.report import AssertionSummary, GovernanceReport, governance_report
 
 __all__ = [
@@ -20,9 +20,6 @@ __all__ = [
     "LedgerOptions",
     "VerifyReport",
     "detect_drift",
-    "find_card_numbers",
-    "find_sensitive",
     "governance_report",
-    "redact",
     "tenant_stream",
 ]

@@ -2,7 +2,7 @@
 
 Methods are synchronous and thread-safe; the runtime calls them from a worker thread, never
 from the event loop. Every string that may carry speech (turn text, verdict text and
-evidence, event data) goes through :func:`~cxguard.evidence.redaction.redact` here, so the
+evidence, event data) goes through :func:`cxguard.pii.redact` here, so the
 database never holds a card number or SSN even when a caller forgets to redact. Database
 errors surface as :class:`~cxguard.errors.EvidenceError`.
 """

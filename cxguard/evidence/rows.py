@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from cxguard.errors import EvidenceError
 from cxguard.evidence.chain import jsonable
-from cxguard.evidence.redaction import redact
 from cxguard.evidence.schema import calls
 from cxguard.model import OUTCOMES, SPEAKERS, TurnText, Verdict
+from cxguard.pii import redact, redact_data
 
 _KIND_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 
@@ -26,6 +26,10 @@ _KIND_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 def clean(text: str) -> str:
     # PostgreSQL text cannot hold NUL; redaction runs on what is actually stored.
     return redact(text.replace("\x00", ""))
+
+
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "")
 
 
 def _name(what: str, value: str, limit: int, *, empty: bool = False) -> str:
@@ -108,7 +112,9 @@ def event_values(
         "tenant": tenant,
         "kind": kind,
         "at_ms": None if at_ms is None else _finite("at_ms", at_ms),
-        "data": jsonable(dict(data or {}), clean),
+        # NUL first (it could split a number), then strings redacted and the caller's
+        # phone number (participant.ani) masked whole.
+        "data": redact_data(jsonable(dict(data or {}), _without_nul)),
     }
 
 

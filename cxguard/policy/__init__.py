@@ -1,9 +1,9 @@
 """Policy packs (YAML), conversation state and the pure, deterministic policy engine.
 
-Modules: ``spec`` (schema), ``pack`` (loading, file:line errors, hashing), ``matchers`` and
-``detectors`` (one evaluator per matcher kind), ``state``/``temporal`` (conversation state and
-obligations), ``engine`` (:class:`PolicyEngine`, :class:`Conversation`), ``offline`` (JSONL
-transcripts), ``scoring`` (the classifier seam).
+Modules: ``spec`` (schema), ``pack`` (loading, file:line errors, hashing), ``matchers`` (one
+evaluator per matcher kind; ``check`` runs the detectors of :mod:`cxguard.pii`),
+``state``/``temporal`` (conversation state and obligations), ``engine`` (:class:`PolicyEngine`,
+:class:`Conversation`), ``offline`` (JSONL transcripts), ``scoring`` (the classifier seam).
 """
 
 from cxguard.policy.engine import AssertionResult, Conversation, PolicyEngine

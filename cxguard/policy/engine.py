@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from cxguard import pii
 from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
 from cxguard.policy.matchers import TurnView, match
@@ -84,9 +85,11 @@ class PolicyEngine:
         scorer: TextScorer | None = None,
         *,
         missing_scorer: Literal["error", "undetermined"] = "error",
+        pii_options: pii.PiiOptions = pii.DEFAULT_OPTIONS,
     ) -> None:
         """``missing_scorer="undetermined"`` runs a pack with classifier assertions without a
-        scorer (``--no-classifiers``): those matchers then give ``undetermined``."""
+        scorer (``--no-classifiers``): those matchers then give ``undetermined``.
+        ``pii_options``: the ``check`` detectors and their sequence window."""
         needed = pack.labels
         if needed and scorer is None and missing_scorer == "error":
             labels = sorted(label for group in needed.values() for label in group)
@@ -105,6 +108,7 @@ class PolicyEngine:
                     )
         self.pack = pack
         self.scorer = scorer
+        self.pii_options = pii_options
         self.sensitive = {a.id: why for a in pack.assertions if (why := _customer_reads(pack, a))}
         self.preview_specs = tuple(a for a in pack.assertions if is_previewable(a, pack.state))
         """The assertions :meth:`Conversation.preview` judges (rule: ``policy.preview``)."""
@@ -246,7 +250,20 @@ class Conversation:
         )
         view = None
         if turn.undetermined_reason is None:
-            view = TurnView(turn.text, turn.speaker, self._engine.scorer, self._pack.thresholds)
+            # pii: the speaker's recent digit-bearing texts go to the check matcher and move on.
+            timed = pii.TimedText(turn.text, turn.start_ms, turn.end_ms)
+            previous = st.recent_digits.get(turn.speaker, ())
+            view = TurnView(
+                turn.text,
+                turn.speaker,
+                self._engine.scorer,
+                self._pack.thresholds,
+                timed=timed,
+                previous=previous,
+                pii_options=self._engine.pii_options,
+            )
+            recent = pii.carry(previous, timed, self._engine.pii_options.window_ms)
+            st = replace(st, recent_digits={**st.recent_digits, turn.speaker: recent})
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
         if view is not None and agent:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import assert_never
 
+from cxguard import pii
 from cxguard.errors import ClassifierError
 from cxguard.model import Speaker
-from cxguard.policy.detectors import run_check
 from cxguard.policy.scoring import TextScorer
 from cxguard.policy.spec import (
     AnyMatcher,
@@ -64,9 +64,18 @@ class TurnView:
         speaker: Speaker,
         scorer: TextScorer | None,
         thresholds: Mapping[str, float],
+        *,
+        timed: pii.TimedText | None = None,
+        previous: Sequence[pii.TimedText] = (),
+        pii_options: pii.PiiOptions = pii.DEFAULT_OPTIONS,
     ) -> None:
+        """``timed``/``previous``: this text on the stream timeline and the same speaker's
+        recent digit-bearing texts, so ``check`` sees numbers read across segments/turns."""
         self.text = normalize(text)
         self.speaker = speaker
+        self.timed = timed
+        self.previous = previous
+        self.pii_options = pii_options
         self.thresholds = thresholds
         self._scorer = scorer
         self._scores: Mapping[str, float] | None = None
@@ -178,8 +187,12 @@ def _classifier(spec: ClassifierMatcher, view: TurnView) -> Hit:
 
 
 def _check(spec: CheckMatcher, view: TurnView) -> Hit:
+    """The PII detectors, on this text and on numbers it completes (``view.previous``)."""
+    timed = view.timed or pii.TimedText(view.text, 0.0, 0.0)
+    previous = view.previous if view.timed is not None else ()
+    found = pii.sequence_findings(previous, replace(timed, text=view.text), view.pii_options)
     for name in spec.checks:
-        finding = run_check(name, view.text)
+        finding = next((f for f in found if f.kind == name), None)
         if finding is not None:
             return Hit(True, finding.evidence)
     return Hit(False, f"no {' or '.join(spec.checks)} found")

@@ -27,8 +27,9 @@ from cxguard.model import Speaker
 
 Severity = Literal["info", "minor", "major", "critical"]
 Action = Literal["alert", "handoff"]
-CheckName = Literal["card_number", "ssn"]
-CHECK_NAMES: tuple[CheckName, ...] = ("card_number", "ssn")
+CheckName = Literal["card_number", "ssn", "cvv"]
+"""Detectors of ``cxguard.pii`` a ``check`` matcher may name (each is a ``pii.Kind``)."""
+CHECK_NAMES: tuple[CheckName, ...] = ("card_number", "ssn", "cvv")
 
 
 def _valid_regex(pattern: str) -> str:

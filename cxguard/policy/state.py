@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cxguard.model import Speaker
+from cxguard.pii import TimedText
 from cxguard.policy.spec import Range, When
 
 
@@ -58,6 +59,9 @@ class ConversationState:
     pending: tuple[Obligation, ...] = ()
     handoff_at_ms: float | None = None
     finished: bool = False
+    recent_digits: Mapping[Speaker, tuple[TimedText, ...]] = field(default_factory=dict)
+    """pii: each speaker's recent digit-bearing texts (``pii.carry``), so the ``check``
+    matcher fails on the turn that completes a number read across segments/turns."""
 
     def obligation(self, assertion_id: str) -> Obligation | None:
         return next((o for o in self.pending if o.assertion_id == assertion_id), None)

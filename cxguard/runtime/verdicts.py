@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from cxguard import pii
 from cxguard.errors import EvidenceError
-from cxguard.evidence.redaction import redact
 from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, Transcript, TurnText, Verdict
 from cxguard.policy.engine import AssertionResult
 from cxguard.runtime import metrics
@@ -36,6 +36,9 @@ class VerdictPipeline:
         # Results may be about an earlier turn (an obligation it raised): keep them anchored.
         self._turns: dict[int, TurnText] = {}
         self._last: TurnText | None = None
+        # pii: masks each turn as produced (numbers read across turns too) and every other
+        # text of the call against it. Engine gets clear text; everything else the masked one.
+        self._pii = pii.RedactionWindow()
 
     async def event(self, event: ControlEvent | Gap | Dtmf, summary: CallSummary) -> None:
         evidence = self._services.evidence
@@ -64,9 +67,10 @@ class VerdictPipeline:
     ) -> None:
         """``alerted``: assertions already alerted mid-turn (not alerted twice)."""
         asr_done = time.monotonic()
+        clear, text = text, replace(text, text=self._pii.push(text))
         self._turns[text.index] = text
         self._last = text
-        results = await self._services.run_policy(self._conversation.evaluate, text)
+        results = await self._services.run_policy(self._conversation.evaluate, clear)
         decided = time.monotonic()
         latency = {
             "asr_wait": 1000 * (asr_done - closed_mono),
@@ -103,7 +107,8 @@ class VerdictPipeline:
             "end_to_verdict": 1000 * (decided - closed_mono),
             "speech_end_to_verdict": 1000 * (decided - speech_end_mono),
         }
-        verdicts = self._verdicts(fresh, latency, dict(self._services.model_ids), anchor=so_far)
+        shown = replace(so_far, text=self._pii.peek(so_far))
+        verdicts = self._verdicts(fresh, latency, dict(self._services.model_ids), anchor=shown)
         for v in verdicts:
             await self._services.evidence.event(
                 self._info,
@@ -159,10 +164,10 @@ class VerdictPipeline:
                     speaker=r.speaker,
                     start_ms=start,
                     end_ms=end,
-                    text=redact(text),
+                    text=self._pii.redact(text),
                     assertion_id=r.assertion_id,
                     outcome=r.outcome,
-                    evidence=r.evidence,
+                    evidence=self._pii.redact(r.evidence),
                     severity=r.severity,
                     actions=tuple(r.actions),
                     scores=dict(r.scores),

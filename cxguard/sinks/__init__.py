@@ -2,8 +2,9 @@
 
 Network sinks share the async surface :class:`AlertSink` (``ConsoleAlertSink`` has the same
 methods, synchronous); callers catch :class:`~cxguard.errors.SinkError` /
-:class:`~cxguard.errors.SinkUnavailable` only. Sinks publish text as given: the runtime
-redacts verdicts before handing them over.
+:class:`~cxguard.errors.SinkUnavailable` only. The runtime redacts verdicts before
+handing them over, and every payload is redacted once more as it is serialised
+(:mod:`cxguard.sinks.serialization`).
 """
 
 from __future__ import annotations

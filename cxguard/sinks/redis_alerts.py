@@ -8,9 +8,9 @@ Keys, with the default prefix ``cxguard``::
     cxguard:{tenant}:handoff:{sha256(idempotency key)[:32]}   SET NX EX, the dedupe marker
 
 Each stream entry has the fields ``data`` (the JSON of :func:`to_json`), ``kind``,
-``call_id``, ``assertion_id``. **Text is published as given**: the sinks room may not import
-the evidence room, so the runtime must pass verdicts whose ``text``/``evidence`` are already
-redacted (``cxguard.evidence.redaction.redact``). Redis outages raise
+``call_id``, ``assertion_id``. The runtime passes verdicts whose ``text``/``evidence`` are
+already redacted (``cxguard.pii.RedactionWindow``) and :func:`to_json` redacts every free-text
+field again on the way out (``cxguard.pii.redact``). Redis outages raise
 :class:`~cxguard.errors.SinkUnavailable`; other Redis errors :class:`~cxguard.errors.SinkError`.
 """
 

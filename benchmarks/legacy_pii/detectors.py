@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
-from cxguard.policy.spec import CheckName
+CheckName = Literal["card_number", "ssn"]
 
 _UNITS = {
     "zero": "0",
