@@ -91,41 +91,101 @@ def serve(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio")],
+    url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio or …/audiohook")],
     agent: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
     customer: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    protocol: Annotated[
+        str, typer.Option(help="Which platform to play: twilio or audiohook.")
+    ] = "twilio",
     fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible.")] = False,
-    param: Annotated[list[str] | None, typer.Option("--param", help="K=V customParameter.")] = None,
-    auth_token: Annotated[
-        str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Sign the upgrade.")
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="K=V customParameter (Twilio) / customConfig (AudioHook)."),
     ] = None,
+    auth_token: Annotated[
+        str | None,
+        typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Twilio: sign the upgrade."),
+    ] = None,
+    api_key: Annotated[
+        str, typer.Option(envvar="CXGUARD_AUDIOHOOK_API_KEY", help="AudioHook: X-API-KEY.")
+    ] = "cxguard-simulator",
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            envvar="CXGUARD_AUDIOHOOK_CLIENT_SECRET", help="AudioHook: base64 client secret."
+        ),
+    ] = "",
 ) -> None:
-    """Stream two mono WAVs as one Twilio both_tracks Media Stream."""
-    from cxguard.runtime.simulate import SimulationOptions, simulate_call
+    """Stream two mono WAVs as one call: a Twilio both_tracks Media Stream or a stereo
+    Genesys AudioHook session. Prints one JSON line; exit 1 if the server broke the
+    protocol, 2 if the stream could not be played."""
+    import base64
+    import binascii
 
+    if protocol not in ("twilio", "audiohook"):
+        raise typer.BadParameter(f"--protocol must be twilio or audiohook, not {protocol!r}")
     params = {}
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"--param expects K=V, got {item!r}")
         params[key] = value
-    options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
     try:
-        result = asyncio.run(simulate_call(url, agent, customer, options))
+        secret = base64.b64decode(client_secret, validate=True)
+    except binascii.Error as exc:
+        raise typer.BadParameter("--client-secret is not base64") from exc
+    try:
+        report = asyncio.run(
+            _simulate(protocol, url, agent, customer, fast, params, auth_token, api_key, secret)
+        )
     except (CxguardError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(
-        json.dumps(
-            {
-                "call_sid": result.call_sid,
-                "stream_sid": result.stream_sid,
-                "frames": result.frames,
-                "seconds": round(result.seconds, 3),
-                "close_code": result.close_code,
-            }
+    typer.echo(json.dumps(report))
+    raise typer.Exit(1 if report["problems"] else 0)
+
+
+async def _simulate(
+    protocol: str,
+    url: str,
+    agent: Path,
+    customer: Path,
+    fast: bool,
+    params: dict[str, str],
+    auth_token: str | None,
+    api_key: str,
+    secret: bytes,
+) -> dict[str, object]:
+    from cxguard.runtime.simulate import SimulationOptions, simulate_call
+    from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
+
+    if protocol == "twilio":
+        options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
+        result = await simulate_call(url, agent, customer, options)
+        return {
+            "protocol": protocol,
+            "call_sid": result.call_sid,
+            "stream_sid": result.stream_sid,
+            "frames": result.frames,
+            "seconds": round(result.seconds, 3),
+            "close_code": result.close_code,
+            "problems": list(result.problems),
+        }
+    if protocol == "audiohook":
+        hook = AudioHookSimulation(
+            fast=fast, api_key=api_key, client_secret=secret, custom_config=params
         )
-    )
+        outcome = await simulate_audiohook_call(url, agent, customer, hook)
+        return {
+            "protocol": protocol,
+            "conversation_id": outcome.conversation_id,
+            "frames": outcome.frames,
+            "seconds": round(outcome.seconds, 3),
+            "close_code": outcome.close_code,
+            "server_messages": [m.get("type") for m in outcome.server_messages],
+            "problems": list(outcome.problems),
+        }
+    raise AssertionError(protocol)  # checked by the command
 
 
 @app.command("eval")

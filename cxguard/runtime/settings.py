@@ -102,6 +102,9 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024
+    caller_id_key: str | None = None
+    """Secret for keyed hashes of callers' numbers and names (``participant.ani``, ``From``
+    …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)
