@@ -44,7 +44,7 @@ DEFAULT_OFFER: Final[tuple[MediaParameter, ...]] = (
 
 
 def client_message(
-    kind: ClientMessageType,
+    kind: ClientMessageType | str,
     session_id: str,
     seq: int,
     serverseq: int,
@@ -269,6 +269,15 @@ class AudioHookClient:
     def ready(self) -> bool:
         return self.state in ("open", "paused")
 
+    def assume_opened(
+        self, channels: tuple[MediaChannel, ...] = ("external", "internal"), serverseq: int = 1
+    ) -> None:
+        """Play on as if ``opened`` (seq ``serverseq``) had chosen ``channels``: a fuzzer
+        pipelines a whole connection without waiting for the server."""
+        self.channels = channels
+        self.serverseq = serverseq
+        self.state = "open"
+
     def send_audio(self, customer: bytes, agent: bytes) -> None:
         """One frame; while paused it is not sent but counted, as Genesys counts it."""
         if len(customer) != len(agent):
@@ -332,8 +341,9 @@ class AudioHookClient:
     def finished(self) -> bool:
         return self.state == "closed"
 
-    def send(self, kind: ClientMessageType, parameters: Mapping[str, Any], **fields: Any) -> None:
-        """Any message; ``seq``/``serverseq``/``position_ms``/``session_id`` may be forced."""
+    def send(self, kind: str, parameters: Mapping[str, Any], **fields: Any) -> None:
+        """Any message, of any type; ``seq``/``serverseq``/``position_ms``/``session_id`` may
+        be forced (tests and fuzzers write broken streams with it)."""
         seq = fields.pop("seq", None)
         self._outbox.append(
             client_message(
