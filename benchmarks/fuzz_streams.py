@@ -22,6 +22,7 @@ the same run). Printed (and written with ``--out``), one JSON object:
   ``outcomes_equal_baseline``, ``undetermined``.
 
     python benchmarks/fuzz_streams.py --messages 100000 --out benchmarks/results/protocols-fuzz.json
+    python benchmarks/fuzz_streams.py --messages 100000 --signed     # credentials configured
     python benchmarks/fuzz_streams.py --messages 3000 --fast-call      # the project test's size
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -51,9 +53,19 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus  # noqa: E402
 
 from cxguard.evidence.ledger import EvidenceLedger  # noqa: E402
+from cxguard.protocols.audiohook_auth import sign_request  # noqa: E402
+from cxguard.protocols.twilio_signature import compute_signature  # noqa: E402
 from cxguard.runtime.demo import demo_audio  # noqa: E402
 from cxguard.runtime.simulate import SimulationOptions, simulate_call  # noqa: E402
-from cxguard.simulate.hostile import audiohook_connection, twilio_connection  # noqa: E402
+from cxguard.simulate.hostile import (  # noqa: E402
+    Connection,
+    audiohook_connection,
+    twilio_connection,
+)
+
+TOKEN = "fuzz-twilio-auth-token"
+API_KEY = "fuzz-audiohook-key"
+SECRET = b"fuzz-audiohook-client-secret-32b"
 
 HOSTILE_UPGRADES = (
     "GET /twilio HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -110,14 +122,33 @@ def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout_s: float = 1
     raise RuntimeError("server did not become ready")
 
 
-async def _hostile_connection(base: str, rng: random.Random, tally: Tally) -> None:
+def _headers(url: str, conn: Connection, signed: bool) -> dict[str, str]:
+    """Signed upgrades (``--signed``), as each platform signs them."""
+    if not signed:
+        return {}
+    if conn.protocol == "twilio":
+        return {"X-Twilio-Signature": compute_signature(TOKEN, url, {})}
+    return sign_request(
+        path="/audiohook",
+        authority=url.split("/")[2],
+        api_key=API_KEY,
+        client_secret=SECRET,
+        organization_id=conn.organization_id,
+        session_id=conn.session_id,
+        correlation_id=conn.session_id,
+    )
+
+
+async def _hostile_connection(base: str, rng: random.Random, tally: Tally, signed: bool) -> None:
     make = twilio_connection if rng.random() < 0.5 else audiohook_connection
     conn = make(rng)
     tally.connections += 1
     tally.fatal_kinds[f"{conn.protocol}:{conn.fatal or 'survivable'}"] += 1
+    url = f"{base}/{conn.protocol}"
+    headers = _headers(url, conn, signed)
     try:
         async with connect(
-            f"{base}/{conn.protocol}", max_size=None, open_timeout=10, close_timeout=3
+            url, additional_headers=headers, max_size=None, open_timeout=10, close_timeout=3
         ) as ws:
             drain = asyncio.create_task(_drain(ws))
             try:
@@ -161,21 +192,26 @@ async def _hostile_upgrade(port: int, rng: random.Random, tally: Tally) -> None:
 
 
 async def _attack(
-    base: str, port: int, rng: random.Random, tally: Tally, target: int, call_done: asyncio.Event
+    args: argparse.Namespace, port: int, rng: random.Random, tally: Tally, done: asyncio.Event
 ) -> None:
-    while tally.messages < target or not call_done.is_set():
+    base = f"ws://127.0.0.1:{port}"
+    while tally.messages < args.messages or not done.is_set():
         if rng.random() < 0.03:
             await _hostile_upgrade(port, rng, tally)
         else:
-            await _hostile_connection(base, rng, tally)
+            await _hostile_connection(base, rng, tally, args.signed)
 
 
 async def _campaign(args: argparse.Namespace, port: int) -> tuple[Tally, str, str, float]:
     base = f"ws://127.0.0.1:{port}"
     agent, customer = demo_audio()
     params = {"tenant": "fuzz-real", "authenticated": "false"}
+    token = TOKEN if args.signed else None
     baseline = await simulate_call(
-        f"{base}/twilio", agent, customer, SimulationOptions(fast=True, parameters=params)
+        f"{base}/twilio",
+        agent,
+        customer,
+        SimulationOptions(fast=True, parameters=params, auth_token=token),
     )
     await _wait_ended(args.evidence, baseline.call_sid, 180)
     tally = Tally()
@@ -184,7 +220,7 @@ async def _campaign(args: argparse.Namespace, port: int) -> tuple[Tally, str, st
 
     async def real_call() -> str:
         try:
-            options = SimulationOptions(fast=args.fast_call, parameters=params)
+            options = SimulationOptions(fast=args.fast_call, parameters=params, auth_token=token)
             result = await simulate_call(f"{base}/twilio", agent, customer, options)
             return result.call_sid
         finally:
@@ -192,9 +228,7 @@ async def _campaign(args: argparse.Namespace, port: int) -> tuple[Tally, str, st
 
     began = time.monotonic()
     attackers = [
-        asyncio.create_task(
-            _attack(base, port, random.Random(rng.random()), tally, args.messages, call_done)
-        )
+        asyncio.create_task(_attack(args, port, random.Random(rng.random()), tally, call_done))
         for _ in range(args.concurrency)
     ]
     real = await real_call()
@@ -270,6 +304,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fast-call", action="store_true", help="Play the real call fast.")
+    parser.add_argument(
+        "--signed", action="store_true", help="Configure credentials; sign every upgrade."
+    )
     parser.add_argument("--out", type=Path, help="Also write the JSON here.")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cxg-fuzz-"))
@@ -278,6 +315,16 @@ def main() -> int:
     log_path = tmp / "server.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     evidence = ["--evidence", args.evidence]
+    if args.signed:
+        config = tmp / "server.yaml"
+        tenant = {
+            "name": "fuzz-real",
+            "twilio_auth_token": TOKEN,
+            "audiohook_api_key": API_KEY,
+            "audiohook_client_secret": base64.b64encode(SECRET).decode(),
+        }
+        config.write_text(json.dumps({"tenants": [tenant]}), encoding="utf-8")
+        evidence += ["--config", str(config)]
     with log_path.open("wb") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "cxguard.cli", "serve", "--port", str(port), *evidence],
@@ -306,6 +353,7 @@ def main() -> int:
         "seconds": round(seconds, 1),
         "messages_per_s": round(tally.messages / seconds),
         "real_call_pace": "fast" if args.fast_call else "real time",
+        "signed_upgrades": args.signed,
         "close_codes": dict(sorted(tally.close_codes.items())),
         "http_statuses": dict(sorted(tally.http_statuses.items())),
         "http_500s": tally.http_statuses.get("500", 0),

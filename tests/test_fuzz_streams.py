@@ -34,10 +34,12 @@ def test_hostile_streams_leave_no_trace_but_their_rejections(tmp_path: Path) -> 
     assert report["tracebacks_in_log"] == 0
     # every fatal stream was closed with a documented code, none with 1011 (our bug)
     assert set(report["close_codes"]) <= {"1000", "1002", "1003", "1007", "1008", "1009"}
-    # quiet logs: at most 3 lines per (host, protocol, close code) per minute, plus summaries
+    # quiet logs: at most 3 lines per (host, protocol, close code) per minute, plus summaries;
+    # otherwise one line per call that carried speech or ended cleanly (and the real calls')
     sources = {(k.split(":")[0], code) for k in report["kinds"] for code in report["close_codes"]}
     assert report["rejected_lines"] <= 3 * len(sources)
-    assert report["log_lines"] < 400
+    clean = sum(n for kind, n in report["kinds"].items() if kind.endswith(":survivable"))
+    assert report["log_lines"] <= report["rejected_lines"] + report["suppressed_lines"] + clean + 60
     call = report["real_call"]
     assert call["call_started"] and call["call_ended"]
     assert call["verdicts_all_arrived"], call

@@ -7,7 +7,8 @@ to ``total`` per window overall; what is held back is counted and reported as on
 line per window naming the busiest sources (and at :meth:`RejectionLog.flush`, e.g. on
 shutdown). Internal errors (close code 1011: our bug, not the peer's) keep their traceback,
 under the same limits. Every rejection is counted in ``cxguard_protocol_errors_total``
-whether or not it is logged.
+whether or not it is logged. :meth:`RejectionLog.note` puts other per-stream warnings (a
+stream claiming a tenant its signature did not prove) under the same limits.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 from cxguard.errors import ProtocolError
 from cxguard.protocols.base import CloseCode
 
-Source = tuple[str, str, int]
-"""(remote host, protocol, close code)."""
+Source = tuple[str, str, str]
+"""(remote host, protocol, close code) — or another reason in place of the close code."""
 
 _MAX_MESSAGE = 200
 _TOP = 5
@@ -54,16 +55,10 @@ class RejectionLog:
 
     def reject(self, protocol: str, remote: str, call_id: str | None, error: ProtocolError) -> bool:
         """Log (or count) one rejected stream; True if a line was written."""
-        self._roll()
         code = int(error.close_code)
-        source = (remote, protocol, code)
-        window = self._window
-        if window.logged[source] >= self._per_source or window.logged.total() >= self._total:
-            window.suppressed[source] += 1
-            return False
-        window.logged[source] += 1
         internal = code == CloseCode.INTERNAL_ERROR
-        self._log.log(
+        return self.note(
+            (remote, protocol, str(code)),
             logging.ERROR if internal else logging.WARNING,
             "rejected %s stream from %s (call %s): close %d: %.*s",
             protocol,
@@ -74,6 +69,23 @@ class RejectionLog:
             str(error),
             exc_info=error.__cause__ if internal else None,
         )
+
+    def note(
+        self,
+        source: Source,
+        level: int,
+        message: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> bool:
+        """Any other line about a doubtful stream, under the same limits."""
+        self._roll()
+        window = self._window
+        if window.logged[source] >= self._per_source or window.logged.total() >= self._total:
+            window.suppressed[source] += 1
+            return False
+        window.logged[source] += 1
+        self._log.log(level, message, *args, exc_info=exc_info)
         return True
 
     def flush(self) -> None:
@@ -83,8 +95,8 @@ class RejectionLog:
         if not held:
             return
         top = ", ".join(
-            f"{host} {protocol} {code} x{count}"
-            for (host, protocol, code), count in window.suppressed.most_common(_TOP)
+            f"{host} {protocol} {reason} x{count}"
+            for (host, protocol, reason), count in window.suppressed.most_common(_TOP)
         )
         self._log.warning(
             "suppressed %d more rejected-stream lines in the last %.0f s (top: %s)",

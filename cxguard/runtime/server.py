@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CLOSE_GRACE_S = 2.0
 """How long a stream that ended may wait for the peer's side of the closing handshake
 (AudioHook's ``close`` after our ``disconnect``) before the socket is closed anyway."""
+_TENANT_CLAIM = "tenant-claim"  # a rate-limit reason beside the close codes
 _WEBSOCKETS_LOG = logging.getLogger("cxguard.websockets")
 """The websocket library's logger: it writes two INFO lines per connection (open, closed),
 which under a flood of hostile connections would drown the log; WARNING unless configured."""
@@ -97,28 +98,37 @@ class Sidecar:
         protocol = path.lstrip("/")
         admission = self._admissions.pop(ws, Admission())
         stream = open_stream(protocol, self.services.settings, admission)
-        call = _Call(self.services)
+        call = _Call(self.services, _host(ws), protocol, self.rejections)
         refused: ProtocolError | None = None
         try:
             refused = await _serve(ws, stream, call.feed)
         finally:
             stream.receive_eof()
             call.feed(stream.events_received())
+            error = stream.error or refused
             if call.session is not None:
                 call.session.end("disconnected")
-                self._track(call.session)
-            error = stream.error or refused
+                self._track(call.session, rejected=error is not None)
             if error is not None:
                 metrics.PROTOCOL_ERRORS.labels(protocol=protocol).inc()
                 info = stream.call_info
                 self.rejections.reject(protocol, _host(ws), info.call_id if info else None, error)
             self.rejections.tick()
 
-    def _track(self, session: CallSession) -> None:
+    def _track(self, session: CallSession, *, rejected: bool) -> None:
         async def finish() -> None:
             summary = await session.wait_closed()
-            log.info(
-                "call %s evaluated: %d turns, %s", summary.call_id, summary.turns, summary.verdicts
+            # One line per call; a rejected stream that carried no speech has its one line
+            # already (the rejection), so a flood of them stays one line each.
+            level = logging.DEBUG if rejected and not summary.turns else logging.INFO
+            log.log(
+                level,
+                "call %s (%s, tenant %s) evaluated: %d turns, %s",
+                summary.call_id,
+                session.info.source,
+                session.info.tenant,
+                summary.turns,
+                summary.verdicts,
             )
 
         task = asyncio.get_running_loop().create_task(finish())
@@ -139,8 +149,13 @@ class Sidecar:
 class _Call:
     """The call a stream carries: created by its ``CallStarted``, fed every later event."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self, services: Services, host: str, protocol: str, rejections: RejectionLog
+    ) -> None:
         self._services = services
+        self._host = host
+        self._protocol = protocol
+        self._rejections = rejections
         self.session: CallSession | None = None
 
     def feed(self, events: list[ProtocolEvent]) -> None:
@@ -148,10 +163,12 @@ class _Call:
             if isinstance(event, CallStarted):
                 self.session = CallSession(self._services, event)
                 info = event.info
-                log.info("call %s started (%s, tenant %s)", info.call_id, info.source, info.tenant)
+                log.debug("call %s started (%s, tenant %s)", info.call_id, info.source, info.tenant)
                 claimed = info.parameters.get("tenant")
                 if claimed not in (None, info.tenant, "default"):
-                    log.warning(
+                    self._rejections.note(
+                        (self._host, self._protocol, _TENANT_CLAIM),
+                        logging.WARNING,
                         "call %s claims tenant %.40r but signed as %r; using %r",
                         info.call_id,
                         claimed,

@@ -78,6 +78,9 @@ class Connection:
     frames: list[str | bytes] = field(default_factory=list)
     fatal: str | None = None
     """The kind of the closing violation; None if the stream only abuses survivably."""
+    session_id: str = ""
+    organization_id: str = ""
+    """AudioHook: what a signed upgrade must name."""
 
 
 def twilio_connection(rng: random.Random, media_frames: int = 40) -> Connection:
@@ -177,7 +180,7 @@ def audiohook_connection(rng: random.Random, media_frames: int = 30) -> Connecti
         else:
             client.send_audio(SILENCE * 5, SILENCE * 5)
         frames += client.data_to_send()
-    conn = Connection("audiohook", frames)
+    conn = Connection("audiohook", frames, None, client.session_id, client.organization_id)
     if rng.random() < 0.9:
         conn.fatal = rng.choice(AUDIOHOOK_FATAL)
         conn.frames += _audiohook_fatal(conn.fatal, client, rng)
