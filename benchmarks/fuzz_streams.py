@@ -1,5 +1,5 @@
-"""Hostile input campaign: ≥ 100 000 hostile messages to ``/twilio`` and ``/audiohook`` over
-real websockets while a real call is judged, against ``cxguard serve`` in a subprocess.
+"""Hostile input campaign: ≥ 100 000 hostile messages to ``/twilio``, ``/audiohook`` and
+``/stream`` over real websockets while a real call is judged, against ``cxguard serve``.
 
 What is sent (``cxguard.simulate.hostile``): connections that open validly, abuse the
 stream survivably (malformed ``cxguard.*`` control marks, DTMF, client ``error`` messages with
@@ -60,6 +60,7 @@ from cxguard.runtime.simulate import SimulationOptions, simulate_call  # noqa: E
 from cxguard.simulate.hostile import (  # noqa: E402
     Connection,
     audiohook_connection,
+    stream_connection,
     twilio_connection,
 )
 
@@ -128,6 +129,8 @@ def _headers(url: str, conn: Connection, signed: bool) -> dict[str, str]:
         return {}
     if conn.protocol == "twilio":
         return {"X-Twilio-Signature": compute_signature(TOKEN, url, {})}
+    if conn.protocol == "stream":
+        return {"Authorization": f"Bearer {TOKEN}"}
     return sign_request(
         path="/audiohook",
         authority=url.split("/")[2],
@@ -140,7 +143,7 @@ def _headers(url: str, conn: Connection, signed: bool) -> dict[str, str]:
 
 
 async def _hostile_connection(base: str, rng: random.Random, tally: Tally, signed: bool) -> None:
-    make = twilio_connection if rng.random() < 0.5 else audiohook_connection
+    make = rng.choice([twilio_connection, audiohook_connection, stream_connection])
     conn = make(rng)
     tally.connections += 1
     tally.fatal_kinds[f"{conn.protocol}:{conn.fatal or 'survivable'}"] += 1
@@ -322,6 +325,7 @@ def main() -> int:
             "twilio_auth_token": TOKEN,
             "audiohook_api_key": API_KEY,
             "audiohook_client_secret": base64.b64encode(SECRET).decode(),
+            "stream_token": TOKEN,
         }
         config.write_text(json.dumps({"tenants": [tenant]}), encoding="utf-8")
         evidence += ["--config", str(config)]

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -95,7 +96,7 @@ def simulate(
     agent: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
     customer: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
     protocol: Annotated[
-        str, typer.Option(help="Which platform to play: twilio or audiohook.")
+        str, typer.Option(help="Which platform to play: twilio, audiohook or stream.")
     ] = "twilio",
     fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible.")] = False,
     param: Annotated[
@@ -115,15 +116,26 @@ def simulate(
             envvar="CXGUARD_AUDIOHOOK_CLIENT_SECRET", help="AudioHook: base64 client secret."
         ),
     ] = "",
+    encoding: Annotated[str, typer.Option(help="stream: mulaw or l16.")] = "l16",
+    rate: Annotated[int, typer.Option(help="stream: 8000 or 16000 Hz.")] = 16000,
+    style: Annotated[
+        str, typer.Option(help="stream: first message as cxguard, vonage or audio_fork.")
+    ] = "cxguard",
+    token: Annotated[
+        str | None, typer.Option(envvar="CXGUARD_STREAM_TOKEN", help="stream: bearer token.")
+    ] = None,
 ) -> None:
-    """Stream two mono WAVs as one call: a Twilio both_tracks Media Stream or a stereo
-    Genesys AudioHook session. Prints one JSON line; exit 1 if the server broke the
-    protocol, 2 if the stream could not be played."""
+    """Stream two mono WAVs as one call: a Twilio both_tracks Media Stream, a stereo
+    Genesys AudioHook session, or a stereo /stream websocket. Prints one JSON line; exit 1
+    if the server broke the protocol, 2 if the stream could not be played."""
     import base64
     import binascii
 
-    if protocol not in ("twilio", "audiohook"):
-        raise typer.BadParameter(f"--protocol must be twilio or audiohook, not {protocol!r}")
+    if protocol not in ("twilio", "audiohook", "stream"):
+        raise typer.BadParameter(f"--protocol must be twilio, audiohook or stream: {protocol!r}")
+    if encoding not in ("mulaw", "l16") or style not in ("cxguard", "vonage", "audio_fork"):
+        raise typer.BadParameter("--encoding is mulaw or l16; --style cxguard, vonage, audio_fork")
+    stream = StreamArgs(encoding, rate, style, token)
     params = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -136,7 +148,9 @@ def simulate(
         raise typer.BadParameter("--client-secret is not base64") from exc
     try:
         report = asyncio.run(
-            _simulate(protocol, url, agent, customer, fast, params, auth_token, api_key, secret)
+            _simulate(
+                protocol, url, agent, customer, fast, params, auth_token, api_key, secret, stream
+            )
         )
     except (CxguardError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -155,9 +169,11 @@ async def _simulate(
     auth_token: str | None,
     api_key: str,
     secret: bytes,
+    stream: StreamArgs,
 ) -> dict[str, object]:
     from cxguard.runtime.simulate import SimulationOptions, simulate_call
     from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
+    from cxguard.runtime.simulate_stream import StreamSimulation, simulate_stream_call
 
     if protocol == "twilio":
         options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
@@ -185,7 +201,33 @@ async def _simulate(
             "server_messages": [m.get("type") for m in outcome.server_messages],
             "problems": list(outcome.problems),
         }
-    raise AssertionError(protocol)  # checked by the command
+    mono = ("customer",) if stream.style == "vonage" else ("customer", "agent")
+    wanted = StreamSimulation(
+        fast=fast,
+        encoding="PCMU" if stream.encoding == "mulaw" else "L16",
+        sample_rate=stream.rate,
+        channel_map=mono,
+        style=stream.style,  # type: ignore[arg-type]  # checked by the command
+        token=stream.token,
+        parameters=params,
+    )
+    played = await simulate_stream_call(url, agent, customer, wanted)
+    return {
+        "protocol": protocol,
+        "call_id": played.call_id,
+        "frames": played.frames,
+        "seconds": round(played.seconds, 3),
+        "close_code": played.close_code,
+        "problems": list(played.problems),
+    }
+
+
+@dataclass(frozen=True)
+class StreamArgs:
+    encoding: str
+    rate: int
+    style: str
+    token: str | None
 
 
 @app.command("eval")

@@ -17,13 +17,16 @@ import pytest
 from cxguard.model import AudioChunk, CallEnded, CallStarted, ControlEvent, Gap, ProtocolEvent
 from cxguard.protocols.audiohook import AudioHookSession
 from cxguard.protocols.base import CloseCode, MediaStream
+from cxguard.protocols.stream import GenericStream
 from cxguard.protocols.twilio import TwilioStream
 from cxguard.simulate.audiohook import AudioHookClient, media_offer
 from cxguard.simulate.base import MediaClient
 from cxguard.simulate.hostile import (
     AUDIOHOOK_FATAL,
+    STREAM_FATAL,
     TWILIO_FATAL,
     audiohook_connection,
+    stream_connection,
     twilio_connection,
 )
 from cxguard.simulate.twilio import TwilioClient
@@ -260,11 +263,21 @@ EXPECTED = {
     ("audiohook", "bad_duration"): CloseCode.PROTOCOL_ERROR,
     ("audiohook", "session_id_mismatch"): CloseCode.PROTOCOL_ERROR,
     ("audiohook", "audio_while_paused"): CloseCode.PROTOCOL_ERROR,
+    ("stream", "malformed_json"): CloseCode.INVALID_PAYLOAD,
+    ("stream", "audio_before_start"): CloseCode.PROTOCOL_ERROR,
+    ("stream", "second_start"): CloseCode.PROTOCOL_ERROR,
+    ("stream", "odd_frame"): CloseCode.INVALID_PAYLOAD,
+    ("stream", "huge_frame"): CloseCode.MESSAGE_TOO_BIG,
+    ("stream", "surrogate"): CloseCode.INVALID_PAYLOAD,
+    ("stream", "unknown_event"): CloseCode.UNSUPPORTED_DATA,
+    ("stream", "bad_format"): CloseCode.UNSUPPORTED_DATA,
+    ("stream", "wrong_type"): CloseCode.INVALID_PAYLOAD,
 }
 
 
 def test_every_hostile_kind_has_a_documented_close_code() -> None:
     kinds = {("twilio", k) for k in TWILIO_FATAL} | {("audiohook", k) for k in AUDIOHOOK_FATAL}
+    kinds |= {("stream", k) for k in STREAM_FATAL}
     assert kinds == set(EXPECTED)
 
 
@@ -273,9 +286,14 @@ def test_hostile_streams_end_as_their_kind_says(seed: int) -> None:
     rng = random.Random(seed)
     seen = set()
     for _ in range(150):
-        for make, core in ((twilio_connection, TwilioStream), (audiohook_connection, None)):
+        makers = (
+            (twilio_connection, TwilioStream),
+            (audiohook_connection, AudioHookSession),
+            (stream_connection, GenericStream),
+        )
+        for make, core in makers:
             connection = make(rng)
-            server: MediaStream = core() if core else AudioHookSession()
+            server: MediaStream = core()
             events: list[ProtocolEvent] = []
             for frame in connection.frames:
                 if isinstance(frame, bytes):
@@ -286,9 +304,12 @@ def test_hostile_streams_end_as_their_kind_says(seed: int) -> None:
                 server.data_to_send()
             code = server.error.close_code if server.error else None
             assert code == EXPECTED.get((connection.protocol, connection.fatal or "")), connection
+            server.receive_eof()
+            events += server.events_received()
             # survivable abuse never ends a call early; every started call ends exactly once
-            assert sum(isinstance(e, CallStarted) for e in events) == 1
-            assert [type(e) for e in events].count(CallEnded) == 1
+            opens = 0 if connection.fatal in ("audio_before_start", "bad_format") else 1
+            assert sum(isinstance(e, CallStarted) for e in events) == opens
+            assert [type(e) for e in events].count(CallEnded) == opens
             seen.add((connection.protocol, connection.fatal))
             invalid = [e for e in events if isinstance(e, ControlEvent)]
             assert all(e.name != "intent" or e.data.get("intent") for e in invalid)

@@ -7,6 +7,8 @@ unsigned (development); the server warns about it at start-up.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ class Authenticator:
         ]
         self._audiohook = CredentialStore(creds)
         self._nonces = TtlNonceStore()
+        self._stream = {t.name: t.stream_token for t in settings.tenants if t.stream_token}
 
     @property
     def open_protocols(self) -> list[str]:
@@ -51,6 +54,7 @@ class Authenticator:
         if self._settings.require_auth:
             return []
         open_ = [] if self._twilio else ["twilio"]
+        open_ += [] if self._stream else ["stream"]
         return open_ + ([] if len(self._audiohook) else ["audiohook"])
 
     def check(self, protocol: str, path: str, headers: Mapping[str, str]) -> Admission:
@@ -58,6 +62,8 @@ class Authenticator:
             return Admission(self._check_twilio(path, headers))
         if protocol == "audiohook":
             return self._check_audiohook(path, headers)
+        if protocol == "stream":
+            return Admission(self._check_stream(headers))
         raise AuthenticationError(f"unknown protocol {protocol!r}", status=404)
 
     def _check_audiohook(self, path: str, headers: Mapping[str, str]) -> Admission:
@@ -92,6 +98,33 @@ class Authenticator:
                 if token and validate_signature(token, url, {}, signature):
                     return tenant
         raise AuthenticationError("X-Twilio-Signature does not match", status=403)
+
+    def _check_stream(self, headers: Mapping[str, str]) -> str | None:
+        """``Authorization: Bearer <token>`` (Vonage's custom authorization) or ``Basic``
+        with the token as password (mod_audio_fork); the matching tenant is proven."""
+        if not self._stream:
+            if self._settings.require_auth:
+                raise AuthenticationError("no stream tokens configured", status=403)
+            return None
+        values = headers.get_all("Authorization") if hasattr(headers, "get_all") else []
+        if len(values) != 1:
+            raise AuthenticationError("one Authorization header is required", status=401)
+        scheme, _, credential = values[0].strip().partition(" ")
+        token = credential.strip()
+        if scheme.lower() == "basic":
+            try:
+                token = base64.b64decode(token, validate=True).decode().partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                raise AuthenticationError("malformed Basic credentials", status=401) from None
+        elif scheme.lower() != "bearer":
+            raise AuthenticationError("Authorization must be Bearer or Basic", status=401)
+        matched = None
+        for tenant, expected in self._stream.items():
+            if hmac.compare_digest(token.encode(), expected.encode()):
+                matched = tenant  # no early exit: the time taken does not tell which
+        if matched is None:
+            raise AuthenticationError("stream token does not match", status=403)
+        return matched
 
     def _candidate_urls(self, path: str, headers: Mapping[str, str]) -> list[str]:
         if self._settings.public_url:

@@ -1,4 +1,5 @@
-"""The websocket sidecar: ``/twilio``, ``/audiohook``, ``/metrics``, ``/healthz``, ``/readyz``.
+"""The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
+``/metrics``, ``/healthz``, ``/readyz``.
 
 The server only listens: it never sends media back and never holds the call up. Every
 protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
@@ -75,7 +76,7 @@ class Sidecar:
                 metrics.render().decode(),
                 "text/plain; version=0.0.4; charset=utf-8",
             )
-        if path not in ("/twilio", "/audiohook"):
+        if path not in ("/twilio", "/audiohook", "/stream"):
             return _plain(connection, http.HTTPStatus.NOT_FOUND, f"no route {path}\n")
         protocol = path.lstrip("/")
         try:

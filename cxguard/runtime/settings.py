@@ -57,6 +57,8 @@ class TenantSettings:
     """Base64, as Genesys shows it."""
     twilio_account_sid: str | None = None
     handoff_twiml: str | None = None
+    stream_token: str | None = None
+    """Bearer token (or Basic-auth password) for the generic ``/stream`` websocket."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:

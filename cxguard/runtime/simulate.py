@@ -67,15 +67,30 @@ class SimulationResult:
     problems: tuple[str, ...] = ()
 
 
-def load_tracks(agent: Path, customer: Path, frame_samples: int = 160) -> tuple[bytes, bytes]:
-    """Both recordings as 8 kHz μ-law of equal length, padded with silence to whole frames."""
-    a = read_audio(agent, SAMPLE_RATE)
-    c = read_audio(customer, SAMPLE_RATE)
+def load_tracks(
+    agent: Path,
+    customer: Path,
+    frame_samples: int = 160,
+    encoding: str = "PCMU",
+    sample_rate: int = SAMPLE_RATE,
+) -> tuple[bytes, bytes]:
+    """Both recordings, of equal length padded with silence to whole frames, as μ-law
+    (``PCMU``) or 16-bit little-endian PCM (``L16``) at ``sample_rate``."""
+    a = read_audio(agent, sample_rate)
+    c = read_audio(customer, sample_rate)
     n = max(len(a), len(c))
     n += (-n) % frame_samples
     a = np.pad(a, (0, n - len(a)))
     c = np.pad(c, (0, n - len(c)))
+    if encoding == "L16":
+        return a.astype("<i2").tobytes(), c.astype("<i2").tobytes()
     return ulaw_encode(a), ulaw_encode(c)
+
+
+def load_tracks_for(client: MediaClient, agent: Path, customer: Path) -> tuple[bytes, bytes]:
+    """The recordings in ``client``'s wire format, padded to its frames."""
+    frame_samples = client.frame_ms * client.sample_rate // 1000
+    return load_tracks(agent, customer, frame_samples, client.encoding, client.sample_rate)
 
 
 async def play(
@@ -88,8 +103,10 @@ async def play(
     fast: bool = False,
     speed: float = 1.0,
 ) -> Playback:
-    """Play ``customer``/``agent`` (8 kHz μ-law, equal lengths) through ``client`` to ``url``."""
-    frame_bytes = client.frame_ms * SAMPLE_RATE // 1000
+    """Play ``customer``/``agent`` (equal lengths, in the client's encoding and rate; see
+    :func:`load_tracks_for`) through ``client`` to ``url``."""
+    width = 2 if client.encoding == "L16" else 1
+    frame_bytes = client.frame_ms * client.sample_rate // 1000 * width
     frames = len(agent) // frame_bytes
     sent = 0
     begun = time.monotonic()

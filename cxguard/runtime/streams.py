@@ -13,6 +13,7 @@ from typing import Final, cast
 from cxguard.model import Speaker
 from cxguard.protocols.audiohook import AudioHookOptions, AudioHookSession
 from cxguard.protocols.base import MediaStream
+from cxguard.protocols.stream import GenericStream, StreamOptions
 from cxguard.protocols.twilio import TwilioOptions, TwilioStream
 from cxguard.runtime.auth import Admission
 from cxguard.runtime.settings import Settings
@@ -41,6 +42,16 @@ def _audiohook(settings: Settings, admission: Admission) -> MediaStream:
     )
 
 
+def _stream(settings: Settings, admission: Admission) -> MediaStream:
+    options = StreamOptions(
+        default_tenant=settings.default_tenant,
+        tenant=admission.tenant,
+        max_message_bytes=settings.max_message_bytes,
+        caller_id_key=_key(settings),
+    )
+    return GenericStream(options)
+
+
 def _key(settings: Settings) -> bytes | None:
     return settings.caller_id_key.encode("utf-8") if settings.caller_id_key else None
 
@@ -48,6 +59,7 @@ def _key(settings: Settings) -> bytes | None:
 PROTOCOLS: Final[dict[str, Callable[[Settings, Admission], MediaStream]]] = {
     "twilio": _twilio,
     "audiohook": _audiohook,
+    "stream": _stream,
 }
 """Route name (the URL path without ``/``) → protocol core."""
 

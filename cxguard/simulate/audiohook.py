@@ -197,6 +197,8 @@ class AudioHookClient:
     """Genesys Cloud's side of one AudioHook session."""
 
     frame_ms = FRAME_MS
+    encoding = "PCMU"
+    sample_rate = 8000
 
     def __init__(
         self,

@@ -15,6 +15,9 @@ class MediaClient(Protocol):
 
     frame_ms: int
     """Audio per :meth:`send_audio` call, as the platform sends it."""
+    encoding: str
+    """``PCMU`` or ``L16`` (16-bit little-endian): what :meth:`send_audio` takes."""
+    sample_rate: int
 
     @property
     def call_id(self) -> str: ...
@@ -26,7 +29,7 @@ class MediaClient(Protocol):
         ...
 
     def send_audio(self, customer: bytes, agent: bytes) -> None:
-        """One frame of 8 kHz μ-law per speaker (equal lengths)."""
+        """One frame per speaker (equal lengths) in :attr:`encoding` at :attr:`sample_rate`."""
         ...
 
     def finish(self) -> None: ...

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cxguard.simulate.audiohook import AudioHookClient, client_message
+from cxguard.simulate.stream import StreamClient
 from cxguard.simulate.twilio import FRAME_BYTES, TwilioClient
 
 SILENCE: Final = b"\xff" * FRAME_BYTES
@@ -57,6 +58,17 @@ AUDIOHOOK_FATAL: Final = (
     "bad_duration",
     "session_id_mismatch",
     "audio_while_paused",
+)
+STREAM_FATAL: Final = (
+    "malformed_json",
+    "audio_before_start",
+    "second_start",
+    "odd_frame",
+    "huge_frame",
+    "surrogate",
+    "unknown_event",
+    "bad_format",
+    "wrong_type",
 )
 _BAD_MARKS: Final = (
     "cxguard.intent",
@@ -229,3 +241,42 @@ def _audiohook_fatal(kind: str, client: AudioHookClient, rng: random.Random) -> 
         text = str(client.data_to_send()[0])
         return [text[: rng.randrange(1, len(text))]]
     return client.data_to_send()
+
+
+def stream_connection(rng: random.Random, media_frames: int = 40) -> Connection:
+    """A ``/stream`` connection (L16 16 kHz stereo, cxguard's start message)."""
+    client = StreamClient(parameters={"queue": "fuzz", "From": "+15555550100"})
+    fatal = rng.choice(STREAM_FATAL) if rng.random() < 0.9 else None
+    if fatal == "audio_before_start":
+        return Connection("stream", [b"\x00" * 640], fatal)
+    if fatal == "bad_format":
+        first = client.start_message() | {"sample_rate": rng.choice([11025, 0, 48000])}
+        return Connection("stream", [json.dumps(first)], fatal)
+    client.start()
+    frames = client.data_to_send()
+    silence = b"\x00" * 640  # 20 ms of 16 kHz L16 per speaker
+    for _ in range(media_frames):
+        if rng.random() < 0.1:
+            client.send_control(rng.choice(["intent", "Intent", "handoff", "x" * 50]))
+        else:
+            client.send_audio(silence, silence)
+        frames += client.data_to_send()
+    conn = Connection("stream", frames, fatal)
+    if fatal is None:
+        client.finish()
+        conn.frames += client.data_to_send()
+    elif fatal == "malformed_json":
+        conn.frames.append('{"event": "control", "name": ')
+    elif fatal == "second_start":
+        conn.frames.append(json.dumps(client.start_message()))
+    elif fatal == "odd_frame":
+        conn.frames.append(b"\x00" * rng.choice([1, 2, 3, 641]))
+    elif fatal == "huge_frame":
+        conn.frames.append(b"\x00" * HUGE_BYTES)
+    elif fatal == "surrogate":
+        conn.frames.append(json.dumps({"event": "control", "name": "intent", "value": "\udfff"}))
+    elif fatal == "unknown_event":
+        conn.frames.append(json.dumps({"event": rng.choice(["hangup", "media", ""])}))
+    else:  # wrong_type
+        conn.frames.append(json.dumps({"event": "dtmf", "digit": rng.choice([5, None, []])}))
+    return conn

@@ -131,6 +131,8 @@ class TwilioClient:
     """Twilio's side of one stream (a forked ``<Start><Stream>``: the server sends nothing)."""
 
     frame_ms = FRAME_MS
+    encoding = "PCMU"
+    sample_rate = 8000
 
     def __init__(
         self,
