@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,43 +119,144 @@ def serve(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio")],
+    url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio or …/audiohook")],
     agent: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
     customer: Annotated[Path, typer.Option(exists=True, dir_okay=False)],
+    protocol: Annotated[
+        str, typer.Option(help="Which platform to play: twilio, audiohook or stream.")
+    ] = "twilio",
     fast: Annotated[bool, typer.Option("--fast", help="Send as fast as possible.")] = False,
-    param: Annotated[list[str] | None, typer.Option("--param", help="K=V customParameter.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="K=V customParameter (Twilio) / customConfig (AudioHook)."),
+    ] = None,
     auth_token: Annotated[
-        str | None, typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Sign the upgrade.")
+        str | None,
+        typer.Option(envvar="CXGUARD_TWILIO_AUTH_TOKEN", help="Twilio: sign the upgrade."),
+    ] = None,
+    api_key: Annotated[
+        str, typer.Option(envvar="CXGUARD_AUDIOHOOK_API_KEY", help="AudioHook: X-API-KEY.")
+    ] = "cxguard-simulator",
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            envvar="CXGUARD_AUDIOHOOK_CLIENT_SECRET", help="AudioHook: base64 client secret."
+        ),
+    ] = "",
+    encoding: Annotated[str, typer.Option(help="stream: mulaw or l16.")] = "l16",
+    rate: Annotated[int, typer.Option(help="stream: 8000 or 16000 Hz.")] = 16000,
+    style: Annotated[
+        str, typer.Option(help="stream: first message as cxguard, vonage or audio_fork.")
+    ] = "cxguard",
+    token: Annotated[
+        str | None, typer.Option(envvar="CXGUARD_STREAM_TOKEN", help="stream: bearer token.")
     ] = None,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Stream two mono WAVs as one Twilio both_tracks Media Stream."""
-    from cxguard.runtime.simulate import SimulationOptions, simulate_call
+    """Stream two mono WAVs as one call: a Twilio both_tracks Media Stream, a stereo
+    Genesys AudioHook session, or a stereo /stream websocket. Prints one JSON line; exit 1
+    if the server broke the protocol, 2 if the stream could not be played."""
+    import base64
+    import binascii
 
     _logging(False, log_format, quiet=logging.WARNING)
+    if protocol not in ("twilio", "audiohook", "stream"):
+        raise typer.BadParameter(f"--protocol must be twilio, audiohook or stream: {protocol!r}")
+    if encoding not in ("mulaw", "l16") or style not in ("cxguard", "vonage", "audio_fork"):
+        raise typer.BadParameter("--encoding is mulaw or l16; --style cxguard, vonage, audio_fork")
+    stream = StreamArgs(encoding, rate, style, token)
     params = {}
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"--param expects K=V, got {item!r}")
         params[key] = value
-    options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
     try:
-        result = asyncio.run(simulate_call(url, agent, customer, options))
+        secret = base64.b64decode(client_secret, validate=True)
+    except binascii.Error as exc:
+        raise typer.BadParameter("--client-secret is not base64") from exc
+    try:
+        report = asyncio.run(
+            _simulate(
+                protocol, url, agent, customer, fast, params, auth_token, api_key, secret, stream
+            )
+        )
     except (CxguardError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(
-        json.dumps(
-            {
-                "call_sid": result.call_sid,
-                "stream_sid": result.stream_sid,
-                "frames": result.frames,
-                "seconds": round(result.seconds, 3),
-                "close_code": result.close_code,
-            }
+    typer.echo(json.dumps(report))
+    raise typer.Exit(1 if report["problems"] else 0)
+
+
+async def _simulate(
+    protocol: str,
+    url: str,
+    agent: Path,
+    customer: Path,
+    fast: bool,
+    params: dict[str, str],
+    auth_token: str | None,
+    api_key: str,
+    secret: bytes,
+    stream: StreamArgs,
+) -> dict[str, object]:
+    from cxguard.runtime.simulate import SimulationOptions, simulate_call
+    from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
+    from cxguard.runtime.simulate_stream import StreamSimulation, simulate_stream_call
+
+    if protocol == "twilio":
+        options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
+        result = await simulate_call(url, agent, customer, options)
+        return {
+            "protocol": protocol,
+            "call_sid": result.call_sid,
+            "stream_sid": result.stream_sid,
+            "frames": result.frames,
+            "seconds": round(result.seconds, 3),
+            "close_code": result.close_code,
+            "problems": list(result.problems),
+        }
+    if protocol == "audiohook":
+        hook = AudioHookSimulation(
+            fast=fast, api_key=api_key, client_secret=secret, custom_config=params
         )
+        outcome = await simulate_audiohook_call(url, agent, customer, hook)
+        return {
+            "protocol": protocol,
+            "conversation_id": outcome.conversation_id,
+            "frames": outcome.frames,
+            "seconds": round(outcome.seconds, 3),
+            "close_code": outcome.close_code,
+            "server_messages": [m.get("type") for m in outcome.server_messages],
+            "problems": list(outcome.problems),
+        }
+    mono = ("customer",) if stream.style == "vonage" else ("customer", "agent")
+    wanted = StreamSimulation(
+        fast=fast,
+        encoding="PCMU" if stream.encoding == "mulaw" else "L16",
+        sample_rate=stream.rate,
+        channel_map=mono,
+        style=stream.style,  # type: ignore[arg-type]  # checked by the command
+        token=stream.token,
+        parameters=params,
     )
+    played = await simulate_stream_call(url, agent, customer, wanted)
+    return {
+        "protocol": protocol,
+        "call_id": played.call_id,
+        "frames": played.frames,
+        "seconds": round(played.seconds, 3),
+        "close_code": played.close_code,
+        "problems": list(played.problems),
+    }
+
+
+@dataclass(frozen=True)
+class StreamArgs:
+    encoding: str
+    rate: int
+    style: str
+    token: str | None
 
 
 @app.command("eval")

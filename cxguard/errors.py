@@ -34,8 +34,10 @@ class ConfigError(CxguardError):
 class ProtocolError(CxguardError):
     """A stream violated its protocol; the stream is closed, other calls carry on.
 
-    ``close_code`` is the WebSocket close code to send (RFC 6455 §7.4.1): 1002 protocol
-    error, 1003 unsupported data, 1007 invalid payload, 1008 policy violation, 1009 too big.
+    ``close_code`` is the WebSocket close code to send (RFC 6455 §7.4.1), one of
+    ``cxguard.protocols.base.CloseCode``: 1002 protocol error, 1003 unsupported data, 1007
+    invalid payload, 1008 policy violation, 1009 too big, 1011 internal error. Protocol cores
+    record it (``MediaStream.error``) rather than raise it.
     """
 
     def __init__(self, message: str, close_code: int = 1002) -> None:

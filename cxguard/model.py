@@ -20,7 +20,7 @@ SPEAKERS: tuple[Speaker, Speaker] = ("agent", "customer")
 Outcome = Literal["pass", "fail", "not_applicable", "undetermined"]
 OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "not_applicable", "undetermined")
 
-Source = Literal["twilio", "audiohook", "pipecat", "offline", "demo"]
+Source = Literal["twilio", "audiohook", "stream", "pipecat", "offline", "demo"]
 
 
 # --------------------------------------------------------------------------- call & protocol events

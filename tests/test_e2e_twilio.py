@@ -19,12 +19,12 @@ from websockets.asyncio.client import connect
 
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.model import CallInfo, TurnText, Verdict
-from cxguard.protocols import twilio_messages as tm
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.server import Sidecar, running_sidecar
 from cxguard.runtime.services import Services
 from cxguard.runtime.settings import Settings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
+from cxguard.simulate import twilio as tm
 
 DEMO = Path(__file__).resolve().parents[1] / "cxguard" / "data" / "demo"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,8 +1,14 @@
-"""AudioHook v2 session, at the byte/JSON level: frames in, model events and replies out."""
+"""AudioHook v2 session, at the byte/JSON level: frames in, model events and replies out.
+
+The Genesys side is the project's one AudioHook client (``cxguard.simulate.audiohook``),
+told not to answer on its own so each test drives every message; violations are recorded
+on the session (``error``, ``close``, a ``disconnect`` queued), never raised.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,13 +17,15 @@ from cxguard.errors import AudioHookProtocolError, ConfigError
 from cxguard.model import AudioChunk, CallEnded, CallInfo, CallStarted, ControlEvent, Gap
 from cxguard.protocols import audiohook_messages as wire
 from cxguard.protocols.audiohook import AudioHookOptions, AudioHookSession
-from cxguard.protocols.audiohook_messages import (
-    NULL_UUID,
+from cxguard.protocols.audiohook_messages import NULL_UUID, media_offer
+from cxguard.protocols.base import Close, CloseCode
+from cxguard.protocols.caller_id import HASH_PREFIX
+from cxguard.simulate.audiohook import (
+    AudioHookClient,
     close_message,
     discarded_message,
     error_message,
     interleave_stereo,
-    media_offer,
     open_message,
     paused_message,
     ping_message,
@@ -37,46 +45,77 @@ PARTICIPANT: wire.Participant = {
 
 
 class Genesys:
-    """Plays the client: numbers its messages and remembers the server's last seq."""
+    """Wires the AudioHook client to the session under test; every call returns the
+    server's replies (parsed). ``g.ping()`` etc. call the client's method of that name."""
 
-    def __init__(self, session: AudioHookSession) -> None:
+    def __init__(self, session: AudioHookSession, **client: Any) -> None:
         self.session = session
-        self.seq = 0
-        self.serverseq = 0
-        self.position_ms = 0.0
+        self.client = self._client(**client)
         self.replies: list[dict[str, Any]] = []
 
-    def _next(self) -> int:
-        self.seq += 1
-        return self.seq
+    @staticmethod
+    def _client(**kwargs: Any) -> AudioHookClient:
+        args: dict[str, Any] = {
+            "session_id": SESSION,
+            "organization_id": ORG,
+            "conversation_id": CONVERSATION,
+            "participant": PARTICIPANT,
+            "answer_server": False,
+        }
+        return AudioHookClient(**(args | kwargs))
 
-    def send(self, text: str) -> list[dict[str, Any]]:
-        self.session.receive_text(text)
+    @property
+    def seq(self) -> int:
+        return self.client.seq
+
+    def deliver(self) -> list[dict[str, Any]]:
+        for frame in self.client.data_to_send():
+            if isinstance(frame, bytes):
+                self.session.receive_bytes(frame)
+            else:
+                self.session.receive_text(frame)
         return self.collect()
 
     def collect(self) -> list[dict[str, Any]]:
-        replies = [json.loads(frame) for frame in self.session.data_to_send()]
-        for reply in replies:
-            self.serverseq = reply["seq"]
+        frames = self.session.data_to_send()
+        for frame in frames:
+            self.client.receive_text(frame)
+        replies = [json.loads(frame) for frame in frames]
         self.replies += replies
         return replies
 
     def open(self, **kwargs: Any) -> dict[str, Any]:
-        kwargs.setdefault("organization_id", ORG)
-        kwargs.setdefault("conversation_id", CONVERSATION)
-        kwargs.setdefault("participant", PARTICIPANT)
-        (reply,) = self.send(open_message(SESSION, self._next(), **kwargs))
+        assert self.client.seq == 0
+        self.client = self._client(**kwargs)
+        self.client.open()
+        (reply,) = self.deliver()
         return reply
+
+    def raw(self, text: str) -> list[dict[str, Any]]:
+        """A text frame as is (it does not count in the client's numbering)."""
+        self.session.receive_text(text)
+        return self.collect()
+
+    def message(self, builder: Callable[..., str], **kwargs: Any) -> list[dict[str, Any]]:
+        """A message written by a builder, numbered as the client's next one."""
+        kwargs.setdefault("serverseq", self.client.serverseq)
+        kwargs.setdefault("position_ms", self.client.position_ms)
+        self.client.seq += 1
+        return self.raw(builder(SESSION, self.client.seq, **kwargs))
 
     def audio(self, external: bytes, internal: bytes | None = None) -> None:
         frame = external if internal is None else interleave_stereo(external, internal)
-        self.session.receive_bytes(frame)
-        self.position_ms += len(external) / 8
+        self.client.send_frame(frame, len(external) / 8)
+        self.deliver()
 
-    def message(self, builder: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        kwargs.setdefault("serverseq", self.serverseq)
-        kwargs.setdefault("position_ms", self.position_ms)
-        return self.send(builder(SESSION, self._next(), **kwargs))
+    def __getattr__(self, name: str) -> Callable[..., list[dict[str, Any]]]:
+        method = getattr(self.client, name)
+
+        def call(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            method(*args, **kwargs)
+            return self.deliver()
+
+        return call
 
 
 DEFAULTS = AudioHookOptions()
@@ -89,14 +128,22 @@ def opened(options: AudioHookOptions = DEFAULTS, **open_kwargs: Any) -> Genesys:
     return client
 
 
-def expect_failure(client: Genesys, action: Any, close_code: int, code: int, fragment: str) -> None:
-    with pytest.raises(AudioHookProtocolError) as info:
-        action()
-    assert (info.value.close_code, info.value.code) == (close_code, code)
-    assert fragment in str(info.value)
-    (disconnect,) = client.collect()
-    assert disconnect["type"] == "disconnect"
-    assert disconnect["parameters"] == {"reason": "error", "info": str(info.value)}
+def expect_failure(
+    client: Genesys, action: Callable[[], object], close_code: int, code: int, fragment: str
+) -> AudioHookProtocolError:
+    action()  # never raises: the violation is recorded
+    error = client.session.error
+    assert isinstance(error, AudioHookProtocolError)
+    assert (error.close_code, error.code) == (close_code, code)
+    assert fragment in str(error)
+    assert client.session.close == Close(CloseCode(close_code), str(error))
+    assert client.session.close_expected() and client.session.awaits_peer()
+    disconnects = [r for r in client.replies if r["type"] == "disconnect"]
+    disconnects += [r for r in client.collect() if r["type"] == "disconnect"]
+    (disconnect,) = disconnects
+    reason = "unauthorized" if code == 401 else "error"
+    assert disconnect["parameters"] == {"reason": reason, "info": str(error)}
+    return error
 
 
 # --------------------------------------------------------------------------- a whole call
@@ -157,9 +204,8 @@ def wire_call_info(*, tenant: str, language: str, config: dict[str, str]) -> Cal
         account_sid=ORG,
         parameters=config
         | {
+            # the caller's number and name are dropped (no caller_id_key configured)
             "participant.id": PARTICIPANT["id"],
-            "participant.ani": PARTICIPANT["ani"],
-            "participant.aniName": PARTICIPANT["aniName"],
             "participant.dnis": PARTICIPANT["dnis"],
             "organizationId": ORG,
             "channels": "external,internal",
@@ -326,7 +372,7 @@ def test_supported_languages_are_listed_only_when_asked() -> None:
 def test_second_open_is_ignored() -> None:
     client = opened()
     assert (
-        client.send(open_message(SESSION, 2, organization_id=ORG, conversation_id=CONVERSATION))
+        client.raw(open_message(SESSION, 2, organization_id=ORG, conversation_id=CONVERSATION))
         == []
     )
     assert client.session.events_received() == []
@@ -468,11 +514,14 @@ def test_server_disconnect_completed_waits_for_the_clients_close() -> None:
         "disconnect",
         {"reason": "completed", "info": "call is over"},
     )
+    assert client.session.close_expected() and client.session.awaits_peer()
     client.audio(b"a", b"b")  # in flight before Genesys saw the disconnect
     (closed,) = client.message(close_message, reason="disconnect")
     assert closed["type"] == "closed"
     events = client.session.events_received()
     assert events[-1] == CallEnded("disconnect", 0.125) and len(events) == 3
+    assert not client.session.awaits_peer() and client.session.error is None
+    assert client.session.close == Close(CloseCode.NORMAL_CLOSURE, "disconnect")
 
 
 def test_server_disconnect_unauthorized_stops_the_call() -> None:
@@ -502,11 +551,10 @@ def test_eof_without_close_ends_the_call() -> None:
 
 def test_wrong_organization_is_unauthorized() -> None:
     client = Genesys(AudioHookSession(organization_id=ORG))
-    with pytest.raises(AudioHookProtocolError) as info:
-        client.open(organization_id="6bd28c51-2d62-4fc6-8f5d-0d1bd01ab4a1")
-    assert (info.value.close_code, info.value.code) == (1008, 401)
-    (disconnect,) = client.collect()
-    assert disconnect["parameters"]["reason"] == "unauthorized"
+    other = "6bd28c51-2d62-4fc6-8f5d-0d1bd01ab4a1"
+    expect_failure(
+        client, lambda: client.open(organization_id=other), 1008, 401, "organizationId differs"
+    )
     assert client.session.state == "unauthorized" and client.session.events_received() == []
 
 
@@ -527,7 +575,7 @@ def test_organization_match_ignores_case() -> None:
 def test_sequence_violations(seq: int, serverseq: int, session_id: str, fragment: str) -> None:
     client = opened()
     bad = ping_message(session_id, seq, serverseq=serverseq)
-    expect_failure(client, lambda: client.send(bad), 1002, 400, fragment)
+    expect_failure(client, lambda: client.raw(bad), 1002, 400, fragment)
     assert client.session.events_received() == [CallEnded("protocol_error", 0.0)]
 
 
@@ -577,7 +625,7 @@ def _message(kind: str, **fields: Any) -> str:
 )
 def test_malformed_messages(text: str, close_code: int, fragment: str) -> None:
     client = opened()
-    expect_failure(client, lambda: client.send(text), close_code, 400, fragment)
+    expect_failure(client, lambda: client.raw(text), close_code, 400, fragment)
 
 
 @pytest.mark.parametrize(
@@ -596,7 +644,7 @@ def test_malformed_open(change: dict[str, Any], fragment: str) -> None:
     message = json.loads(open_message(SESSION, organization_id=ORG, conversation_id=CONVERSATION))
     message["parameters"].update(change)
     client = Genesys(AudioHookSession())
-    expect_failure(client, lambda: client.send(json.dumps(message)), 1002, 400, fragment)
+    expect_failure(client, lambda: client.raw(json.dumps(message)), 1002, 400, fragment)
 
 
 def test_audio_before_opened_is_a_409() -> None:
@@ -617,19 +665,130 @@ def test_oversize_frames_are_413() -> None:
     )
     client = opened(options)
     big = ping_message(SESSION, 2, serverseq=1)[:-1] + ',"pad":"' + "é" * 500 + '"}'
-    expect_failure(client, lambda: client.send(big), 1009, 413, "text message too large")
+    expect_failure(client, lambda: client.raw(big), 1009, 413, "text message too large")
 
 
 def test_after_a_failure_only_close_is_answered() -> None:
     client = opened()
-    expect_failure(client, lambda: client.send("{"), 1007, 400, "JSON")
+    expect_failure(client, lambda: client.raw("{"), 1007, 400, "JSON")
     assert client.session.state == "failed"
     client.session.receive_bytes(b"ab")  # ignored: no second disconnect, no raise
-    client.send("still not json")
+    client.raw("still not json")
     assert client.message(ping_message) == []
+    assert client.session.awaits_peer()
     (closed,) = client.message(close_message, reason="error")
     assert (closed["type"], closed["clientseq"]) == ("closed", client.seq)
-    assert client.session.closed
+    assert client.session.closed and not client.session.awaits_peer()
+    assert client.session.close is not None
+    assert client.session.close.code == CloseCode.INVALID_PAYLOAD  # the error's, not 1000
+    assert client.session.events_received() == [CallEnded("protocol_error", 0.0)]
+    client.raw(close_message(SESSION, client.seq + 1))  # after closed: ignored
+    assert client.collect() == []
+
+
+def test_a_normal_close_closes_the_socket_normally() -> None:
+    client = opened()
+    assert not client.session.close_expected()
+    client.close("end")
+    assert client.session.close == Close(CloseCode.NORMAL_CLOSURE, "closed")
+    assert not client.session.awaits_peer() and client.session.error is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        lambda c: c.error(500, "bad \ud800 string"),
+        lambda c: c.update("en-\udfff"),
+        lambda c: c.send("ping", {"\ud800": "key"}),
+        lambda c: c.send("ping", {"x": ["ok", {"deep": "\udbff"}]}),
+    ],
+)
+def test_lone_surrogates_in_any_string_close_with_invalid_payload(
+    hostile: Callable[[AudioHookClient], None],
+) -> None:
+    client = opened()
+    client.audio(b"\x00" * 80, b"\x00" * 80)
+    client.session.events_received()
+    hostile(client.client)
+    frame = client.client.data_to_send()[0]
+    assert isinstance(frame, str)
+    assert frame.isascii()  # "\ud800" travels as a JSON escape; json.loads makes it lone
+    expect_failure(client, lambda: client.raw(frame), 1007, 400, "lone surrogate")
+    assert client.session.events_received() == [CallEnded("protocol_error", 10.0)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"customConfig": {"queue": "\ud800"}},
+        {"customConfig": {"\udc00": "x"}},
+        {"customConfig": {"nested": {"list": ["\ud800"]}}},
+        {"participant": PARTICIPANT | {"aniName": "Pat \ud800"}},
+        {"language": "\ud800"},
+        {"unknownKey": "\ud800"},
+    ],
+)
+def test_lone_surrogates_in_open_refuse_the_session_loudly(change: dict[str, Any]) -> None:
+    message = json.loads(open_message(SESSION, organization_id=ORG, conversation_id=CONVERSATION))
+    message["parameters"].update(change)
+    text = json.dumps(message)  # ensure_ascii: "\ud800" travels as an escape, as on the wire
+    assert "\\ud" in text
+    client = Genesys(AudioHookSession())
+    expect_failure(client, lambda: client.raw(text), 1007, 400, "lone surrogate")
+    assert client.session.events_received() == []  # no call, and the failure is on record
+
+
+def test_surrogate_pairs_are_fine() -> None:
+    client = opened(custom_config={"note": "\U0001f600"})
+    assert client.session.error is None
+
+
+def test_caller_number_and_name_are_keyed_hashes_with_a_key() -> None:
+    options = AudioHookOptions(caller_id_key=b"secret")
+    session = AudioHookSession(options)
+    Genesys(session).open(custom_config={"callerNumber": "+1 555 555 0100", "queue": "q"})
+    (started,) = session.events_received()
+    assert isinstance(started, CallStarted)
+    params = started.info.parameters
+    assert params["participant.ani"].startswith(HASH_PREFIX)
+    assert params["participant.aniName"].startswith(HASH_PREFIX)
+    assert params["callerNumber"] == params["participant.ani"]  # same number, same hash
+    assert params["queue"] == "q" and params["participant.dnis"] == PARTICIPANT["dnis"]
+    stored = json.dumps(dict(params))
+    assert "5550100" not in stored and "Pat" not in stored
+
+
+def test_caller_identity_in_custom_config_cannot_pose_as_the_participant() -> None:
+    session = AudioHookSession()
+    Genesys(session).open(custom_config={"participant.ani": "+15555550100", "From": "x"})
+    (started,) = session.events_received()
+    assert isinstance(started, CallStarted)
+    assert not {"participant.ani", "From", "participant.aniName"} & set(started.info.parameters)
+
+
+def test_malformed_custom_config_signals_are_recorded_not_dropped() -> None:
+    session = AudioHookSession()
+    Genesys(session).open(custom_config={"intent": "x" * 300})
+    assert session.events_received()[1:] == [
+        ControlEvent("invalid_control", 0.0, {"reason": "intent value is over 200 characters"})
+    ]
+
+
+def test_a_bug_in_the_core_disconnects_with_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = opened()
+
+    def broken(text: str) -> object:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(wire, "parse_client_message", broken)
+    client.ping()
+    error = client.session.error
+    assert error is not None and error.close_code == CloseCode.INTERNAL_ERROR
+    assert isinstance(error.__cause__, ZeroDivisionError)
+    (disconnect,) = [r for r in client.replies if r["type"] == "disconnect"]
+    assert disconnect["parameters"]["reason"] == "error"
     assert client.session.events_received() == [CallEnded("protocol_error", 0.0)]
 
 

@@ -19,7 +19,7 @@ from cxguard.protocols.audiohook_auth import (
     authenticate_request,
     sign_request,
 )
-from cxguard.protocols.audiohook_messages import open_message
+from cxguard.simulate.audiohook import open_message
 
 # "Example 1" of the Genesys AudioHook protocol documentation (HTTP message signatures); the
 # reference implementation's tests use the same values.
@@ -260,15 +260,14 @@ def test_wrong_organization_in_open_is_refused_by_the_session() -> None:
         session_id=auth.session_id,
     )
     other_org = "6bd28c51-2d62-4fc6-8f5d-0d1bd01ab4a1"
-    with pytest.raises(AudioHookProtocolError) as info:
-        session.receive_text(
-            open_message(
-                auth.session_id,
-                organization_id=other_org,
-                conversation_id="090eaa2f-72fa-480a-83e0-8667ff89c0ec",
-            )
+    session.receive_text(
+        open_message(
+            auth.session_id,
+            organization_id=other_org,
+            conversation_id="090eaa2f-72fa-480a-83e0-8667ff89c0ec",
         )
-    assert info.value.code == 401
+    )
+    assert isinstance(session.error, AudioHookProtocolError) and session.error.code == 401
     assert '"reason":"unauthorized"' in session.data_to_send()[0]
 
 

@@ -1,5 +1,7 @@
-"""Fuzzing AudioHook: only ``AudioHookProtocolError`` (session) and ``AuthenticationError``
-(upgrade check) may ever escape, and what the session sends stays a well-numbered stream.
+"""Fuzzing AudioHook: nothing escapes the session (every violation is recorded as an
+``AudioHookProtocolError`` value with documented codes, never an internal error), only
+``AuthenticationError`` escapes the upgrade check, and what the session sends stays a
+well-numbered stream that the project's AudioHook client accepts without a problem.
 
 Inputs are random frames, Genesys-like message streams whose ``seq`` is sometimes wrong and
 whose fields are sometimes replaced by random JSON, and random or broken upgrade headers.
@@ -24,6 +26,9 @@ from cxguard.protocols.audiohook_auth import (
     authenticate_request,
     sign_request,
 )
+from cxguard.protocols.audiohook_messages import AudioHookCode
+from cxguard.protocols.base import CloseCode
+from cxguard.simulate.audiohook import AudioHookClient, interleave_stereo, open_message
 
 ORG = "d7934305-0972-4844-938e-9060eef73d05"
 SESSION = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
@@ -60,7 +65,7 @@ def _client_message(kind: str, seq: int, serverseq: int, params: dict[str, Any])
 def _parameters(kind: str, draw: Any) -> dict[str, Any]:
     if kind == "open":
         conversation = draw(st.sampled_from([CONVERSATION] * 4 + [wire.NULL_UUID]))
-        text = wire.open_message(SESSION, organization_id=ORG, conversation_id=conversation)
+        text = open_message(SESSION, organization_id=ORG, conversation_id=conversation)
         parameters: dict[str, Any] = json.loads(text)["parameters"]
         return parameters
     if kind in ("resumed", "discarded"):
@@ -109,24 +114,41 @@ def genesys_streams(draw: Any) -> list[str | bytes]:
     return frames
 
 
+DOCUMENTED_CLOSES = {
+    CloseCode.PROTOCOL_ERROR,
+    CloseCode.UNSUPPORTED_DATA,
+    CloseCode.INVALID_PAYLOAD,
+    CloseCode.POLICY_VIOLATION,
+    CloseCode.MESSAGE_TOO_BIG,
+}
+
+
 def feed(session: AudioHookSession, frames: list[str | bytes]) -> list[ProtocolEvent]:
     events: list[ProtocolEvent] = []
     for frame in frames:
-        try:
-            if isinstance(frame, bytes):
-                session.receive_bytes(frame)
-            else:
-                session.receive_text(frame)
-        except AudioHookProtocolError as exc:
-            assert exc.close_code in (1002, 1003, 1007, 1008, 1009)
-            assert exc.code in (400, 401, 409, 413, 415)
-            assert session.state in ("failed", "unauthorized")
+        if isinstance(frame, bytes):
+            session.receive_bytes(frame)
+        else:
+            session.receive_text(frame)
+        error = session.error
+        if error is not None:
+            assert isinstance(error, AudioHookProtocolError), error
+            assert error.close_code in DOCUMENTED_CLOSES
+            assert error.code in set(AudioHookCode)
+            assert session.state in ("failed", "unauthorized", "closed")
+            assert session.close is not None and session.close.code == error.close_code
         events += session.events_received()
     return events
 
 
 def check_invariants(session: AudioHookSession, events: list[ProtocolEvent]) -> None:
-    sent = [json.loads(frame) for frame in session.data_to_send()]
+    frames = session.data_to_send()
+    sent = [json.loads(frame) for frame in frames]
+    client = AudioHookClient(session_id=sent[0]["id"] if sent else SESSION)
+    client.seq = max([m["clientseq"] for m in sent], default=0)
+    for frame in frames:
+        client.receive_text(frame)
+    assert client.problems == []
     assert [m["seq"] for m in sent] == list(range(1, len(sent) + 1))
     assert all(m["version"] == "2" and isinstance(m["clientseq"], int) for m in sent)
     assert [m["clientseq"] for m in sent] == sorted(m["clientseq"] for m in sent)
@@ -170,11 +192,9 @@ same_length_pairs = st.binary(max_size=300).flatmap(
 def test_stereo_round_trip(pair: tuple[bytes, bytes]) -> None:
     external, internal = pair
     session = AudioHookSession()
-    session.receive_text(
-        wire.open_message(SESSION, organization_id=ORG, conversation_id=CONVERSATION)
-    )
+    session.receive_text(open_message(SESSION, organization_id=ORG, conversation_id=CONVERSATION))
     session.events_received()
-    session.receive_bytes(wire.interleave_stereo(external, internal))
+    session.receive_bytes(interleave_stereo(external, internal))
     chunks = session.events_received()
     if external:
         assert chunks == [AudioChunk("customer", external, 0.0), AudioChunk("agent", internal, 0.0)]

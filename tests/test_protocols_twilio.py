@@ -1,7 +1,9 @@
 """The Twilio Media Streams parser fed raw JSON frames, as they arrive on the wire.
 
 Frames are written out as JSON text in the shapes of Twilio's "Media Streams - WebSocket
-Messages" page; the builders in ``twilio_messages`` are checked against the same shapes.
+Messages" page; the builders of ``cxguard.simulate.twilio`` are checked against the same
+shapes. Violations are recorded on the stream (error, close code, ``protocol_error`` end),
+never raised.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from cxguard.model import (
     Dtmf,
     Mark,
 )
+from cxguard.protocols.base import Close, CloseCode
+from cxguard.protocols.caller_id import HASH_PREFIX
 from cxguard.protocols.twilio import TwilioOptions, TwilioStream
-from cxguard.protocols.twilio_messages import (
+from cxguard.simulate.twilio import (
     connected_message,
     dtmf_message,
     mark_message,
@@ -94,6 +98,15 @@ def feed(*frames: str, options: TwilioOptions | None = None) -> TwilioStream:
     for frame in frames:
         stream.receive_text(frame)
     return stream
+
+
+def failure(stream: TwilioStream) -> TwilioProtocolError:
+    """The recorded violation; the stream's close frame carries its code and message."""
+    error = stream.error
+    assert isinstance(error, TwilioProtocolError)
+    assert stream.closed and stream.close_expected() and not stream.awaits_peer()
+    assert stream.close == Close(CloseCode(error.close_code), str(error))
+    return error
 
 
 # --------------------------------------------------------------------------- a whole call
@@ -220,7 +233,6 @@ def test_cxguard_marks_are_control_events_at_the_last_media_timestamp() -> None:
         mark(6, "cxguard.authenticated"),
         mark(7, "cxguard.intent=cancel_account"),
         mark(8, "tts-chunk-3"),
-        mark(9, "cxguard."),
     )
     events = [e for e in stream.events_received() if isinstance(e, Mark | ControlEvent)]
     assert events == [
@@ -231,7 +243,37 @@ def test_cxguard_marks_are_control_events_at_the_last_media_timestamp() -> None:
         Mark("cxguard.intent=cancel_account"),
         ControlEvent("intent", 20.0, {"intent": "cancel_account"}),
         Mark("tts-chunk-3"),
-        Mark("cxguard."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("cxguard.", "control name is not a lower-case identifier"),
+        ("cxguard.intent", "intent needs a value"),
+        ("cxguard.intent=", "intent needs a value"),
+        ("cxguard.intent=  ", "intent needs a value"),
+        ("cxguard.Intent=x", "control name is not a lower-case identifier"),
+        ("cxguard.=x", "control name is not a lower-case identifier"),
+        ("cxguard.intent=" + "x" * 201, "intent value is over 200 characters"),
+        ("cxguard.invalid_control", "control name is not a lower-case identifier"),
+        ("cxguard.a b", "control name is not a lower-case identifier"),
+    ],
+)
+def test_malformed_control_marks_are_recorded_and_the_stream_goes_on(
+    name: str, reason: str
+) -> None:
+    stream = feed(START, media(2, "inbound", 1, 20), mark(3, name), media(4, "inbound", 2, 40))
+    events = stream.events_received()
+    assert events[2:4] == [Mark(name), ControlEvent("invalid_control", 20.0, {"reason": reason})]
+    assert isinstance(events[4], AudioChunk) and stream.error is None
+
+
+def test_well_formed_unknown_controls_pass_with_their_value() -> None:
+    stream = feed(START, mark(2, "cxguard.agent_version=2.4.1"), mark(3, "cxguard.escalate"))
+    assert [e for e in stream.events_received() if isinstance(e, ControlEvent)] == [
+        ControlEvent("agent_version", 0.0, {"agent_version": "2.4.1"}),
+        ControlEvent("escalate", 0.0),
     ]
 
 
@@ -255,8 +297,8 @@ def test_counters_may_start_at_zero_but_not_repeat() -> None:
     zero_start = START.replace('"sequenceNumber": "1"', '"sequenceNumber": "0"')
     stream = feed(zero_start, media(1, "outbound", 0, 0), media(2, "inbound", 0, 0))
     assert len(stream.events_received()) == 3
-    with pytest.raises(TwilioProtocolError, match="outbound chunk 0 does not follow chunk 0"):
-        stream.receive_text(media(3, "outbound", 0, 20))
+    stream.receive_text(media(3, "outbound", 0, 20))
+    assert "outbound chunk 0 does not follow chunk 0" in str(failure(stream))
 
 
 def test_inbound_only_stream() -> None:
@@ -283,7 +325,6 @@ ERRORS: list[tuple[str, list[str], str, int, str]] = [
     ("second start", [START], START.replace('"1"', '"2"', 1), 1002, "second 'start'"),
     ("connected after start", [START], CONNECTED, 1002, "'connected'"),
     ("connected twice", [CONNECTED], CONNECTED, 1002, "'connected'"),
-    ("audio after stop", [START, stop(2)], media(3, "inbound", 1, 0), 1002, "after stop"),
     ("no payload", [START], media(2, "inbound", 1, 0).replace('"payload"', '"p"'), 1007,
      "media.payload must be a string"),
     ("chunk as number", [START], media(2, "inbound", 1, 0).replace('"chunk": "1"', '"chunk": 1'),
@@ -349,70 +390,127 @@ ERRORS: list[tuple[str, list[str], str, int, str]] = [
 def test_protocol_errors(before: list[str], frame: str, close_code: int, fragment: str) -> None:
     stream = feed(*before)
     earlier = stream.events_received()
-    with pytest.raises(TwilioProtocolError) as caught:
-        stream.receive_text(frame)
-    assert caught.value.close_code == close_code
-    assert fragment in str(caught.value)
-    assert isinstance(caught.value, ProtocolError)
-    assert stream.closed
-    assert stream.events_received() == []  # the failing frame yields nothing
     assert len(earlier) == sum(1 for f in before if '"connected"' not in f)
-    # and the stream stays closed: further input raises with the same close code
-    with pytest.raises(TwilioProtocolError) as again:
-        stream.receive_text(media(99, "inbound", 99, 9999))
-    assert again.value.close_code == close_code
+    position = stream.position_ms
+    stream.receive_text(frame)  # never raises: the violation is recorded
+    error = failure(stream)
+    assert error.close_code == close_code and isinstance(error, ProtocolError)
+    assert fragment in str(error)
+    # the failing frame yields nothing but the end of a call it interrupts
+    started = any(isinstance(e, CallStarted) for e in earlier)
+    ended = [CallEnded("protocol_error", position)] if started else []
+    assert stream.events_received() == ended
+    # and the stream stays closed: further input is ignored, the first error stands
+    stream.receive_text(media(99, "inbound", 99, 9999))
+    stream.receive_bytes(b"x")
+    assert stream.error is error and stream.events_received() == []
+
+
+def test_close_codes_are_the_enum() -> None:
+    assert [int(c) for c in CloseCode] == [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011]
+    stream = feed("{")
+    assert stream.close is not None and stream.close.code is CloseCode.INVALID_PAYLOAD
 
 
 def test_oversize_frames_close_with_1009() -> None:
     options = TwilioOptions(max_message_bytes=1000)
     ascii_frame = media(2, "inbound", 1, 0, b"\x00" * 720)  # 960 chars of base64 + envelope
-    with pytest.raises(TwilioProtocolError) as caught:
-        feed(START, ascii_frame, options=options)
-    assert caught.value.close_code == 1009
+    assert failure(feed(START, ascii_frame, options=options)).close_code == 1009
     # 300 characters, but 1200 bytes of UTF-8: the limit is on bytes
     wide = json.dumps({"event": "mark", "x": "\U0001f600" * 300}, ensure_ascii=False)
     assert len(wide) < 1000 < len(wide.encode())
-    with pytest.raises(TwilioProtocolError) as caught:
-        feed(START, wide, options=options)
-    assert caught.value.close_code == 1009
+    assert failure(feed(START, wide, options=options)).close_code == 1009
 
 
 def test_payload_over_the_limit_closes_with_1009() -> None:
     options = TwilioOptions(max_payload_bytes=160)
-    feed(START, media(2, "inbound", 1, 0, b"\x00" * 160), options=options)
-    with pytest.raises(TwilioProtocolError) as caught:
-        feed(START, media(2, "inbound", 1, 0, b"\x00" * 161), options=options)
-    assert caught.value.close_code == 1009
+    assert feed(START, media(2, "inbound", 1, 0, b"\x00" * 160), options=options).error is None
+    big = feed(START, media(2, "inbound", 1, 0, b"\x00" * 161), options=options)
+    assert failure(big).close_code == 1009
 
 
-def test_input_after_an_error_names_the_first_error() -> None:
-    stream = feed(START)
-    with pytest.raises(TwilioProtocolError):
-        stream.receive_text("nope")
-    with pytest.raises(TwilioProtocolError) as again:
-        stream.receive_text(media(2, "inbound", 1, 0))
-    assert again.value.close_code == 1007
-    assert "already failed: frame is not valid JSON" in str(again.value)
+def test_a_long_close_reason_is_cut_to_fit_a_close_frame() -> None:
+    stream = feed(START, media(2, "inbound", 1, 0).replace(SID, "MZ" + "\u00e9" * 100))
+    assert stream.close is not None
+    assert len(stream.close.reason.encode()) <= 123 and stream.close.reason
 
 
 def test_binary_frames_close_with_1003() -> None:
     stream = feed(START)
-    with pytest.raises(TwilioProtocolError) as caught:
-        stream.receive_bytes(CONNECTED.encode())
-    assert caught.value.close_code == 1003
-    assert stream.closed
-    with pytest.raises(TwilioProtocolError):
-        stream.receive_text(media(2, "inbound", 1, 0))
+    stream.events_received()
+    stream.receive_bytes(CONNECTED.encode())
+    assert failure(stream).close_code == 1003
+    assert stream.events_received() == [CallEnded("protocol_error", None)]
 
 
-def test_everything_after_stop_raises() -> None:
-    stream = feed(START, stop(2))
-    for frame in (stop(3), mark(3, "x"), START):
-        with pytest.raises(TwilioProtocolError) as caught:
-            stream.receive_text(frame)
-        assert caught.value.close_code == 1002
-    with pytest.raises(TwilioProtocolError):
-        stream.receive_bytes(b"")
+def test_stop_ends_the_stream_normally_and_later_frames_are_ignored() -> None:
+    stream = feed(START, media(2, "inbound", 1, 20), stop(3))
+    assert stream.close == Close(CloseCode.NORMAL_CLOSURE, "stop")
+    assert stream.error is None and stream.closed
+    stream.events_received()
+    for frame in (stop(4), mark(4, "x"), START, "{"):
+        stream.receive_text(frame)
+    stream.receive_bytes(b"")
+    assert stream.error is None and stream.events_received() == []
+
+
+def test_eof_ends_an_open_call_once() -> None:
+    stream = feed(START, media(2, "inbound", 1, 20))
+    stream.events_received()
+    stream.receive_eof()
+    stream.receive_eof()
+    assert stream.events_received() == [CallEnded("connection_lost", 20.0)]
+    assert stream.close_expected() and stream.error is None
+
+
+def test_a_bug_in_the_core_is_recorded_as_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = feed(START)
+    stream.events_received()
+
+    def broken(message: object) -> object:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("cxguard.protocols.twilio_parse.media", broken)
+    stream.receive_text(media(2, "inbound", 1, 0))
+    error = stream.error
+    assert error is not None and error.close_code == CloseCode.INTERNAL_ERROR
+    assert isinstance(error.__cause__, KeyError)
+    assert stream.events_received() == [CallEnded("protocol_error", None)]
+
+
+# --------------------------------------------------------------------------- tenant & caller id
+
+
+def test_a_signed_tenant_wins_over_the_claimed_one() -> None:
+    stream = feed(START, options=TwilioOptions(tenant="proven"))
+    assert stream.call_info is not None and stream.call_info.tenant == "proven"
+    assert stream.call_info.parameters["tenant"] == "acme"  # the claim is kept, not used
+
+
+@pytest.mark.parametrize("name", ["From", "caller_id", "callerNumber", "ANI", "phone-number"])
+def test_caller_identity_parameters_are_dropped_without_a_key(name: str) -> None:
+    stream = feed(start_with(customParameters={name: "+1 555 555 0100", "queue": "billing"}))
+    assert stream.call_info is not None
+    assert dict(stream.call_info.parameters) == {"queue": "billing"}
+
+
+def test_caller_identity_parameters_are_keyed_hashes_with_a_key() -> None:
+    def stored(key: bytes, number: str) -> str:
+        stream = feed(
+            start_with(customParameters={"From": number}),
+            options=TwilioOptions(caller_id_key=key),
+        )
+        assert stream.call_info is not None
+        return stream.call_info.parameters["From"]
+
+    hashed = stored(b"k1", "+1 (555) 555-0100")
+    assert hashed.startswith(HASH_PREFIX) and len(hashed) == len(HASH_PREFIX) + 32
+    assert "5550100" not in hashed
+    assert stored(b"k1", "+15555550100") == hashed  # formatting does not matter
+    assert stored(b"k2", "+15555550100") != hashed  # the key does
+    assert stored(b"k1", "+15555550101") != hashed
 
 
 # --------------------------------------------------------------------------- client builders

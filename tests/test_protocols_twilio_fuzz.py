@@ -1,4 +1,5 @@
-"""Fuzzing the Twilio parser: only ``TwilioProtocolError`` may ever leave ``receive_*``.
+"""Fuzzing the Twilio parser: nothing ever leaves ``receive_*`` — every violation is recorded
+as a ``TwilioProtocolError`` value with a documented close code, and never an internal error.
 
 Inputs are random text, random bytes, random JSON, and valid calls that are then broken at
 the JSON level (a field deleted or replaced), the text level (characters cut or inserted)
@@ -16,10 +17,10 @@ from hypothesis import strategies as st
 
 from cxguard.errors import TwilioProtocolError
 from cxguard.model import AudioChunk, CallEnded, CallStarted, ProtocolEvent
+from cxguard.protocols.base import CloseCode
 from cxguard.protocols.twilio import TwilioOptions, TwilioStream
-from cxguard.protocols.twilio_messages import (
-    EVENT_NAMES,
-    TrackName,
+from cxguard.protocols.twilio_messages import EVENT_NAMES, TrackName
+from cxguard.simulate.twilio import (
     connected_message,
     dtmf_message,
     mark_message,
@@ -67,25 +68,34 @@ known_shaped = st.fixed_dictionaries(
 )
 
 
+DOCUMENTED = {
+    CloseCode.PROTOCOL_ERROR,
+    CloseCode.UNSUPPORTED_DATA,
+    CloseCode.INVALID_PAYLOAD,
+    CloseCode.MESSAGE_TOO_BIG,
+}
+
+
 def feed_all(stream: TwilioStream, frames: list[str]) -> list[ProtocolEvent]:
-    """Feed frames until the stream closes; check the closed stream refuses everything."""
+    """Feed every frame (nothing may raise); once failed, the stream ignores the rest."""
     events: list[ProtocolEvent] = []
-    for index, frame in enumerate(frames):
-        try:
-            stream.receive_text(frame)
-        except TwilioProtocolError as exc:
-            assert exc.close_code in (1002, 1003, 1007, 1009)
-            assert stream.closed
-            for later in frames[index:]:
-                try:
-                    stream.receive_text(later)
-                except TwilioProtocolError as again:
-                    assert again.close_code == exc.close_code
-                else:
-                    raise AssertionError("a failed stream accepted a frame")
-            break
+    first_error = None
+    for frame in frames:
+        stream.receive_text(frame)
         events.extend(stream.events_received())
+        if first_error is None and stream.error is not None:
+            first_error = stream.error
+            assert isinstance(first_error, TwilioProtocolError)
+            assert first_error.close_code in DOCUMENTED, first_error
+            assert stream.closed and stream.close is not None
+            assert stream.close.code == first_error.close_code
+        assert stream.error is first_error
     assert all(isinstance(event, EVENT_TYPES) for event in events)
+    started = [i for i, e in enumerate(events) if isinstance(e, CallStarted)]
+    ended = [i for i, e in enumerate(events) if isinstance(e, CallEnded)]
+    assert len(started) <= 1 and len(ended) <= len(started)
+    if first_error is not None and started:
+        assert ended and events[-1] == CallEnded("protocol_error", stream.position_ms)
     return events
 
 
@@ -132,12 +142,8 @@ def test_random_text(text: str, started: bool) -> None:
 @given(data=st.binary(max_size=400))
 def test_random_bytes(data: bytes) -> None:
     stream = TwilioStream()
-    try:
-        stream.receive_bytes(data)
-    except TwilioProtocolError as exc:
-        assert exc.close_code == 1003
-    else:
-        raise AssertionError("a binary frame was accepted")
+    stream.receive_bytes(data)
+    assert stream.error is not None and stream.error.close_code == CloseCode.UNSUPPORTED_DATA
     assert stream.closed
     feed_all(TwilioStream(SMALL), [data.decode("utf-8", "surrogateescape")])
 

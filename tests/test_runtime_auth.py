@@ -45,6 +45,7 @@ NORTHWIND = TenantSettings(
     twilio_auth_token=TOKEN,
     audiohook_api_key=API_KEY,
     audiohook_client_secret=SECRET_B64,
+    stream_token="northwind-stream-token",
 )
 GLOBEX = TenantSettings(
     "globex",
@@ -146,7 +147,7 @@ def test_loopback() -> None:
 async def test_doors_without_credentials_are_open_on_loopback_only() -> None:
     plain = {"Audiohook-Organization-Id": "o", "Audiohook-Session-Id": "s"}
     loop = Authenticator(Settings())
-    assert loop.open_doors == ["twilio", "audiohook", "metrics"]
+    assert loop.open_doors == ["twilio", "audiohook", "stream", "metrics"]
     assert await loop.admit("audiohook", request("/audiohook", plain)) == Admission(None, "o", "s")
     assert await loop.admit("metrics", request("/metrics", {})) == Admission()
 
@@ -156,7 +157,7 @@ async def test_doors_without_credentials_are_open_on_loopback_only() -> None:
     await refused(exposed, "metrics", request("/metrics", {}), 403)
 
     insecure = Authenticator(Settings(host="0.0.0.0", insecure=True))
-    assert insecure.open_doors == ["twilio", "audiohook", "metrics"]
+    assert insecure.open_doors == ["twilio", "audiohook", "stream", "metrics"]
 
     strict = Authenticator(Settings(require_auth=True))
     assert strict.open_doors == ["metrics"]
@@ -268,7 +269,7 @@ header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), m
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    door=st.sampled_from(["twilio", "audiohook", "metrics"]),
+    door=st.sampled_from(["twilio", "audiohook", "stream", "metrics"]),
     target=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30),
     pairs=st.lists(st.tuples(header_names, header_values), max_size=10),
 )
@@ -299,3 +300,17 @@ def test_serve_refuses_a_public_bind_without_credentials(monkeypatch: pytest.Mon
     result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0"])
     assert result.exit_code == 2
     assert "refusing to listen on 0.0.0.0" in result.output and "--insecure" in result.output
+
+
+async def test_stream_door_admits_bearer_or_basic_password_as_its_tenant() -> None:
+    import base64
+
+    auth = Authenticator(settings_with(public_url=f"wss://{HOST}"))
+    bearer = {"Authorization": "Bearer northwind-stream-token"}
+    assert await auth.admit("stream", request("/stream", bearer)) == Admission("northwind")
+    basic = base64.b64encode(b"fork:northwind-stream-token").decode()
+    got = await auth.admit("stream", request("/stream", {"Authorization": f"Basic {basic}"}))
+    assert got == Admission("northwind")
+    await refused(auth, "stream", request("/stream", {"Authorization": "Bearer nope"}), 403)
+    await refused(auth, "stream", request("/stream", {"Authorization": "Basic %%%"}), 401)
+    await refused(auth, "stream", request("/stream", {}), 401)

@@ -155,7 +155,7 @@ def forged_cases(port: int, used: dict[str, str]) -> list[Case]:
 async def test_every_forged_upgrade_is_refused_slowly_and_never_with_a_500(
     sidecar: tuple[Sidecar, int], caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, port = sidecar
+    side, port = sidecar
     host = f"127.0.0.1:{port}"
     genuine = audiohook_headers(host)
     first = await send_raw(port, upgrade_bytes("/audiohook", list(genuine.items()), host))
@@ -178,8 +178,14 @@ async def test_every_forged_upgrade_is_refused_slowly_and_never_with_a_500(
     assert min(r.seconds for r in replies) >= FAILURE_DELAY_S - 0.01
     assert health.status == 200 and health_done < sent + min(r.seconds for r in replies)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    # One line per refusal, rate-limited per (peer, door, status): the rest are counted in
+    # a "suppressed" summary when the window rolls or the server drains.
     refusals = [r for r in caplog.records if r.getMessage().startswith("refused /")]
-    assert len(refusals) == len(cases)
+    assert 0 < len(refusals) <= len(cases)
+    side.rejections.flush()
+    suppressed = [r for r in caplog.records if r.getMessage().startswith("suppressed ")]
+    counted = sum(int(r.getMessage().split()[1]) for r in suppressed)
+    assert len(refusals) + counted == len(cases)
 
     # The genuine requests of each door are still admitted.
     twilio = [("X-Twilio-Signature", compute_signature(OTHER_TOKEN, f"ws://{host}/twilio"))]

@@ -1,9 +1,8 @@
 """Genesys AudioHook v2 (server side) as a sans-I/O state machine.
 
-The caller hands each WebSocket frame to :meth:`AudioHookSession.receive_text` or
-:meth:`~AudioHookSession.receive_bytes`, sends every string of
-:meth:`~AudioHookSession.data_to_send` back as a text frame, and drains
-:meth:`~AudioHookSession.events_received`. No sockets, no clocks.
+:class:`AudioHookSession` follows the stream contract of :mod:`cxguard.protocols.base`: hand
+it each WebSocket frame, send every string of :meth:`~AudioHookSession.data_to_send` back as a
+text frame, drain :meth:`~AudioHookSession.events_received`. No sockets, no clocks, no logs.
 
 Behaviour follows Genesys's reference server (``serversessionimpl.ts``):
 
@@ -11,7 +10,7 @@ Behaviour follows Genesys's reference server (``serversessionimpl.ts``):
   8 kHz offer fails the session. An all-zero ``conversationId`` is a *connection probe*:
   it is answered (``opened``, later ``closed``) but yields no events at all.
 - ``ping`` → ``pong``; ``update`` → ``updated``; ``close`` → ``closed``; ``error`` from the
-  client is logged and becomes a ``client_error`` control event.
+  client becomes a ``client_error`` control event.
 - ``paused``/``resumed``/``discarded`` keep the stream timeline: the position is the audio
   received plus every discarded span, and each span is a :class:`~cxguard.model.Gap`
   (``client_pause`` — e.g. a secure pause while a card is read —, ``server_pause`` after
@@ -19,46 +18,44 @@ Behaviour follows Genesys's reference server (``serversessionimpl.ts``):
   position, which equals the message's ``start`` for a conforming client.
 - Every client message must carry ``seq`` = previous + 1 and a ``serverseq`` no higher than
   ours; every message we send carries ``seq`` + 1 and ``clientseq`` = last client ``seq``.
+- The caller's number and name (``participant.ani``/``aniName``) and caller-identity keys of
+  ``customConfig`` are hashed with ``caller_id_key`` or dropped (:mod:`.caller_id`).
 
-A violation queues ``disconnect`` (reason ``error``, or ``unauthorized`` for a wrong
-organization) and raises :class:`AudioHookProtocolError`; ``close_code`` is the WebSocket
-close code, ``code`` the AudioHook/HTTP-style code: 400 malformed (1007 bad JSON or odd
-stereo frame, 1002 otherwise), 401 organization mismatch (1008), 409 audio before
-``opened`` or while paused (1002), 413 frame too big (1009), 415 no usable medium (1003).
-After that the session only answers a ``close`` with ``closed`` — the protocol's way to end
-— and ignores everything else, so the caller may wait briefly for it before closing.
+A violation is recorded, not raised: ``disconnect`` (reason ``error``, or ``unauthorized``
+for a wrong organization) is queued with the reason as ``info``, the call ends with
+``protocol_error``, and :attr:`~AudioHookSession.error` is an :class:`AudioHookProtocolError`
+(``close_code`` from :class:`~cxguard.protocols.base.CloseCode`, ``code`` from
+:class:`~cxguard.protocols.audiohook_messages.AudioHookCode`): 400 malformed (1007 bad JSON,
+lone surrogates or odd stereo frame, 1002 otherwise), 401 organization mismatch (1008), 409
+audio before ``opened`` or while paused (1002), 413 frame too big (1009), 415 no usable medium
+(1003). After that the session only answers a ``close`` with ``closed`` — the protocol's way to
+end — and ignores everything else: :meth:`~AudioHookSession.awaits_peer` is True until then,
+and the transport waits for it a bounded moment before it closes with that close code.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, assert_never
+from typing import Any, Literal, NoReturn, assert_never
 
-from cxguard.errors import AudioHookProtocolError, ConfigError
-from cxguard.model import (
-    AudioChunk,
-    CallEnded,
-    CallInfo,
-    CallStarted,
-    ControlEvent,
-    Gap,
-    ProtocolEvent,
-    Speaker,
-)
+from cxguard.errors import AudioHookProtocolError, ConfigError, ProtocolError
+from cxguard.model import AudioChunk, CallInfo, CallStarted, ControlEvent, Gap, Speaker
 from cxguard.protocols import audiohook_messages as wire
 from cxguard.protocols.audiohook_messages import (
     NULL_UUID,
+    AudioHookCode,
     ClientMessage,
     DisconnectReason,
     MediaChannel,
     OpenMessage,
     select_media,
 )
+from cxguard.protocols.base import Close, CloseCode, MediaStream, utf8_size_exceeds
+from cxguard.protocols.caller_id import protect, protect_parameters
+from cxguard.protocols.controls import control_event
 
-_log = logging.getLogger(__name__)
 _US_PER_SAMPLE = 1_000_000 // wire.SAMPLE_RATE  # 125 µs: positions stay exact integers
 _TRUE_VALUES = frozenset({"true", "1", "yes"})
 State = Literal["preparing", "active", "paused", "failed", "unauthorized", "closed"]
@@ -77,6 +74,8 @@ class AudioHookOptions:
     """Whose channel to take when only mono is offered and both channels are."""
     supported_languages: tuple[str, ...] = ()
     """Sent in ``opened`` when ``open`` asks (``supportedLanguages: true``)."""
+    caller_id_key: bytes | None = None
+    """Key for hashing the caller's number and name; None drops them (see ``caller_id``)."""
 
     def __post_init__(self) -> None:
         if self.external_speaker == self.internal_speaker:
@@ -85,7 +84,7 @@ class AudioHookOptions:
             raise ConfigError("max_message_bytes must be positive")
 
 
-class AudioHookSession:
+class AudioHookSession(MediaStream):
     """One AudioHook WebSocket connection (one session, at most one call)."""
 
     def __init__(
@@ -97,6 +96,7 @@ class AudioHookSession:
     ) -> None:
         """``organization_id``/``session_id``: the signed ``Audiohook-Organization-Id`` and
         ``Audiohook-Session-Id`` headers; when given, messages must match them."""
+        super().__init__()
         self._options = options
         self._organization_id = organization_id
         self._id = session_id or NULL_UUID
@@ -107,13 +107,10 @@ class AudioHookSession:
         self._channels: tuple[MediaChannel, ...] = ()
         self._probe = False
         self._conversation_id: str | None = None
-        self._call_open = False
         self._start_paused = False
         self._pause_requested = False
         self._pause_reason = "client_pause"
         self._disconnect_sent = False
-        self._events: list[ProtocolEvent] = []
-        self._outbox: list[str] = []
 
     # ------------------------------------------------------------------ public surface
 
@@ -143,44 +140,9 @@ class AudioHookSession:
         """Stream position: audio received plus discarded/paused spans."""
         return self._position_us / 1000
 
-    def events_received(self) -> list[ProtocolEvent]:
-        events, self._events = self._events, []
-        return events
-
-    def data_to_send(self) -> list[str]:
-        frames, self._outbox = self._outbox, []
-        return frames
-
-    def receive_text(self, text: str) -> None:
-        if self._state == "closed":
-            return
-        if self._state in ("failed", "unauthorized"):
-            self._receive_after_failure(text)
-            return
-        try:
-            if _utf8_size_exceeds(text, self._options.max_message_bytes):
-                raise AudioHookProtocolError("text message too large", 1009, 413)
-            message = wire.parse_client_message(text)
-            self._check_sequence(message)
-            self._dispatch(message)
-        except AudioHookProtocolError as exc:
-            self._fail(exc, "error")
-            raise
-
-    def receive_bytes(self, data: bytes) -> None:
-        if self._state in ("closed", "failed", "unauthorized") or self._probe:
-            return
-        try:
-            self._on_audio(data)
-        except AudioHookProtocolError as exc:
-            self._fail(exc, "error")
-            raise
-
-    def receive_eof(self) -> None:
-        """The WebSocket went away: end the call if no ``close`` ended it."""
-        if self._state != "closed":
-            self._end_call("connection_lost")
-            self._state = "closed"
+    def awaits_peer(self) -> bool:
+        """After our ``disconnect`` (or a failure), until the client's ``close``."""
+        return self._disconnect_sent and self._state != "closed"
 
     def request_pause(self) -> None:
         """Ask Genesys to stop sending audio (before ``open``: start paused)."""
@@ -205,9 +167,48 @@ class AudioHookSession:
             return
         self._disconnect_sent = True
         self._send("disconnect", {"reason": reason} | ({"info": info} if info else {}))
-        if reason != "completed":
-            self._state = "unauthorized" if reason == "unauthorized" else "failed"
-            self._end_call(reason)
+        if reason == "completed":
+            self._finish(Close(CloseCode.NORMAL_CLOSURE, "disconnect"))
+            return
+        self._state = "unauthorized" if reason == "unauthorized" else "failed"
+        self._end_call(reason)
+        code = CloseCode.POLICY_VIOLATION if reason == "unauthorized" else CloseCode.INTERNAL_ERROR
+        self._finish(Close(code, reason))
+
+    # ------------------------------------------------------------------ the contract's hooks
+
+    def _on_text(self, text: str) -> None:
+        if self._state in ("failed", "unauthorized"):
+            self._receive_after_failure(text)
+            return
+        if utf8_size_exceeds(text, self._options.max_message_bytes):
+            raise AudioHookProtocolError(
+                "text message too large", CloseCode.MESSAGE_TOO_BIG, AudioHookCode.PAYLOAD_TOO_LARGE
+            )
+        message = wire.parse_client_message(text)
+        self._check_sequence(message)
+        self._dispatch(message)
+
+    def _on_bytes(self, data: bytes) -> None:
+        if self._state in ("failed", "unauthorized") or self._probe:
+            return
+        self._on_audio(data)
+
+    def _on_eof(self) -> None:
+        self._state = "closed"
+
+    def _on_failure(self, error: ProtocolError) -> None:
+        unauthorized = getattr(error, "code", None) == AudioHookCode.UNAUTHORIZED
+        reason: DisconnectReason = "unauthorized" if unauthorized else "error"
+        if self._state != "closed" and not self._disconnect_sent:
+            self._send("disconnect", {"reason": reason, "info": str(error)})
+            self._disconnect_sent = True
+        if self._state != "closed":
+            self._state = "unauthorized" if unauthorized else "failed"
+        self._end_call("unauthorized" if unauthorized else "protocol_error")
+
+    def _position_ms(self) -> float:
+        return self.position_ms
 
     # ------------------------------------------------------------------ dispatch
 
@@ -241,10 +242,8 @@ class AudioHookSession:
                     self._skip(message["parameters"]["discarded"], "discarded")
             case "error":
                 params = message["parameters"]
-                _log.warning("AudioHook client error %s: %.200s", params["code"], params["message"])
-                if self._call_open:
-                    data = {"code": str(params["code"]), "message": params["message"][:500]}
-                    self._control("client_error", data)
+                data = {"code": str(params["code"]), "message": params["message"][:500]}
+                self._control("client_error", data)
             case "close":
                 self._on_close(message["parameters"]["reason"], position_us)
             case _:
@@ -252,16 +251,15 @@ class AudioHookSession:
 
     def _on_open(self, message: OpenMessage) -> None:
         if self._state != "preparing":
-            _log.warning("ignoring 'open' in state %s", self._state)
-            return
+            return  # the reference server ignores a second open too
         params = message["parameters"]
         org = params["organizationId"]
         if self._organization_id is not None and org.lower() != self._organization_id.lower():
-            exc = AudioHookProtocolError(
-                "organizationId differs from the Audiohook-Organization-Id header", 1008, 401
+            raise AudioHookProtocolError(
+                "organizationId differs from the Audiohook-Organization-Id header",
+                CloseCode.POLICY_VIOLATION,
+                AudioHookCode.UNAUTHORIZED,
             )
-            self._fail(exc, "unauthorized")
-            raise exc
         opts = self._options
         first: MediaChannel = (
             "external" if opts.external_speaker == opts.mono_preference else "internal"
@@ -269,7 +267,11 @@ class AudioHookSession:
         second: MediaChannel = "internal" if first == "external" else "external"
         medium = select_media(params["media"], (first, second))
         if medium is None:
-            raise AudioHookProtocolError("no PCMU 8000 Hz audio among the offered media", 1003, 415)
+            raise AudioHookProtocolError(
+                "no PCMU 8000 Hz audio among the offered media",
+                CloseCode.UNSUPPORTED_DATA,
+                AudioHookCode.UNSUPPORTED_MEDIA,
+            )
         self._channels = tuple(_as_channel(c) for c in medium["channels"])
         opened: dict[str, Any] = {"media": [medium], "startPaused": self._start_paused}
         if params.get("supportedLanguages") is True:
@@ -280,20 +282,27 @@ class AudioHookSession:
         self._probe = params["conversationId"] == NULL_UUID
         if self._probe:
             return
-        self._call_open = True
-        self._events.append(CallStarted(self._call_info(message), "PCMU", wire.SAMPLE_RATE))
+        self._start_call(CallStarted(self._call_info(message), "PCMU", wire.SAMPLE_RATE))
         config = params.get("customConfig", {})
         if str(config.get("authenticated", "")).strip().lower() in _TRUE_VALUES:
-            self._control("authenticated", {})
-        if intent := str(config.get("intent", "")).strip():
-            self._control("intent", {"intent": intent})
+            self._events.append(control_event("authenticated", None, self.position_ms))
+        if str(config.get("intent", "")).strip():
+            self._events.append(control_event("intent", str(config["intent"]), self.position_ms))
 
     def _call_info(self, message: OpenMessage) -> CallInfo:
         params = message["parameters"]
-        parameters = {k: _as_text(v) for k, v in params.get("customConfig", {}).items()}
+        key = self._options.caller_id_key
+        config = {k: _as_text(v) for k, v in params.get("customConfig", {}).items()}
+        parameters = protect_parameters(config, key)
         # Protocol facts override customConfig keys of the same name.
         participant = params["participant"]
-        parameters |= {f"participant.{k}": participant[k] for k in ("id", "ani", "aniName", "dnis")}
+        for name in ("participant.ani", "participant.aniName"):
+            parameters.pop(name, None)
+        parameters["participant.id"] = participant["id"]
+        parameters["participant.dnis"] = participant["dnis"]
+        for field in ("ani", "aniName"):
+            if (hashed := protect(participant[field], key)) is not None:
+                parameters[f"participant.{field}"] = hashed
         parameters["organizationId"] = params["organizationId"]
         parameters["channels"] = ",".join(self._channels)
         if "language" in params:
@@ -316,17 +325,30 @@ class AudioHookSession:
         self._send("closed", {})
         self._end_call(reason)
         self._state = "closed"
+        self._finish(Close(CloseCode.NORMAL_CLOSURE, "closed"))
 
     def _on_audio(self, data: bytes) -> None:
         if len(data) > self._options.max_message_bytes:
-            raise AudioHookProtocolError("binary message too large", 1009, 413)
+            raise AudioHookProtocolError(
+                "binary message too large",
+                CloseCode.MESSAGE_TOO_BIG,
+                AudioHookCode.PAYLOAD_TOO_LARGE,
+            )
         if self._state == "preparing":
-            raise AudioHookProtocolError("audio received before 'opened'", 1002, 409)
+            raise AudioHookProtocolError(
+                "audio received before 'opened'", CloseCode.PROTOCOL_ERROR, AudioHookCode.CONFLICT
+            )
         if self._state == "paused":
-            raise AudioHookProtocolError("audio received while paused", 1002, 409)
+            raise AudioHookProtocolError(
+                "audio received while paused", CloseCode.PROTOCOL_ERROR, AudioHookCode.CONFLICT
+            )
         width = len(self._channels)
         if len(data) % width:
-            raise AudioHookProtocolError("stereo audio frame of odd length", 1007, 400)
+            raise AudioHookProtocolError(
+                "stereo audio frame of odd length",
+                CloseCode.INVALID_PAYLOAD,
+                AudioHookCode.BAD_REQUEST,
+            )
         if not data:
             return
         start_ms = self.position_ms
@@ -339,18 +361,14 @@ class AudioHookSession:
 
     def _check_sequence(self, message: ClientMessage) -> None:
         if message["seq"] != self._clientseq + 1:
-            raise AudioHookProtocolError(
-                f"seq {message['seq']} does not follow {self._clientseq}", 1002, 400
-            )
+            _sequence_error(f"seq {message['seq']} does not follow {self._clientseq}")
         self._clientseq = message["seq"]
         if message["serverseq"] > self._seq:
-            raise AudioHookProtocolError(
-                f"serverseq {message['serverseq']} is beyond our seq {self._seq}", 1002, 400
-            )
+            _sequence_error(f"serverseq {message['serverseq']} is beyond our seq {self._seq}")
         if self._id == NULL_UUID:
             self._id = message["id"]  # no session header was given: the first message names it
         elif message["id"].lower() != self._id.lower():
-            raise AudioHookProtocolError("session id differs from the session's", 1002, 400)
+            _sequence_error("session id differs from the session's")
 
     def _receive_after_failure(self, text: str) -> None:
         # After a disconnect only the client's close transaction matters.
@@ -362,15 +380,6 @@ class AudioHookSession:
         if message["type"] == "close":
             self._send("closed", {})
             self._state = "closed"
-
-    def _fail(self, exc: AudioHookProtocolError, reason: DisconnectReason) -> None:
-        if self._state in ("failed", "unauthorized", "closed"):
-            return
-        _log.warning("AudioHook session %s failed: %s", self._id, exc)
-        self._send("disconnect", {"reason": reason, "info": str(exc)})
-        self._disconnect_sent = True
-        self._state = "unauthorized" if reason == "unauthorized" else "failed"
-        self._end_call("protocol_error" if reason == "error" else reason)
 
     def _skip(self, discarded: str, reason: str) -> int:
         span_us = wire.parse_duration_us(discarded)
@@ -386,11 +395,6 @@ class AudioHookSession:
         if self._call_open:
             self._events.append(ControlEvent(name, self.position_ms, data))
 
-    def _end_call(self, reason: str) -> None:
-        if self._call_open:
-            self._call_open = False
-            self._events.append(CallEnded(reason, self.position_ms))
-
     def _speaker(self, channel: MediaChannel) -> Speaker:
         opts = self._options
         return opts.external_speaker if channel == "external" else opts.internal_speaker
@@ -400,6 +404,10 @@ class AudioHookSession:
         self._outbox.append(
             wire.server_message(kind, self._id, self._seq, self._clientseq, parameters)
         )
+
+
+def _sequence_error(message: str) -> NoReturn:
+    raise AudioHookProtocolError(message, CloseCode.PROTOCOL_ERROR, AudioHookCode.BAD_REQUEST)
 
 
 def _as_channel(name: str) -> MediaChannel:
@@ -413,12 +421,6 @@ def _as_text(value: object) -> str:
         return json.dumps(value, separators=(",", ":"))
     except (ValueError, RecursionError):  # parsed from JSON, so only absurd nesting gets here
         return ""
-
-
-def _utf8_size_exceeds(text: str, limit: int) -> bool:
-    if len(text) > limit:
-        return True
-    return 4 * len(text) > limit and len(text.encode("utf-8", "surrogatepass")) > limit
 
 
 __all__ = ["AudioHookOptions", "AudioHookProtocolError", "AudioHookSession", "State"]

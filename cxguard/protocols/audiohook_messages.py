@@ -1,4 +1,4 @@
-"""Genesys AudioHook v2 wire messages: ``TypedDict`` shapes, parsing, and client-side builders.
+"""Genesys AudioHook v2 wire messages: ``TypedDict`` shapes, parsing, server messages.
 
 Shapes follow Genesys's reference implementation (purecloudlabs/audiohook-reference-implementation,
 ``protocol/message.ts`` and ``validators.ts``). Every control message is one JSON *text* frame:
@@ -12,13 +12,15 @@ Shapes follow Genesys's reference implementation (purecloudlabs/audiohook-refere
 Audio travels in *binary* frames; stereo PCMU interleaves one byte per channel (L R L R …)
 in the order of the negotiated ``channels`` list.
 
-:func:`parse_client_message` validates what Genesys sends; the builders write what Genesys
-would send, for the tests and ``cxguard simulate``. Parameter keys that are not known are
-tolerated, as in the reference server.
+:func:`parse_client_message` validates what Genesys sends (every string in it, keys included,
+must be encodable as UTF-8: a lone surrogate such as ``"\\ud800"`` is refused); parameter keys
+that are not known are tolerated, as in the reference server. What Genesys sends, built and
+numbered, is :mod:`cxguard.simulate.audiohook`.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, NoReturn, NotRequired, TypeAlias, TypedDict, cast
 
 from cxguard.errors import AudioHookProtocolError
+from cxguard.protocols.base import CloseCode, is_utf8
 
 MediaChannel: TypeAlias = Literal["external", "internal"]
 CloseReason: TypeAlias = Literal["end", "error", "disconnect", "reconnect"]
@@ -43,6 +46,18 @@ NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 """A connection probe carries this ``conversationId`` (and participant id)."""
 MEDIA_CHANNELS: Final[tuple[MediaChannel, MediaChannel]] = ("external", "internal")
 CLOSE_REASONS: Final[tuple[CloseReason, ...]] = ("end", "error", "disconnect", "reconnect")
+
+
+class AudioHookCode(enum.IntEnum):
+    """The HTTP-style code of an AudioHook failure (what ``disconnect``'s ``info`` explains)."""
+
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    CONFLICT = 409
+    """Audio before ``opened`` or while paused."""
+    PAYLOAD_TOO_LARGE = 413
+    UNSUPPORTED_MEDIA = 415
+
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # The reference accepts "PT1S", "PT1.5S", "PT.5S"; digits are bounded so no value is absurd.
@@ -211,7 +226,11 @@ def is_uuid(value: object) -> bool:
 # --------------------------------------------------------------------------- parsing
 
 
-def _bad(message: str, close_code: int = 1002, code: int = 400) -> NoReturn:
+def _bad(
+    message: str,
+    close_code: CloseCode = CloseCode.PROTOCOL_ERROR,
+    code: AudioHookCode = AudioHookCode.BAD_REQUEST,
+) -> NoReturn:
     raise AudioHookProtocolError(message, close_code, code)
 
 
@@ -313,9 +332,11 @@ def parse_client_message(text: str) -> ClientMessage:
     try:
         raw = json.loads(text, parse_constant=_no_constants)
     except (ValueError, RecursionError):
-        _bad("text message is not valid JSON", 1007)
+        _bad("text message is not valid JSON", CloseCode.INVALID_PAYLOAD)
     if not isinstance(raw, dict):
-        _bad("message is not a JSON object", 1007)
+        _bad("message is not a JSON object", CloseCode.INVALID_PAYLOAD)
+    if "\\u" in text or not is_utf8(text):
+        _check_strings(raw)
     if raw.get("version") != PROTOCOL_VERSION:
         _bad(f"'version' must be {PROTOCOL_VERSION!r}")
     if not is_uuid(raw.get("id")):
@@ -333,6 +354,21 @@ def parse_client_message(text: str) -> ClientMessage:
         _bad(f"{kind!r:.40} is not a supported client message")
     check(params)
     return cast(ClientMessage, raw)
+
+
+def _check_strings(value: object) -> None:
+    """Refuse lone surrogates anywhere (keys too); iterative, so depth cannot overflow."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_utf8(item):
+                _bad("a string holds a lone surrogate", CloseCode.INVALID_PAYLOAD)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def select_media(
@@ -379,166 +415,5 @@ def server_message(
     return json.dumps(message, separators=(",", ":"))
 
 
-# --------------------------------------------------------------------------- client side
-
-
 def media_offer(channels: Sequence[MediaChannel] = MEDIA_CHANNELS) -> MediaParameter:
     return {"type": "audio", "format": "PCMU", "channels": list(channels), "rate": SAMPLE_RATE}
-
-
-DEFAULT_OFFER: Final[tuple[MediaParameter, ...]] = (
-    media_offer(("external", "internal")),
-    media_offer(("external",)),
-    media_offer(("internal",)),
-)
-"""What Genesys offers for a two-party call, in its order."""
-
-
-def _client(
-    kind: ClientMessageType,
-    session_id: str,
-    seq: int,
-    serverseq: int,
-    position_ms: float,
-    parameters: Mapping[str, Any],
-) -> str:
-    message = {
-        "version": PROTOCOL_VERSION,
-        "id": session_id,
-        "type": kind,
-        "seq": seq,
-        "serverseq": serverseq,
-        "position": format_duration_ms(position_ms),
-        "parameters": dict(parameters),
-    }
-    return json.dumps(message, separators=(",", ":"))
-
-
-def open_message(
-    session_id: str,
-    seq: int = 1,
-    *,
-    organization_id: str,
-    conversation_id: str,
-    participant: Participant | None = None,
-    media: Sequence[MediaParameter] = DEFAULT_OFFER,
-    language: str | None = None,
-    custom_config: Mapping[str, Any] | None = None,
-    supported_languages: bool | None = None,
-    serverseq: int = 0,
-    position_ms: float = 0.0,
-) -> str:
-    params: dict[str, Any] = {
-        "organizationId": organization_id,
-        "conversationId": conversation_id,
-        "participant": participant or {"id": NULL_UUID, "ani": "", "aniName": "", "dnis": ""},
-        "media": list(media),
-    }
-    if language is not None:
-        params["language"] = language
-    if custom_config is not None:
-        params["customConfig"] = dict(custom_config)
-    if supported_languages is not None:
-        params["supportedLanguages"] = supported_languages
-    return _client("open", session_id, seq, serverseq, position_ms, params)
-
-
-def ping_message(
-    session_id: str,
-    seq: int,
-    *,
-    serverseq: int = 0,
-    position_ms: float = 0.0,
-    rtt_ms: float | None = None,
-) -> str:
-    params = {} if rtt_ms is None else {"rtt": format_duration_ms(rtt_ms)}
-    return _client("ping", session_id, seq, serverseq, position_ms, params)
-
-
-def paused_message(
-    session_id: str, seq: int, *, serverseq: int = 0, position_ms: float = 0.0
-) -> str:
-    return _client("paused", session_id, seq, serverseq, position_ms, {})
-
-
-def resumed_message(
-    session_id: str,
-    seq: int,
-    *,
-    start_ms: float,
-    discarded_ms: float,
-    serverseq: int = 0,
-    position_ms: float | None = None,
-) -> str:
-    """``position_ms`` defaults to where audio goes on: ``start_ms + discarded_ms``."""
-    return _gap("resumed", session_id, seq, start_ms, discarded_ms, serverseq, position_ms)
-
-
-def discarded_message(
-    session_id: str,
-    seq: int,
-    *,
-    start_ms: float,
-    discarded_ms: float,
-    serverseq: int = 0,
-    position_ms: float | None = None,
-) -> str:
-    """``position_ms`` defaults to where audio goes on: ``start_ms + discarded_ms``."""
-    return _gap("discarded", session_id, seq, start_ms, discarded_ms, serverseq, position_ms)
-
-
-def _gap(
-    kind: Literal["resumed", "discarded"],
-    session_id: str,
-    seq: int,
-    start_ms: float,
-    discarded_ms: float,
-    serverseq: int,
-    position_ms: float | None,
-) -> str:
-    params = {"start": format_duration_ms(start_ms), "discarded": format_duration_ms(discarded_ms)}
-    position = start_ms + discarded_ms if position_ms is None else position_ms
-    return _client(kind, session_id, seq, serverseq, position, params)
-
-
-def update_message(
-    session_id: str, seq: int, *, language: str, serverseq: int = 0, position_ms: float = 0.0
-) -> str:
-    return _client("update", session_id, seq, serverseq, position_ms, {"language": language})
-
-
-def close_message(
-    session_id: str,
-    seq: int,
-    *,
-    reason: CloseReason = "end",
-    serverseq: int = 0,
-    position_ms: float = 0.0,
-) -> str:
-    return _client("close", session_id, seq, serverseq, position_ms, {"reason": reason})
-
-
-def error_message(
-    session_id: str,
-    seq: int,
-    *,
-    code: int,
-    message: str,
-    retry_after_ms: float | None = None,
-    serverseq: int = 0,
-    position_ms: float = 0.0,
-) -> str:
-    params: dict[str, Any] = {"code": code, "message": message}
-    if retry_after_ms is not None:
-        params["retryAfter"] = format_duration_ms(retry_after_ms)
-    return _client("error", session_id, seq, serverseq, position_ms, params)
-
-
-def interleave_stereo(external: bytes, internal: bytes) -> bytes:
-    """One stereo PCMU frame: ``external[0] internal[0] external[1] …`` (1 byte per sample)."""
-    if len(external) != len(internal):
-        raise ValueError(f"channel lengths differ: {len(external)} != {len(internal)}")
-    frame = bytearray(2 * len(external))
-    frame[0::2] = external
-    frame[1::2] = internal
-    return bytes(frame)

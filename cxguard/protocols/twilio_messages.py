@@ -1,4 +1,4 @@
-"""Twilio Media Streams wire messages: ``TypedDict`` shapes and client-side builders.
+"""Twilio Media Streams wire messages: ``TypedDict`` shapes.
 
 Shapes follow https://www.twilio.com/docs/voice/media-streams/websocket-messages. Every
 message is one JSON *text* frame with an ``event`` discriminator; numbers that Twilio counts
@@ -6,15 +6,12 @@ message is one JSON *text* frame with an ``event`` discriminator; numbers that T
 ``mediaFormat.sampleRate``/``channels`` are JSON numbers. ``media.track`` is ``inbound`` /
 ``outbound`` but ``dtmf.track`` is ``inbound_track`` — Twilio spells them differently.
 
-The builders return the JSON text Twilio would send. ``cxguard simulate`` and the tests use
-them to play the Twilio side of a stream; the parser lives in :mod:`cxguard.protocols.twilio`.
+The parser lives in :mod:`cxguard.protocols.twilio`; the Twilio side of a stream (what
+Twilio sends, numbered as Twilio numbers it) in :mod:`cxguard.simulate.twilio`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Iterable, Mapping
 from typing import Final, Literal, NotRequired, TypeAlias, TypedDict
 
 TrackName: TypeAlias = Literal["inbound", "outbound"]
@@ -111,95 +108,3 @@ class StopMessage(TypedDict):
 TwilioMessage: TypeAlias = (
     ConnectedMessage | StartMessage | MediaMessage | MarkMessage | DtmfMessage | StopMessage
 )
-
-
-def encode(message: TwilioMessage) -> str:
-    """Serialise a wire message compactly, as Twilio does."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-
-
-def connected_message() -> str:
-    msg: ConnectedMessage = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
-    return encode(msg)
-
-
-def start_message(
-    stream_sid: str,
-    call_sid: str,
-    account_sid: str,
-    tracks: Iterable[TrackName] = TRACKS,
-    custom_parameters: Mapping[str, str] | None = None,
-    sequence_number: int = 1,
-) -> str:
-    msg: StartMessage = {
-        "event": "start",
-        "sequenceNumber": str(sequence_number),
-        "streamSid": stream_sid,
-        "start": {
-            "streamSid": stream_sid,
-            "accountSid": account_sid,
-            "callSid": call_sid,
-            "tracks": list(tracks),
-            "customParameters": dict(custom_parameters or {}),
-            "mediaFormat": {
-                "encoding": MULAW_ENCODING,
-                "sampleRate": SAMPLE_RATE,
-                "channels": CHANNELS,
-            },
-        },
-    }
-    return encode(msg)
-
-
-def media_message(
-    stream_sid: str,
-    track: TrackName,
-    chunk: int,
-    timestamp_ms: int,
-    payload: bytes,
-    sequence_number: int,
-) -> str:
-    msg: MediaMessage = {
-        "event": "media",
-        "sequenceNumber": str(sequence_number),
-        "streamSid": stream_sid,
-        "media": {
-            "track": track,
-            "chunk": str(chunk),
-            "timestamp": str(timestamp_ms),
-            "payload": base64.b64encode(payload).decode("ascii"),
-        },
-    }
-    return encode(msg)
-
-
-def mark_message(stream_sid: str, name: str, sequence_number: int) -> str:
-    msg: MarkMessage = {
-        "event": "mark",
-        "sequenceNumber": str(sequence_number),
-        "streamSid": stream_sid,
-        "mark": {"name": name},
-    }
-    return encode(msg)
-
-
-def dtmf_message(
-    stream_sid: str, digit: str, sequence_number: int, track: DtmfTrack = "inbound_track"
-) -> str:
-    msg: DtmfMessage = {
-        "event": "dtmf",
-        "sequenceNumber": str(sequence_number),
-        "streamSid": stream_sid,
-        "dtmf": {"track": track, "digit": digit},
-    }
-    return encode(msg)
-
-
-def stop_message(stream_sid: str, call_sid: str, account_sid: str, sequence_number: int) -> str:
-    msg: StopMessage = {
-        "event": "stop",
-        "sequenceNumber": str(sequence_number),
-        "streamSid": stream_sid,
-        "stop": {"accountSid": account_sid, "callSid": call_sid},
-    }
-    return encode(msg)

@@ -3,8 +3,8 @@
 Only shape is checked here: presence, JSON types, counters written as decimal strings, known
 track names, text that can be written back as UTF-8. Order and state belong to
 :class:`cxguard.protocols.twilio.TwilioStream`. Every failure raises
-:class:`~cxguard.errors.TwilioProtocolError` with close code 1007 (invalid payload), except an
-unknown ``event``, which is 1003 (unsupported data).
+:class:`~cxguard.errors.TwilioProtocolError` with ``CloseCode.INVALID_PAYLOAD`` (1007), except
+an unknown ``event``, which is ``CloseCode.UNSUPPORTED_DATA`` (1003).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from typing import Final, NoReturn
 
 from cxguard.errors import TwilioProtocolError
+from cxguard.protocols.base import CloseCode, is_utf8
 from cxguard.protocols.twilio_messages import (
     DTMF_TRACKS,
     EVENT_NAMES,
@@ -41,7 +42,7 @@ _MISSING: Final = object()
 
 
 def invalid(message: str) -> NoReturn:
-    raise TwilioProtocolError(message, 1007)
+    raise TwilioProtocolError(message, CloseCode.INVALID_PAYLOAD)
 
 
 def json_type(value: object) -> str:
@@ -69,11 +70,7 @@ def member(obj: JsonObject, key: str, where: str) -> JsonObject:
 
 
 def utf8(value: str, where: str) -> str:
-    # json.loads turns "\ud800" escapes into lone surrogates, which later rooms could not
-    # write to Redis, SQL or files; reject them at the door.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_utf8(value):
         invalid(f"{where} holds a lone surrogate")
     return value
 
@@ -103,7 +100,7 @@ def event_name(obj: JsonObject) -> EventName:
     name = text(obj, "event", "frame")
     event = _EVENTS.get(name)
     if event is None:
-        raise TwilioProtocolError(f"unknown event {name!r:.40}", 1003)
+        raise TwilioProtocolError(f"unknown event {name!r:.40}", CloseCode.UNSUPPORTED_DATA)
     return event
 
 

@@ -28,6 +28,8 @@ server delays it to :data:`FAILURE_DELAY_S` after the request arrived, without b
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -222,12 +224,18 @@ class AudioHookDoor:
 
 
 class BearerDoor:
-    """``Authorization: Bearer TOKEN``; each token admits as its tenant (None: operator)."""
+    """``Authorization: Bearer TOKEN``; each token admits as its tenant (None: operator).
 
-    def __init__(self, name: str, tokens: Mapping[str, str | None], open_: bool) -> None:
+    With ``basic=True`` the token may also come as the password of ``Basic`` credentials
+    (FreeSWITCH ``mod_audio_fork`` can only send those)."""
+
+    def __init__(
+        self, name: str, tokens: Mapping[str, str | None], open_: bool, *, basic: bool = False
+    ) -> None:
         self._name = name
         self._digests = [(_digest(token), tenant) for token, tenant in tokens.items() if token]
         self._open = open_
+        self._basic = basic
 
     @property
     def has_credentials(self) -> bool:
@@ -241,8 +249,15 @@ class BearerDoor:
         if not self._digests:
             _no_credentials(self._name, self._open)
             return Admission()
-        scheme, _, token = (request.single("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, token = (request.single("authorization") or "").strip().partition(" ")
+        if self._basic and scheme.lower() == "basic":
+            try:
+                token = base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                raise AuthenticationError("malformed Basic credentials", status=401) from None
+        elif scheme.lower() != "bearer":
+            raise AuthenticationError("missing bearer token", status=401)
+        if not token.strip():
             raise AuthenticationError("missing bearer token", status=401)
         presented = _digest(token.strip())
         found: list[str | None] = []
@@ -277,7 +292,7 @@ def check_exposure(settings: Settings) -> None:
     if not exposed(settings):
         return
     tenants = settings.tenants
-    if any(t.twilio_auth_token or t.audiohook_api_key for t in tenants):
+    if any(t.twilio_auth_token or t.audiohook_api_key or t.stream_token for t in tenants):
         return
     raise ConfigError(
         f"refusing to listen on {settings.host}: no Twilio or AudioHook credentials are "
@@ -303,9 +318,11 @@ class Authenticator:
         twilio = {t.name: t.twilio_auth_token for t in settings.tenants if t.twilio_auth_token}
         self._replay = replay_store(settings.redis_url)
         metrics_tokens = {settings.metrics_token: None} if settings.metrics_token else {}
+        stream_tokens = {t.stream_token: t.name for t in settings.tenants if t.stream_token}
         self.doors: dict[str, Door] = {
             "twilio": TwilioDoor(twilio, settings.public_url, not closed),
             "audiohook": AudioHookDoor(credentials, self._replay, not closed),
+            "stream": BearerDoor("stream", stream_tokens, not closed, basic=True),
             "metrics": BearerDoor("metrics", metrics_tokens, not exposed(settings)),
         }
 

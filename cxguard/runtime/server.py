@@ -1,7 +1,10 @@
-"""The websocket sidecar: ``/twilio``, ``/audiohook``, ``/metrics``, ``/healthz``, ``/readyz``.
+"""The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
+``/metrics``, ``/healthz``, ``/readyz``.
 
-The server only listens: it never sends media back and never holds the call up. A stream
-that breaks its protocol is closed with the protocol's own error; other calls carry on.
+The server only listens: it never sends media back and never holds the call up. Every
+protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
+:func:`_serve`. A stream that breaks its protocol is closed with the protocol's own error and
+one rate-limited log line (:mod:`cxguard.runtime.rejections`); other calls carry on.
 Evaluation of a call goes on after its socket closes (its last turns are still in ASR).
 """
 
@@ -14,7 +17,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -22,13 +25,26 @@ from websockets.http11 import Request, Response
 
 from cxguard.errors import AuthenticationError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
+from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
+from cxguard.runtime.rejections import RejectionLog
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
-from cxguard.runtime.streams import PinnedStream, open_stream
+from cxguard.runtime.streams import open_stream
 
 log = logging.getLogger(__name__)
+
+CLOSE_GRACE_S = 2.0
+"""How long a stream that ended may wait for the peer's side of the closing handshake
+(AudioHook's ``close`` after our ``disconnect``) before the socket is closed anyway."""
+_TENANT_CLAIM = "tenant-claim"  # a rate-limit reason beside the close codes
+_WEBSOCKETS_LOG = logging.getLogger("cxguard.websockets")
+"""The websocket library's logger: it writes two INFO lines per connection (open, closed),
+which under a flood of hostile connections would drown the log; WARNING unless configured."""
+_REFUSALS = frozenset(
+    {CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_PAYLOAD, CloseCode.MESSAGE_TOO_BIG}
+)
 
 
 class Sidecar:
@@ -41,6 +57,7 @@ class Sidecar:
             weakref.WeakKeyDictionary()
         )
         self.ready = False
+        self.rejections = RejectionLog(log)
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -67,7 +84,14 @@ class Sidecar:
             admission = await self.auth.admit(door, upgrade)
         except AuthenticationError as exc:
             metrics.AUTH_FAILURES.labels(protocol=door).inc()
-            log.warning("refused /%s from %s: %s", door, _peer(connection), exc)
+            self.rejections.note(
+                (_peer_host(connection), door, f"http-{exc.status}"),
+                logging.WARNING,
+                "refused /%s from %s: %s",
+                door,
+                _peer(connection),
+                exc,
+            )
             await asyncio.sleep(max(0.0, arrived + FAILURE_DELAY_S - time.monotonic()))
             status = http.HTTPStatus(exc.status)
             # The reason stays in our log: telling the peer would be an oracle.
@@ -93,70 +117,37 @@ class Sidecar:
         protocol = path.lstrip("/")
         admission = self._admissions.pop(ws, Admission())
         stream = open_stream(protocol, self.services.settings, admission)
-        session: CallSession | None = None
+        call = _Call(self.services, _host(ws), protocol, self.rejections)
+        refused: ProtocolError | None = None
         try:
-            async for message in ws:
-                if isinstance(message, str):
-                    stream.receive_text(message)
-                else:
-                    stream.receive_bytes(message)
-                session = self._dispatch(stream.events_received(), session)
-                for out in stream.data_to_send():
-                    await ws.send(out)
-        except ProtocolError as exc:
-            metrics.PROTOCOL_ERRORS.labels(protocol=protocol).inc()
-            call = session.info.call_id if session else "(not started)"
-            log.error("%s stream %s closed: %s", protocol, call, exc)
-            session = self._dispatch(stream.events_received(), session)
-            for out in stream.data_to_send():
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(out)
-            await self._await_client_close(ws, stream)
-            await ws.close(exc.close_code, str(exc)[:120])
-        except ConnectionClosed:
-            pass  # the platform hung up without a stop/close: the call still gets evaluated
+            refused = await _serve(ws, stream, call.feed)
         finally:
             stream.receive_eof()
-            session = self._dispatch(stream.events_received(), session)
-            if session is not None:
-                session.end("disconnected")
-                self._track(session)
+            call.feed(stream.events_received())
+            error = stream.error or refused
+            if call.session is not None:
+                call.session.end("disconnected")
+                self._track(call.session, rejected=error is not None)
+            if error is not None:
+                metrics.PROTOCOL_ERRORS.labels(protocol=protocol).inc()
+                info = stream.call_info
+                self.rejections.reject(protocol, _host(ws), info.call_id if info else None, error)
+            self.rejections.tick()
 
-    @staticmethod
-    async def _await_client_close(ws: ServerConnection, stream: PinnedStream) -> None:
-        """AudioHook clients answer our ``disconnect`` with ``close``; give them a moment."""
-        if not stream.awaits_close:
-            return
-        with contextlib.suppress(TimeoutError, ConnectionClosed, ProtocolError):
-            async with asyncio.timeout(2.0):
-                while stream.awaits_close:
-                    message = await ws.recv()
-                    if isinstance(message, str):
-                        stream.receive_text(message)
-                    for out in stream.data_to_send():
-                        await ws.send(out)
-
-    def _dispatch(
-        self, events: list[ProtocolEvent], session: CallSession | None
-    ) -> CallSession | None:
-        for event in events:
-            if isinstance(event, CallStarted):
-                session = CallSession(self.services, event)
-                log.info(
-                    "call %s started (%s, tenant %s)",
-                    event.info.call_id,
-                    event.info.source,
-                    event.info.tenant,
-                )
-            elif session is not None:
-                session.handle(event)
-        return session
-
-    def _track(self, session: CallSession) -> None:
+    def _track(self, session: CallSession, *, rejected: bool) -> None:
         async def finish() -> None:
             summary = await session.wait_closed()
-            log.info(
-                "call %s evaluated: %d turns, %s", summary.call_id, summary.turns, summary.verdicts
+            # One line per call; a rejected stream that carried no speech has its one line
+            # already (the rejection), so a flood of them stays one line each.
+            level = logging.DEBUG if rejected and not summary.turns else logging.INFO
+            log.log(
+                level,
+                "call %s (%s, tenant %s) evaluated: %d turns, %s",
+                summary.call_id,
+                session.info.source,
+                session.info.tenant,
+                summary.turns,
+                summary.verdicts,
             )
 
         task = asyncio.get_running_loop().create_task(finish())
@@ -171,14 +162,105 @@ class Sidecar:
             if not pending:
                 return
             await asyncio.gather(*pending, return_exceptions=True)
+        self.rejections.flush()
 
 
-_DOORS = {"/twilio": "twilio", "/audiohook": "audiohook", "/metrics": "metrics"}
+class _Call:
+    """The call a stream carries: created by its ``CallStarted``, fed every later event."""
+
+    def __init__(
+        self, services: Services, host: str, protocol: str, rejections: RejectionLog
+    ) -> None:
+        self._services = services
+        self._host = host
+        self._protocol = protocol
+        self._rejections = rejections
+        self.session: CallSession | None = None
+
+    def feed(self, events: list[ProtocolEvent]) -> None:
+        for event in events:
+            if isinstance(event, CallStarted):
+                self.session = CallSession(self._services, event)
+                info = event.info
+                log.debug("call %s started (%s, tenant %s)", info.call_id, info.source, info.tenant)
+                claimed = info.parameters.get("tenant")
+                if claimed not in (None, info.tenant, "default"):
+                    self._rejections.note(
+                        (self._host, self._protocol, _TENANT_CLAIM),
+                        logging.WARNING,
+                        "call %s claims tenant %.40r but signed as %r; using %r",
+                        info.call_id,
+                        claimed,
+                        info.tenant,
+                        info.tenant,
+                    )
+            elif self.session is not None:
+                self.session.handle(event)
+
+
+async def _serve(
+    ws: ServerConnection, stream: MediaStream, feed: Callable[[list[ProtocolEvent]], None]
+) -> ProtocolError | None:
+    """Drive ``stream`` until it is over, then close the socket as it says.
+
+    Returns the error when the websocket layer itself refused the peer's data (a frame over
+    ``max_size``, invalid UTF-8), which the protocol core never saw."""
+    deadline: float | None = None
+    try:
+        while True:
+            if stream.close_expected():
+                if not stream.awaits_peer():
+                    break
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_S
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await ws.recv()
+            except TimeoutError:
+                break
+            if isinstance(message, str):
+                stream.receive_text(message)
+            else:
+                stream.receive_bytes(message)
+            feed(stream.events_received())
+            for out in stream.data_to_send():
+                await ws.send(out)
+        close = stream.close
+        if close is not None:
+            await ws.close(close.code, close.reason)
+    except ConnectionClosed as exc:
+        return _refused_by_websockets(exc)
+    return None
+
+
+def _refused_by_websockets(exc: ConnectionClosed) -> ProtocolError | None:
+    sent = exc.sent
+    if sent is None or exc.rcvd_then_sent or sent.code not in _REFUSALS:
+        return None
+    return ProtocolError(f"websocket: {sent.reason or 'frame refused'}", sent.code)
+
+
+def _host(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else "unknown"
+
+
+_DOORS = {
+    "/twilio": "twilio",
+    "/audiohook": "audiohook",
+    "/stream": "stream",
+    "/metrics": "metrics",
+}
 
 
 def _peer(connection: ServerConnection) -> str:
     address = connection.remote_address
     return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
+
+
+def _peer_host(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) else "?"
 
 
 def _plain(
@@ -198,6 +280,8 @@ async def running_sidecar(
 ) -> AsyncIterator[tuple[Sidecar, Server]]:
     sidecar = Sidecar(services)
     settings = services.settings
+    if _WEBSOCKETS_LOG.level == logging.NOTSET:
+        _WEBSOCKETS_LOG.setLevel(logging.WARNING)
     async with serve(
         sidecar.handle,
         host,
@@ -206,6 +290,7 @@ async def running_sidecar(
         max_size=settings.max_message_bytes,
         ping_interval=20,
         ping_timeout=20,
+        logger=_WEBSOCKETS_LOG,
     ) as server:
         sidecar.ready = True
         try:

@@ -74,6 +74,8 @@ class TenantSettings:
     """Genesys organizations allowed to use this tenant's API key; empty allows any."""
     twilio_account_sid: str | None = None
     handoff_twiml: str | None = None
+    stream_token: str | None = field(default=None, metadata=SECRET)
+    """Bearer token (or Basic-auth password) for the generic ``/stream`` websocket."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:
@@ -130,6 +132,9 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024
+    caller_id_key: str | None = field(default=None, metadata=SECRET)
+    """Secret for keyed hashes of callers' numbers and names (``participant.ani``, ``From``
+    …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)

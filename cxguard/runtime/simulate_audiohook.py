@@ -1,35 +1,29 @@
-"""Play two mono recordings as one Genesys AudioHook session (stereo PCMU, external = customer,
-internal = agent), as Genesys Cloud would: signed upgrade, ``open``, binary audio, ``close``."""
+"""Play two mono recordings as one Genesys AudioHook session, as Genesys Cloud would: a signed
+upgrade, ``open``, stereo PCMU (external = customer, internal = agent), ``close``."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-
-from cxguard.protocols import audiohook_messages as ahm
 from cxguard.protocols.audiohook_auth import sign_request
-from cxguard.runtime.simulate import load_tracks
-
-FRAME_MS = 100
-FRAME_SAMPLES = 800
+from cxguard.runtime.simulate import load_tracks, play
+from cxguard.simulate.audiohook import DEFAULT_ORGANIZATION, AudioHookClient
 
 
 @dataclass(frozen=True)
 class AudioHookSimulation:
     fast: bool = False
+    speed: float = 1.0
     api_key: str = "cxguard-simulator"
     client_secret: bytes = b""
-    organization_id: str = "d7934305-0972-4844-938e-9060eef73d05"
+    organization_id: str = DEFAULT_ORGANIZATION
     conversation_id: str | None = None
-    custom_config: dict[str, Any] = field(default_factory=dict)
+    custom_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -38,67 +32,43 @@ class AudioHookResult:
     frames: int
     server_messages: list[dict[str, Any]]
     close_code: int | None
+    seconds: float = 0.0
+    problems: tuple[str, ...] = ()
 
 
 async def simulate_audiohook_call(
     url: str, agent: Path, customer: Path, options: AudioHookSimulation = AudioHookSimulation()
 ) -> AudioHookResult:
-    agent_ulaw, customer_ulaw = load_tracks(agent, customer)
-    session_id = str(uuid.uuid4())
-    conversation_id = options.conversation_id or str(uuid.uuid4())
+    client = AudioHookClient(
+        organization_id=options.organization_id,
+        conversation_id=options.conversation_id,
+        custom_config=options.custom_config,
+    )
+    agent_ulaw, customer_ulaw = load_tracks(agent, customer, client.frame_ms * 8)
     parts = urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
     headers = sign_request(
-        path=path,
+        path=parts.path + (f"?{parts.query}" if parts.query else ""),
         authority=parts.netloc,
         api_key=options.api_key,
         client_secret=options.client_secret,
         organization_id=options.organization_id,
-        session_id=session_id,
+        session_id=client.session_id,
         correlation_id=str(uuid.uuid4()),
     )
-    received: list[dict[str, Any]] = []
-    frames = len(agent_ulaw) // FRAME_SAMPLES
-    async with connect(url, additional_headers=headers, max_size=2**20) as ws:
-        await ws.send(
-            ahm.open_message(
-                session_id,
-                1,
-                organization_id=options.organization_id,
-                conversation_id=conversation_id,
-                custom_config=options.custom_config,
-            )
-        )
-        await _expect(ws, received, "opened")
-        started = time.monotonic()
-        for i in range(frames):
-            if not options.fast:
-                delay = started + i * FRAME_MS / 1000.0 - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            part = slice(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)
-            await ws.send(ahm.interleave_stereo(customer_ulaw[part], agent_ulaw[part]))
-            if options.fast and i % 10 == 0:
-                await asyncio.sleep(0)
-        serverseq = max(int(m.get("seq", 0)) for m in received)
-        await ws.send(
-            ahm.close_message(session_id, 2, serverseq=serverseq, position_ms=frames * FRAME_MS)
-        )
-        await _expect(ws, received, "closed")
-        await ws.close()
-        code = ws.close_code
-    return AudioHookResult(conversation_id, frames, received, code)
-
-
-async def _expect(ws: ClientConnection, received: list[dict[str, Any]], kind: str) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                continue
-            parsed = json.loads(message)
-            received.append(parsed)
-            if parsed.get("type") == kind:
-                return
-            if parsed.get("type") == "disconnect":
-                raise ConnectionError(f"server disconnected: {parsed.get('parameters')}")
+    result = await play(
+        url,
+        client,
+        customer_ulaw,
+        agent_ulaw,
+        headers=headers,
+        fast=options.fast,
+        speed=options.speed,
+    )
+    return AudioHookResult(
+        client.conversation_id,
+        result.frames,
+        client.messages_received,
+        result.close_code,
+        result.seconds,
+        result.problems,
+    )

@@ -1,90 +1,69 @@
-"""Choose the protocol core for a route, and pin the tenant proven at the upgrade."""
+"""Choose the protocol core for a route, configured from settings and the proven upgrade.
+
+Every core follows :class:`cxguard.protocols.base.MediaStream`, so the server drives them
+all the same way. A tenant proven by the upgrade's signature is passed in and wins over
+whatever the stream later claims.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from typing import Protocol, cast
+from collections.abc import Callable
+from typing import Final, cast
 
-from cxguard.errors import ProtocolError
-from cxguard.model import CallStarted, ProtocolEvent, Speaker
+from cxguard.model import Speaker
 from cxguard.protocols.audiohook import AudioHookOptions, AudioHookSession
+from cxguard.protocols.base import MediaStream
+from cxguard.protocols.stream import GenericStream, StreamOptions
 from cxguard.protocols.twilio import TwilioOptions, TwilioStream
 from cxguard.runtime.auth import Admission
 from cxguard.runtime.settings import Settings
 
-log = logging.getLogger(__name__)
+
+def _twilio(settings: Settings, admission: Admission) -> MediaStream:
+    options = TwilioOptions(
+        inbound_speaker=cast(Speaker, settings.twilio_track_inbound),
+        outbound_speaker=cast(Speaker, settings.twilio_track_outbound),
+        default_tenant=settings.default_tenant,
+        tenant=admission.tenant,
+        max_message_bytes=settings.max_message_bytes,
+        caller_id_key=_key(settings),
+    )
+    return TwilioStream(options)
 
 
-class _Core(Protocol):
-    def receive_text(self, text: str) -> None: ...
-    def receive_bytes(self, data: bytes) -> None: ...
-    def events_received(self) -> list[ProtocolEvent]: ...
+def _audiohook(settings: Settings, admission: Admission) -> MediaStream:
+    options = AudioHookOptions(
+        tenant=admission.tenant or settings.default_tenant,
+        max_message_bytes=settings.max_message_bytes,
+        caller_id_key=_key(settings),
+    )
+    return AudioHookSession(
+        options, organization_id=admission.organization_id, session_id=admission.session_id
+    )
 
 
-class PinnedStream:
-    """Wraps a protocol core; a tenant proven by signature overrides what the stream claims."""
-
-    def __init__(self, inner: _Core, tenant: str | None) -> None:
-        self.inner = inner
-        self._tenant = tenant
-
-    def receive_text(self, text: str) -> None:
-        self.inner.receive_text(text)
-
-    def receive_bytes(self, data: bytes) -> None:
-        self.inner.receive_bytes(data)
-
-    def receive_eof(self) -> None:
-        eof = getattr(self.inner, "receive_eof", None)
-        if eof is not None:
-            eof()
-
-    def events_received(self) -> list[ProtocolEvent]:
-        events = self.inner.events_received()
-        if self._tenant is None:
-            return events
-        return [self._pin(e) if isinstance(e, CallStarted) else e for e in events]
-
-    def _pin(self, started: CallStarted) -> CallStarted:
-        claimed = started.info.tenant
-        tenant = cast(str, self._tenant)
-        if claimed not in (tenant, "default"):
-            log.warning(
-                "call %s claims tenant %r but signed as %r; using %r",
-                started.info.call_id,
-                claimed,
-                tenant,
-                tenant,
-            )
-        return dataclasses.replace(started, info=dataclasses.replace(started.info, tenant=tenant))
-
-    def data_to_send(self) -> list[str]:
-        send = getattr(self.inner, "data_to_send", None)
-        return list(send()) if send else []
-
-    @property
-    def awaits_close(self) -> bool:
-        """AudioHook: after a fatal error the client is expected to send ``close``."""
-        return isinstance(self.inner, AudioHookSession) and not self.inner.closed
+def _stream(settings: Settings, admission: Admission) -> MediaStream:
+    options = StreamOptions(
+        default_tenant=settings.default_tenant,
+        tenant=admission.tenant,
+        max_message_bytes=settings.max_message_bytes,
+        caller_id_key=_key(settings),
+    )
+    return GenericStream(options)
 
 
-def open_stream(protocol: str, settings: Settings, admission: Admission) -> PinnedStream:
-    if protocol == "twilio":
-        options = TwilioOptions(
-            inbound_speaker=cast(Speaker, settings.twilio_track_inbound),
-            outbound_speaker=cast(Speaker, settings.twilio_track_outbound),
-            default_tenant=settings.default_tenant,
-            max_message_bytes=settings.max_message_bytes,
-        )
-        return PinnedStream(TwilioStream(options), admission.tenant)
-    if protocol == "audiohook":
-        ah = AudioHookOptions(
-            tenant=admission.tenant or settings.default_tenant,
-            max_message_bytes=settings.max_message_bytes,
-        )
-        session = AudioHookSession(
-            ah, organization_id=admission.organization_id, session_id=admission.session_id
-        )
-        return PinnedStream(session, admission.tenant)
-    raise ProtocolError(f"no protocol {protocol!r}", close_code=1008)
+def _key(settings: Settings) -> bytes | None:
+    return settings.caller_id_key.encode("utf-8") if settings.caller_id_key else None
+
+
+PROTOCOLS: Final[dict[str, Callable[[Settings, Admission], MediaStream]]] = {
+    "twilio": _twilio,
+    "audiohook": _audiohook,
+    "stream": _stream,
+}
+"""Route name (the URL path without ``/``) → protocol core."""
+
+
+def open_stream(protocol: str, settings: Settings, admission: Admission) -> MediaStream:
+    """The core for ``protocol`` (a key of :data:`PROTOCOLS`; KeyError otherwise)."""
+    return PROTOCOLS[protocol](settings, admission)
