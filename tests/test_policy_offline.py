@@ -29,6 +29,7 @@ DEV = [
     "escalation_call",
 ]
 HELD_OUT = ["heldout_1", "heldout_2", "heldout_3"]
+ASSERTIONS = sorted(a.id for a in load_pack(RULES).assertions)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,8 @@ def test_labelled_transcripts_get_exactly_the_expected_verdicts(
         if key not in expected:
             assert verdict in ("pass", "not_applicable"), (key, verdict)
     agent_lines = [n for n, line in enumerate(lines) if line.get("speaker") == "agent"]
-    for n in agent_lines:  # one verdict per (agent turn, assertion)
-        assert len([r for r in rows if r["line"] == n and r["phase"] == "turn"]) == 6
+    for n in agent_lines:  # one verdict per (agent turn, assertion), whenever it came
+        assert sorted(r["assertion"] for r in rows if r["line"] == n) == ASSERTIONS
 
 
 def test_held_out_transcripts_precision_and_recall(engine: PolicyEngine) -> None:
@@ -100,6 +101,7 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
     first = rows[0]
     assert first == {
         "line": 0,
+        "lines": [0],
         "turn": 0,
         "speaker": "agent",
         "assertion": "disclosure.ai_identifies",
@@ -108,12 +110,13 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
         "scores": {},
         "severity": "major",
         "actions": [],
+        "trigger_turn": None,
         "phase": "turn",
     }
-    rest = [(r["line"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
-    # The unreadable customer turn cannot raise a second obligation (one is open); the open
-    # one fails at the end of the call, on the line of the turn that raised it.
-    assert rest == [(2, 1, "billing.closure_escalation", "fail", "finish")]
+    rest = [(r["lines"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
+    # The two customer lines are one turn, partly unreadable: its heard words raise the
+    # obligation, which fails at the end of the call, on that turn.
+    assert rest == [([2, 4], 1, "billing.closure_escalation", "fail", "finish")]
     assert rows[-1]["actions"] == ["alert", "handoff"]
     assert "call ended at 6.0 s" in rows[-1]["evidence"]
 

@@ -4,25 +4,30 @@ carried by turns and events).
 One :class:`PolicyEngine` per pack and process; one :class:`Conversation` per call::
 
     engine = PolicyEngine(load_pack(default_pack_path()))
-    call = engine.start({"authenticated": "false"})
+    call = engine.start({"authenticated": "false"}, handoff_grace_ms=2000)
     call.observe(ControlEvent("authenticated", at_ms=5_000))   # trusted platform signals
     early = call.preview(text_so_far)                          # a turn still being spoken
-    results = call.evaluate(turn_text)                         # turns in index order
+    results = call.evaluate(turn_text)                         # speaker turns in index order
+    results += call.advance(at_ms=12_000)                      # stream time moved on
     results += call.finish(at_ms=90_000)                       # obligations still open fail
 
-An agent turn gets one :class:`AssertionResult` per agent assertion. A customer turn normally
-gets none (it feeds state and triggers), except for assertions that judge customer turns
-(``when.speaker: customer``), temporal obligations whose window of agent responses it closes
-(see ``temporal``; attributed to the customer turn, ``trigger_turn`` names the trigger), and —
-when its text is unavailable — an ``undetermined`` result for each assertion it could have
-affected: temporal assertions it might have triggered (no obligation already open, ``when``
-holds) and assertions whose ``when`` reads state that customer turns set (caller intent, open
-obligations). State is left as it was: a missed intent keeps the old one; a missed "close my
-account" raises nothing, and its undetermined verdict is the record of that. An unreadable
-agent turn gets ``undetermined`` for every assertion whose ``when`` holds (``not_applicable``
-where the state alone rules it out) and cannot confirm identity (so checks stay stricter).
+Turns are *speaker turns* (``policy.turns`` builds them from VAD segments; ``policy.calls``
+drives a conversation from segments). An agent turn gets one :class:`AssertionResult` per
+agent assertion — for a temporal assertion whose window it uses up, after the handoff grace,
+from ``advance``/``observe``/``finish`` (``policy.temporal``). A customer turn normally gets
+none (it feeds state and triggers), except for assertions that judge customer turns
+(``when.speaker: customer``), a trigger already met by a handoff, and — when its text is
+unavailable — an ``undetermined`` result for each assertion it could have affected: temporal
+assertions it might have triggered (no obligation already open, ``when`` holds) and assertions
+whose ``when`` reads state that customer turns set (caller intent, open obligations). State is
+left as it was: a missed intent keeps the old one; a missed "close my account" raises nothing,
+and its undetermined verdict is the record of that. An unreadable agent turn gets
+``undetermined`` for every assertion whose ``when`` holds (``not_applicable`` where the state
+alone rules it out) and cannot confirm identity (so checks stay stricter). Verdicts decided
+after their turn (``advance``, ``observe``, ``finish``) name the turn they land on: the agent
+turn that used up the window, else the trigger turn; ``trigger_turn`` names the obligation.
 
-``preview`` judges an agent turn that is still being spoken (the text of its pieces so far,
+``preview`` judges an agent turn that is still being spoken (the text of its segments so far,
 with the index the whole turn will get) and returns only the ``fail`` results that the whole
 turn is bound to get too: those of *previewable* assertions (prohibitions, temporal ``forbid``
 and deadlines; the rule and its limits are in ``policy.preview``), judged on the text up to
@@ -48,12 +53,12 @@ from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
 from cxguard.policy.state import ConversationState, Obligation, unmet_condition
 from cxguard.policy.temporal import (
     Decision,
-    is_backchannel,
     judge_agent_turn,
+    on_deadline,
     on_finish,
     on_handoff,
-    on_response_end,
     open_obligation,
+    release,
 )
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
@@ -118,8 +123,43 @@ class PolicyEngine:
     def model_ids(self) -> Mapping[str, str]:
         return dict(self.scorer.model_ids) if self.scorer is not None else {}
 
-    def start(self, parameters: Mapping[str, str] | None = None) -> Conversation:
-        return Conversation(self, parameters or {})
+    def start(
+        self, parameters: Mapping[str, str] | None = None, *, handoff_grace_ms: float = 0.0
+    ) -> Conversation:
+        """``handoff_grace_ms``: how long after the agent turn that uses up a temporal
+        obligation a platform handoff still meets it (0: that turn's verdict is decided at
+        once). See ``policy.temporal``."""
+        return Conversation(self, parameters or {}, handoff_grace_ms)
+
+    def unjudged(self, turn: TurnText, reason: str) -> list[AssertionResult]:
+        """``undetermined`` for every assertion that could have judged ``turn``, without a
+        conversation: for a call whose conversation state could not be kept."""
+        results = []
+        for spec in self.pack.assertions:
+            judges = spec.when.speaker == turn.speaker or (
+                turn.speaker == "customer" and spec.id in self.sensitive
+            )
+            if judges:
+                actions = spec.on_undetermined
+                results.append(
+                    AssertionResult(
+                        spec.id,
+                        "undetermined",
+                        reason,
+                        spec.severity,
+                        actions,
+                        {},
+                        turn.index,
+                        turn.speaker,
+                    )
+                )
+        return results
+
+
+def check_event(event: ControlEvent) -> None:
+    """Raise :class:`PolicyError` for a signal that cannot be applied."""
+    if event.name == "intent" and not event.data.get("intent", "").strip():
+        raise PolicyError(f"intent event at {event.at_ms} ms has no 'intent' value")
 
 
 _READS = {"trigger": "its trigger", "intent": "the caller intent", "pending": "open obligations"}
@@ -140,9 +180,12 @@ def _customer_reads(pack: PolicyPack, spec: AssertionSpec) -> str | None:
 class Conversation:
     """One call's state and verdicts. Not thread-safe: feed it from one task at a time."""
 
-    def __init__(self, engine: PolicyEngine, parameters: Mapping[str, str]) -> None:
+    def __init__(
+        self, engine: PolicyEngine, parameters: Mapping[str, str], handoff_grace_ms: float = 0.0
+    ) -> None:
         self._engine = engine
         self._pack = engine.pack
+        self._grace_ms = handoff_grace_ms
         authenticated = parameters.get("authenticated", "").strip().lower() in _TRUE
         intent = parameters.get("intent") or self._pack.state.initial_intent
         source = "call parameter" if parameters.get("intent") else "pack default"
@@ -161,9 +204,10 @@ class Conversation:
 
     def observe(self, event: ControlEvent) -> list[AssertionResult]:
         """Apply a trusted signal. A ``handoff`` meets open obligations whose assertion allows
-        it; their verdicts are returned (attributed to the trigger turn). Unknown names are
-        ignored."""
+        it (and whose trigger turn began before it); their verdicts are returned. Unknown
+        names are ignored."""
         self._open()
+        check_event(event)
         st, at = self._state, f"{event.name} event at {event.at_ms / 1000:.1f} s"
         if event.name == "authenticated":
             self._state = replace(st, authenticated=True, auth_source=at)
@@ -171,39 +215,86 @@ class Conversation:
             self._state = replace(st, authenticated=False, auth_source=at)
         elif event.name == "intent":
             intent = event.data.get("intent", "").strip()
-            if not intent:
-                raise PolicyError(f"intent event at {event.at_ms} ms has no 'intent' value")
             self._state = replace(st, intent=intent, intent_source=at)
         elif event.name == "handoff":
-            results, still_open = [], []
-            for obligation in st.pending:
+            results, still_open, still_held = [], [], []
+            for obligation in (*st.pending, *st.held):
                 spec = self._temporal(obligation.assertion_id)
+                decision = None
                 if spec.handoff_satisfies:
                     decision = on_handoff(obligation, event.at_ms)
+                if decision is not None:
                     results.append(self._closing(spec, obligation, decision))
-                else:
+                elif obligation.exhausted is None:
                     still_open.append(obligation)
-            self._state = replace(st, pending=tuple(still_open), handoff_at_ms=event.at_ms)
+                else:
+                    still_held.append(obligation)
+            self._state = replace(
+                st, pending=tuple(still_open), held=tuple(still_held), handoff_at_ms=event.at_ms
+            )
             return results
         return []
 
+    def advance(self, at_ms: float, agent_from_ms: float | None = None) -> list[AssertionResult]:
+        """The stream reached ``at_ms`` (every event stamped before it has been observed), and
+        no agent turn that starts before ``agent_from_ms`` (default ``at_ms``) is still to be
+        evaluated. Releases held verdicts whose handoff grace ended before ``at_ms`` and fails
+        obligations whose deadline passed before ``agent_from_ms``."""
+        self._open()
+        agent_from = at_ms if agent_from_ms is None else min(at_ms, agent_from_ms)
+        st, results = self._state, []
+        held = [o for o in st.held if o.exhausted is None or o.exhausted.due_ms >= at_ms]
+        for obligation in st.held:
+            if obligation not in held:
+                assert obligation.exhausted is not None
+                why = f"no handoff by {obligation.exhausted.due_ms / 1000:.1f} s"
+                spec = self._temporal(obligation.assertion_id)
+                results.append(self._closing(spec, obligation, release(obligation, why)))
+        still_open = []
+        for obligation in st.pending:
+            decision = on_deadline(obligation, agent_from)
+            if decision is None:
+                still_open.append(obligation)
+            else:
+                spec = self._temporal(obligation.assertion_id)
+                results.append(self._closing(spec, obligation, decision))
+        if results:
+            self._state = replace(st, pending=tuple(still_open), held=tuple(held))
+        return results
+
     def finish(self, at_ms: float) -> list[AssertionResult]:
         """End the call: every obligation still open fails (or is undetermined if unreadable
-        turns in its window might have met it)."""
+        turns in its window might have met it); verdicts held for a handoff grace stand."""
         self._open()
         results = [
             self._closing(self._temporal(o.assertion_id), o, on_finish(o, at_ms))
-            for o in self._state.pending
+            for o in (*self._state.pending, *self._state.held)
         ]
-        self._state = replace(self._state, pending=(), finished=True)
+        self._state = replace(self._state, pending=(), held=(), finished=True)
         return results
 
     # ------------------------------------------------------------------ turns
 
     def evaluate(self, turn: TurnText) -> list[AssertionResult]:
-        """Judge a whole turn and move the conversation on past it."""
-        self._state, results = self._judge_turn(turn, self._pack.assertions)
-        return results
+        """Judge a whole turn and move the conversation on past it.
+
+        A turn *partly* heard (``undetermined_reason`` set, some ``text``: one of its segments
+        was unreadable) counts its heard words where they are certain: an agent turn fails the
+        prohibitions they break (``undetermined`` otherwise); a customer turn's heard words set
+        intent and open obligations, and what the unheard part might have changed is
+        ``undetermined``."""
+        heard_fails: dict[str, AssertionResult] = {}
+        if turn.speaker == "agent" and turn.undetermined_reason is not None:
+            heard = self.preview(replace(turn, undetermined_reason=None))
+            heard_fails = {r.assertion_id: r for r in heard}
+        state, results = self._judge_turn(turn, self._pack.assertions)
+        self._state = state
+        return [
+            _heard_fail(heard_fails[r.assertion_id], r)
+            if r.assertion_id in heard_fails and r.outcome == "undetermined"
+            else r
+            for r in results
+        ]
 
     def preview(self, turn: TurnText) -> list[AssertionResult]:
         """The ``fail`` results that the text so far of an agent turn still being spoken
@@ -220,7 +311,9 @@ class Conversation:
         text = settled_text(turn.text)
         if turn.speaker != "agent" or turn.undetermined_reason is not None or not text.strip():
             return []
-        _, results = self._judge_turn(replace(turn, text=text), self._engine.preview_specs)
+        _, results = self._judge_turn(
+            replace(turn, text=text), self._engine.preview_specs, previewing=True
+        )
         return [r for r in results if r.outcome == "fail"]
 
     def _check_next(self, turn: TurnText) -> None:
@@ -233,9 +326,10 @@ class Conversation:
             )
 
     def _judge_turn(
-        self, turn: TurnText, specs: Sequence[AssertionSpec]
+        self, turn: TurnText, specs: Sequence[AssertionSpec], *, previewing: bool = False
     ) -> tuple[ConversationState, list[AssertionResult]]:
-        """The state after ``turn`` and the results of ``specs`` on it; changes nothing."""
+        """The state after ``turn`` and the results of ``specs`` on it; changes nothing.
+        ``previewing``: ``turn`` may go on, so an unmet requirement never ends a window."""
         self._check_next(turn)
         agent = turn.speaker == "agent"
         st = replace(
@@ -245,30 +339,35 @@ class Conversation:
             agent_turns=self._state.agent_turns + agent,
         )
         view = None
-        if turn.undetermined_reason is None:
+        if turn.undetermined_reason is None or (not agent and turn.text.strip()):
             view = TurnView(turn.text, turn.speaker, self._engine.scorer, self._pack.thresholds)
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
         if view is not None and agent:
             st = self._confirm_identity(st, turn, view)
         elif view is not None:
-            if not is_backchannel(view.text):
-                st, results = self._end_responses(st, turn)
-            st, unsure = self._read_customer(st, turn, view)
+            st, unsure, results = self._read_customer(st, turn, view)
         pending: dict[str, Obligation | None] = {o.assertion_id: o for o in st.pending}
+        held = list(st.held)
         for spec in specs:
             if isinstance(spec, TemporalAssertion) and agent:
                 unmet = unmet_condition(spec.when, st, turn.index)
                 before = pending.get(spec.id)
-                decision = judge_agent_turn(spec, before, turn, view, unmet)
-                pending[spec.id] = decision.obligation
-                results.append(self._result(spec, decision, turn, before))
+                decision = judge_agent_turn(
+                    spec, before, turn, view, unmet, self._grace_ms, previewing=previewing
+                )
+                if decision.held and decision.obligation is not None:
+                    held.append(decision.obligation)  # its verdict comes later
+                    pending[spec.id] = None
+                else:
+                    pending[spec.id] = decision.obligation
+                    results.append(self._result(spec, decision, turn, before))
             elif not isinstance(spec, TemporalAssertion) and spec.when.speaker == turn.speaker:
                 results.append(self._judge_text(spec, st, turn, view))
             elif not agent and (why := self._unreadable(spec, st, turn, view, unsure)):
                 results.append(self._result(spec, Decision("undetermined", why, None), turn))
         kept = tuple(o for o in pending.values() if o is not None)
-        return replace(st, pending=kept), results
+        return replace(st, pending=kept, held=tuple(held)), results
 
     def _unreadable(
         self,
@@ -281,38 +380,25 @@ class Conversation:
         if spec.id in unsure:
             return unsure[spec.id]
         reads = self._engine.sensitive.get(spec.id)
-        if view is not None or reads is None:
+        if turn.undetermined_reason is None or reads is None:
             return None
         if isinstance(spec, TemporalAssertion) and (
             st.obligation(spec.id) is not None or unmet_condition(spec.when, st, turn.index)
         ):
             return None  # it could not have opened an obligation anyway
+        what = "part of customer turn" if view is not None else "customer turn"
         return (
-            f"customer turn {turn.index} unavailable ({turn.undetermined_reason}); it may "
+            f"{what} {turn.index} unavailable ({turn.undetermined_reason}); it may "
             f"have changed {_READS[reads]}"
         )
 
-    def _end_responses(
-        self, st: ConversationState, turn: TurnText
-    ) -> tuple[ConversationState, list[AssertionResult]]:
-        """The customer spoke: the agent's response is over; windows used up are decided."""
-        kept, results = [], []
-        for obligation in st.pending:
-            decision = on_response_end(obligation)
-            if decision is None:
-                kept.append(obligation)
-            elif decision.obligation is not None:
-                kept.append(decision.obligation)
-            else:
-                spec = self._temporal(obligation.assertion_id)
-                results.append(self._result(spec, decision, turn, obligation))
-        return replace(st, pending=tuple(kept)), results
-
     def _read_customer(
         self, st: ConversationState, turn: TurnText, view: TurnView
-    ) -> tuple[ConversationState, dict[str, str]]:
-        """Caller intent, then triggers (so a trigger's ``when`` sees this turn's intent)."""
+    ) -> tuple[ConversationState, dict[str, str], list[AssertionResult]]:
+        """Caller intent, then triggers (so a trigger's ``when`` sees this turn's intent). A
+        trigger met already by a handoff stamped since this turn began passes here."""
         unsure: dict[str, str] = {}
+        met: list[AssertionResult] = []
         for rule in self._pack.state.intents:
             hit = match(rule.match, view)
             if hit.matched:
@@ -333,10 +419,18 @@ class Conversation:
                 continue
             hit = match(spec.trigger, view)
             if hit.matched:
-                opened.append(open_obligation(spec, turn, hit))
+                obligation = open_obligation(spec, turn, hit)
+                handoff = st.handoff_at_ms
+                decision = None
+                if spec.handoff_satisfies and handoff is not None:
+                    decision = on_handoff(obligation, handoff)
+                if decision is None:
+                    opened.append(obligation)
+                else:
+                    met.append(self._result(spec, decision, turn, obligation))
             elif hit.undetermined:
                 unsure[spec.id] = f"trigger unknown: {hit.undetermined}"
-        return replace(st, pending=tuple(opened)), unsure
+        return replace(st, pending=tuple(opened)), unsure, met
 
     def _confirm_identity(
         self, st: ConversationState, turn: TurnText, view: TurnView
@@ -404,13 +498,19 @@ class Conversation:
     def _closing(
         self, spec: TemporalAssertion, obligation: Obligation, decision: Decision
     ) -> AssertionResult:
-        anchor = TurnText(
-            obligation.trigger_turn,
-            obligation.trigger_speaker,
-            "",
-            obligation.trigger_start_ms,
-            obligation.trigger_end_ms,
-        )
+        """A verdict decided after its turn: on the agent turn that used up the window, else
+        on the trigger turn."""
+        held = obligation.exhausted
+        if held is not None:
+            anchor = TurnText(held.turn, "agent", "", held.start_ms, held.end_ms)
+        else:
+            anchor = TurnText(
+                obligation.trigger_turn,
+                obligation.trigger_speaker,
+                "",
+                obligation.trigger_start_ms,
+                obligation.trigger_end_ms,
+            )
         return self._result(spec, decision, anchor, obligation)
 
     def _temporal(self, assertion_id: str) -> TemporalAssertion:
@@ -421,3 +521,8 @@ class Conversation:
     def _open(self) -> None:
         if self._state.finished:
             raise PolicyError("the conversation has finished")
+
+
+def _heard_fail(fail: AssertionResult, undetermined: AssertionResult) -> AssertionResult:
+    """A prohibition broken by the heard words of an agent turn with an unreadable part."""
+    return replace(fail, evidence=f"{fail.evidence} (in the words heard; {undetermined.evidence})")
