@@ -373,7 +373,9 @@ def test_classifier_prohibitions_preview_and_requirements_do_not() -> None:
         "no.commitment": "fail",
         "discloses": "fail",
     }
-    assert scorer.calls == [("agent", 1)] * 4  # three previews, one evaluate
+    # Three previews and one evaluate; the third preview's settled text is the second's, and
+    # its scores are remembered.
+    assert scorer.calls == [("agent", 1)] * 3
 
     unscored = Call(PolicyEngine(pack(CLASSIFIED), missing_scorer="undetermined"))
     previews, whole = unscored.monologue(["I guarantee a refund."])

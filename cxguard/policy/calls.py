@@ -189,7 +189,8 @@ class CallJudge:
         if results is None:
             why = f"policy evaluation failed ({out[0].error.split(':')[0]})"
             try:
-                results = self._conversation.evaluate(replace(turn, undetermined_reason=why))
+                unread = replace(turn, text="", undetermined_reason=why)  # no scorer this time
+                results = self._conversation.evaluate(unread)
             except Exception as exc:  # the conversation itself is broken
                 self._lost = _describe(exc)
                 out.append(Failed("evaluate", self._lost, turn.index))

@@ -48,7 +48,7 @@ from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
 from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.pack import PolicyPack
 from cxguard.policy.preview import is_previewable, settled_text
-from cxguard.policy.scoring import TextScorer
+from cxguard.policy.scoring import MemoScorer, TextScorer
 from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
 from cxguard.policy.state import ConversationState, Obligation, unmet_condition
 from cxguard.policy.temporal import (
@@ -110,6 +110,8 @@ class PolicyEngine:
                     )
         self.pack = pack
         self.scorer = scorer
+        self._scoring = MemoScorer(scorer) if scorer is not None else None
+        """What turns are scored with: a turn's text recurs (previews, then the whole)."""
         self.sensitive = {a.id: why for a in pack.assertions if (why := _customer_reads(pack, a))}
         self.preview_specs = tuple(a for a in pack.assertions if is_previewable(a, pack.state))
         """The assertions :meth:`Conversation.preview` judges (rule: ``policy.preview``)."""
@@ -340,7 +342,7 @@ class Conversation:
         )
         view = None
         if turn.undetermined_reason is None or (not agent and turn.text.strip()):
-            view = TurnView(turn.text, turn.speaker, self._engine.scorer, self._pack.thresholds)
+            view = TurnView(turn.text, turn.speaker, self._engine._scoring, self._pack.thresholds)
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
         if view is not None and agent:

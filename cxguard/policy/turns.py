@@ -11,7 +11,8 @@ A turn ends (:class:`TurnEnded`) when
 
 * **floor** — a segment of the other speaker arrives that is not a backchannel;
 * **silence** — its speaker has been silent ``end_silence_ms`` since its last segment (and is
-  not speaking again by then), whatever the other speaker does meanwhile;
+  not speaking again by then), whatever the other speaker does meanwhile; the floor then
+  goes to whoever is speaking (ticks say who is, before their segment has closed);
 * **max_length** — it reached ``max_turn_ms`` (its speaker's next segment opens a new turn);
 * **end** — the call ended.
 
@@ -157,8 +158,8 @@ class TurnAssembler(Generic[E]):
         self._next = first_index
         self._open: _Open | None = None
         self._holder: Speaker | None = None
-        """Who has the floor: the open turn's speaker, or (between turns cut at the maximum
-        length) the speaker who goes on."""
+        """Who has the floor: the open turn's speaker, or one already speaking whose segment
+        has not closed yet, or (after a turn cut at the maximum length) the one who goes on."""
         self._holder_end = 0.0
         self._held: list[HeardSegment] = []
         """The other speaker's possible backchannels, in order."""
@@ -203,6 +204,12 @@ class TurnAssembler(Generic[E]):
                 self._holder = held[0].speaker
                 for h in held:
                     out += self._join(h)
+        if self._holder is None:
+            # Whoever is speaking now has the floor, before their segment closes.
+            talking = [(since, s) for s, since in self._speaking.items() if since is not None]
+            if talking:
+                since, self._holder = min(talking)
+                self._holder_end = since
         return out
 
     def defer(self, event: E) -> list[Output[E]]:
@@ -295,7 +302,7 @@ class TurnAssembler(Generic[E]):
 
 def _turn_text(turn: _Open) -> TurnText:
     segs = turn.segments
-    words = [s.text.strip() for s in segs if s.undetermined_reason is None]
+    words = [s.text.strip() for s in segs]  # an unreadable segment's text is "" (or partial)
     missing = next((s for s in segs if s.undetermined_reason is not None), None)
     reason = None
     if missing is not None:
