@@ -29,6 +29,7 @@ DEV = [
     "escalation_call",
 ]
 HELD_OUT = ["heldout_1", "heldout_2", "heldout_3"]
+DISCLOSURE = "disclosure.ai_identifies"
 ASSERTIONS = sorted(a.id for a in load_pack(RULES).assertions)
 
 
@@ -172,3 +173,31 @@ def test_score_expectations_counts_fail_as_positive(engine: PolicyEngine) -> Non
     lines[3] = {**lines[3], "expect": {"billing.intent_scope": "fail"}}  # a wrong label
     wrong = score_expectations(lines, rows)["billing.intent_scope"]
     assert (wrong.tp, wrong.fn, wrong.recall) == (1, 1, 0.5)
+
+
+def test_lines_make_turns_as_live_segments_do(engine: PolicyEngine) -> None:
+    lines: list[dict[str, Any]] = [
+        {"speaker": "agent", "text": "Hello.", "start": 0.5, "end": 1.0},
+        {"speaker": "agent", "text": "I'm a virtual assistant.", "start": 1.8, "end": 3.5},
+        {"speaker": "customer", "text": "Hi, a question about my bill.", "start": 4.2, "end": 6},
+        {"speaker": "agent", "text": "Your bill went up", "start": 6.7, "end": 8.0},
+        {"speaker": "customer", "text": "Mm-hm.", "start": 8.1, "end": 8.5},
+        {"speaker": "agent", "text": "because of the weather.", "start": 8.9, "end": 10},
+        {"speaker": "agent", "text": "Anything else?", "start": 12.0, "end": 13.0},
+        # Overlap: the customer's second segment closes before the agent's long one.
+        {"speaker": "customer", "text": "No.", "start": 13.4, "end": 13.8},
+        {"speaker": "customer", "text": "Well, yes.", "start": 15.7, "end": 16.5},
+        {"speaker": "agent", "text": "Go ahead, I'm listening.", "start": 14.0, "end": 17.5},
+    ]
+    rows = list(evaluate_transcript(lines, engine))
+    turns = sorted({(r["turn"], tuple(r["lines"])) for r in rows})
+    agent = [t for t in turns if lines[t[1][0]]["speaker"] == "agent"]
+    # The paused greeting is one turn and discloses; "Mm-hm." is not a turn; a 2 s silence
+    # ends a turn; the agent speaking 1.7 s over the customer's silence took the floor.
+    assert agent == [(0, (0, 1)), (2, (3, 5)), (3, (6,)), (6, (9,))]
+    assert {(r["turn"], r["verdict"]) for r in rows if r["assertion"] == DISCLOSURE} == {
+        (0, "pass"),
+        (2, "not_applicable"),
+        (3, "not_applicable"),
+        (6, "not_applicable"),
+    }

@@ -272,3 +272,22 @@ def test_every_segment_lands_in_exactly_one_turn_or_backchannel(
             assert o.turn.index in final and o.turn.speaker == final[o.turn.index].speaker
     assert [o.event for o in out if isinstance(o, EventReleased)] == events
     assert turns.open_turn is None
+
+
+def test_long_speech_of_the_other_speaker_takes_the_floor_before_its_segment_closes() -> None:
+    # The pyannote sample's opening: "Hello?" / "Hello?" / the agent talks over the
+    # customer's "Neither did I.", its one long segment closing last.
+    feed = Feed(end_silence_ms=1500, backchannel_max_ms=1500)
+    feed.say("customer", 7520, 8480, "Hello?")
+    feed.tick(9000, agent=8320)
+    assert feed.ended() == []
+    feed.tick(9900, agent=8320, customer=9860)  # the agent has talked 1.6 s: not listening
+    assert [e.reason for e in feed.ended()] == ["floor"]
+    feed.out += feed.turns.segment(HeardSegment(9, "customer", 9860, 11200, "Neither did I."))
+    feed.out += feed.turns.segment(HeardSegment(10, "agent", 8320, 14860, "Oh, hello ..."))
+    feed.out += feed.turns.finish()
+    assert [(e.turn.speaker, e.turn.text) for e in feed.ended()] == [
+        ("customer", "Hello?"),
+        ("customer", "Neither did I."),
+        ("agent", "Oh, hello ..."),
+    ]

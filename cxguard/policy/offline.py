@@ -126,8 +126,36 @@ def evaluate_transcript(
     Bad lines raise :class:`PolicyError` naming the 1-based line number; so does a failure of
     evaluation itself (the live path would record it and carry on)."""
     params = dict(parameters or {})
-    judge = None
+    steps = _parse(lines, params)
+    judge = CallJudge(engine, params, options)
     rows = _Rows()
+    cursor = 0.0
+    segments = [step for _, _, step in steps if isinstance(step, HeardSegment)]
+    for number, where, step in steps:
+        if isinstance(step, HeardSegment):
+            rows.line_of[step.index] = number
+            cursor = max(cursor, step.end_ms)
+            # Live, the VAD says who is speaking before their segment closes.
+            outputs = judge.tick(step.start_ms, _speaking(segments, step))
+            outputs += judge.segment(step)
+        else:
+            cursor = max(cursor, step.at_ms)
+            outputs = judge.tick(step.at_ms, {})
+            try:
+                outputs += judge.event(step)
+            except PolicyError as exc:
+                raise PolicyError(f"{where}: {exc}") from None
+        yield from rows.of(outputs, where)
+    if steps:
+        yield from rows.of(judge.finish(cursor), "end of transcript")
+
+
+def _parse(
+    lines: Iterable[Mapping[str, Any]], params: dict[str, str]
+) -> list[tuple[int, str, HeardSegment | ControlEvent]]:
+    """The transcript's segments and events, with their times; ``params`` gets its
+    ``parameters`` line."""
+    steps: list[tuple[int, str, HeardSegment | ControlEvent]] = []
     cursor, segments = 0.0, 0
     for number, row in enumerate(lines):
         where = f"transcript line {number + 1}"
@@ -137,36 +165,36 @@ def evaluate_transcript(
             continue
         if "parameters" in row:
             given = row["parameters"]
-            if judge is not None or set(row) != {"parameters"}:
+            if steps or set(row) != {"parameters"}:
                 raise PolicyError(f"{where}: 'parameters' must be alone, before any turn")
             if not isinstance(given, Mapping) or not all(
                 isinstance(v, str) for v in given.values()
             ):
                 raise PolicyError(f"{where}: 'parameters' maps names to strings")
             params.update(given)
-            continue
-        if judge is None:
-            judge = CallJudge(engine, params, options)
-        if "speaker" in row:
+        elif "speaker" in row:
             seg = _segment(row, segments, cursor, where)
-            rows.line_of[seg.index] = number
             segments, cursor = segments + 1, max(cursor, seg.end_ms)
-            # The live path knows a speaker is talking again before the segment closes.
-            outputs = judge.tick(seg.start_ms, {seg.speaker: seg.start_ms})
-            outputs += judge.segment(seg)
+            steps.append((number, where, seg))
         elif "event" in row:
             event = _event(row, cursor, where)
             cursor = max(cursor, event.at_ms)
-            outputs = judge.tick(event.at_ms, {})
-            try:
-                outputs += judge.event(event)
-            except PolicyError as exc:
-                raise PolicyError(f"{where}: {exc}") from None
+            steps.append((number, where, event))
         else:
             raise PolicyError(f"{where}: expected a turn ('speaker') or an 'event'")
-        yield from rows.of(outputs, where)
-    if judge is not None:
-        yield from rows.of(judge.finish(cursor), "end of transcript")
+    return steps
+
+
+def _speaking(segments: Sequence[HeardSegment], now: HeardSegment) -> dict[Speaker, float | None]:
+    """Who is speaking when ``now`` begins, as the live VAD would say: the speech of segments
+    not yet taken in (``now`` and later lines) that has begun and not ended."""
+    at = now.start_ms
+    speaking: dict[Speaker, float | None] = {}
+    for seg in segments[now.index :]:
+        if seg.start_ms <= at < seg.end_ms or seg is now:
+            since = speaking.get(seg.speaker)
+            speaking[seg.speaker] = seg.start_ms if since is None else min(since, seg.start_ms)
+    return speaking
 
 
 class _Rows:

@@ -9,7 +9,9 @@ whether it comes from a live call (``runtime.session``) or a transcript (``polic
 
 A turn ends (:class:`TurnEnded`) when
 
-* **floor** — a segment of the other speaker arrives that is not a backchannel;
+* **floor** — a segment of the other speaker arrives that is not a backchannel, or the other
+  speaker has been speaking for longer than any backchannel (``backchannel_max_ms``) while
+  this turn's speaker was silent (the floor changed before that speech's segment closed);
 * **silence** — its speaker has been silent ``end_silence_ms`` since its last segment (and is
   not speaking again by then), whatever the other speaker does meanwhile; the floor then
   goes to whoever is speaking (ticks say who is, before their segment has closed);
@@ -204,6 +206,13 @@ class TurnAssembler(Generic[E]):
                 self._holder = held[0].speaker
                 for h in held:
                     out += self._join(h)
+        if self._holder is not None and self._outspoken():
+            out += self._close("floor")
+            taker = next(s for s in self._speaking if s != self._holder)
+            self._holder, self._holder_end = taker, self._speaking[taker] or 0.0
+            held, self._held = self._held, []
+            for h in held:
+                out += self._join(h, check_length=False)
         if self._holder is None:
             # Whoever is speaking now has the floor, before their segment closes.
             talking = [(since, s) for s, since in self._speaking.items() if since is not None]
@@ -271,6 +280,20 @@ class TurnAssembler(Generic[E]):
             return False
         since = self._speaking.get(self._holder)
         return since is None or since > deadline
+
+    def _outspoken(self) -> bool:
+        """The other speaker has been speaking longer than any backchannel, and the turn's
+        speaker was silent when that became clear: the floor has changed (their segment may
+        close much later)."""
+        other = next((s for s, since in self._speaking.items() if s != self._holder), None)
+        since = self._speaking.get(other) if other is not None else None
+        if since is None:
+            return False
+        clear = since + self.options.backchannel_max_ms
+        if self._position < clear or self._holder_end > clear:
+            return False
+        own = self._speaking.get(self._holder) if self._holder is not None else None
+        return own is None or own > clear
 
     def _join(self, seg: HeardSegment, *, check_length: bool = True) -> list[Output[E]]:
         out: list[Output[E]] = []
