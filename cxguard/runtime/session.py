@@ -246,10 +246,10 @@ class CallSession:
         elif isinstance(item, _Tick):
             await self._judged(lambda t: self._judge.tick(t.at_ms, t.speaking), item)
         elif isinstance(item, ControlEvent):
-            await self._verdicts.event(item)
+            await self._verdicts.event(item, self.summary)
             await self._judged(self._judge.event, item)
         elif isinstance(item, Gap | Dtmf):
-            await self._verdicts.event(item)
+            await self._verdicts.event(item, self.summary)
         elif isinstance(item, _AudioFault):
             await self._verdicts.failure("audio", item.error, item.at_ms, self.summary)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -69,17 +69,34 @@ class VerdictPipeline:
 
     # ------------------------------------------------------------------ from the session
 
-    async def event(self, event: ControlEvent | Gap | Dtmf) -> None:
-        evidence = self._services.evidence
+    async def event(self, event: ControlEvent | Gap | Dtmf, summary: CallSummary) -> None:
+        """Record a protocol event. Never raises (a failure is recorded and alerted)."""
+        data: dict[str, Any]
         if isinstance(event, ControlEvent):
-            await evidence.event(self._info, f"control.{event.name}", event.at_ms, dict(event.data))
+            kind, at, data = f"control.{event.name}", event.at_ms, dict(event.data)
         elif isinstance(event, Gap):
-            await evidence.event(
-                self._info, "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
-            )
+            kind, at, data = "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
         else:
             # Digits are never stored: a DTMF stream may be a card number being keyed in.
-            await evidence.event(self._info, "dtmf", event.at_ms, {"digit": "[REDACTED]"})
+            kind, at, data = "dtmf", event.at_ms, {"digit": "[REDACTED]"}
+        await self._record(kind, at, data, summary)
+
+    async def _record(
+        self, kind: str, at_ms: float, data: Mapping[str, Any], summary: CallSummary
+    ) -> None:
+        try:
+            await self._services.evidence.event(self._info, kind, at_ms, data)
+        except Exception as exc:
+            await self.failure(f"recording {kind}", exc, at_ms, summary)
+
+    async def _send(self, summary: CallSummary, at_ms: float, *sends: Awaitable[None]) -> None:
+        """Publish alerts and request handoffs; a sink that raises is recorded, the others
+        still go out."""
+        for result in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(result, Exception):
+                await self.failure("alerting", result, at_ms, summary)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def deliver(
         self,
@@ -96,7 +113,7 @@ class VerdictPipeline:
             elif isinstance(o, Decided):
                 await self._decided(o, timing, policy_ms, summary)
             elif isinstance(o, Backchannel):
-                await self._backchannel(o)
+                await self._backchannel(o, summary)
             else:
                 assert isinstance(o, Failed)
                 at = self._turns[o.turn_index].end_ms if o.turn_index in self._turns else 0.0
@@ -177,21 +194,19 @@ class VerdictPipeline:
             }
         verdicts = self._verdicts(early.results, latency, anchor=early.turn)
         for v in verdicts:
-            await self._services.evidence.event(
-                self._info,
-                "alert.early",
-                v.end_ms,
-                {
-                    "assertion": v.assertion_id,
-                    "evidence": v.evidence,
-                    "turn": v.turn_index,
-                    "segment": early.segment,
-                    "start_ms": v.start_ms,
-                    "text": v.text,
-                },
-            )
+            data = {
+                "assertion": v.assertion_id,
+                "evidence": v.evidence,
+                "turn": v.turn_index,
+                "segment": early.segment,
+                "start_ms": v.start_ms,
+                "text": v.text,
+            }
+            await self._record("alert.early", v.end_ms, data, summary)
         metrics.EARLY_ALERTS.inc(len(verdicts))
-        await asyncio.gather(
+        await self._send(
+            summary,
+            early.turn.end_ms,
             *(self._services.alerts.publish(_alert(v, early=True)) for v in verdicts),
             *(
                 self._services.handoff.request(self._info, v)
@@ -235,22 +250,18 @@ class VerdictPipeline:
             verdicts += self._verdicts([r], _latency(last, policy_ms, now), last)
         await self._deliver(None, verdicts, summary)
 
-    async def _backchannel(self, heard: Backchannel) -> None:
+    async def _backchannel(self, heard: Backchannel, summary: CallSummary) -> None:
         seg = heard.segment
         metrics.BACKCHANNELS.labels(speaker=seg.speaker).inc()
-        await self._services.evidence.event(
-            self._info,
-            "turn.backchannel",
-            seg.start_ms,
-            {
-                "speaker": seg.speaker,
-                "text": redact(seg.text),
-                "segment": seg.index,
-                "start_ms": seg.start_ms,
-                "end_ms": seg.end_ms,
-                "turn": heard.turn_index,
-            },
-        )
+        data = {
+            "speaker": seg.speaker,
+            "text": redact(seg.text),
+            "segment": seg.index,
+            "start_ms": seg.start_ms,
+            "end_ms": seg.end_ms,
+            "turn": heard.turn_index,
+        }
+        await self._record("turn.backchannel", seg.start_ms, data, summary)
 
     def _verdicts(
         self,
@@ -316,7 +327,9 @@ class VerdictPipeline:
         published = time.monotonic()
         alerts = _alerts(verdicts, skip, self._undetermined_severity)
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
-        await asyncio.gather(
+        await self._send(
+            summary,
+            text.end_ms if text is not None else 0.0,
             *(services.alerts.publish(a) for a in alerts),
             *(services.handoff.request(self._info, v) for v in handoffs[:1]),
         )
