@@ -68,17 +68,13 @@ class TurnSettings:
     """Stream time after the agent turn that used up a temporal obligation during which a
     platform handoff event still meets it (its fail waits this long)."""
 
+    def __post_init__(self) -> None:
+        self.options()  # values that make no sense fail when the settings load
+
     def options(self) -> TurnOptions:
-        """Raises ConfigError for values that make no sense."""
-        try:
-            return TurnOptions(
-                self.end_silence_ms,
-                self.max_turn_ms,
-                self.backchannel_max_ms,
-                self.handoff_grace_ms,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"turns: {exc}") from None
+        return TurnOptions(
+            self.end_silence_ms, self.max_turn_ms, self.backchannel_max_ms, self.handoff_grace_ms
+        )
 
 
 @dataclass(frozen=True)
