@@ -12,9 +12,14 @@ host both at once honestly): faster-whisper as its README shows it — ``Whisper
 same turns. Its per-turn service times are measured; its latency at N calls is those service
 times put through the same arrival schedule on one model (FIFO), as a naive server would run.
 
-``p50_ms``/``p95_ms``/``p99_ms`` are end of turn (the VAD closed it) → all verdicts decided,
-as the server measured them; ``speech_end_*`` add the endpointing wait (last voiced frame →
-verdict, client clock) and ``baseline_*`` are the naive server's turn closed → transcribed.
+``p50_ms``/``p95_ms``/``p99_ms`` are end of turn (the VAD closed its last segment) → all
+verdicts decided, as the server measured them; ``speech_end_*`` add the endpointing wait (last
+voiced frame → verdict, client clock); ``floor_wait_*`` is the part spent waiting for the
+speaker turn to end (the floor changing or ``turns.end_silence_ms`` of silence) after the last
+segment was transcribed; ``baseline_*`` are the naive server's turn closed → transcribed.
+
+``--turns-baseline`` also runs the same load with segments judged as turns
+(``turns.end_silence_ms: 0``, cxguard before speaker turns), reported as ``segment_turns``.
 
     python benchmarks/latency.py --calls 1 4 8 16 --json
     python benchmarks/latency.py --find-capacity --budget-ms 1000 --json
@@ -203,6 +208,7 @@ def run_load(
     ledger = EvidenceLedger(evidence)
     latencies: list[float] = []
     closed: list[float] = []
+    floor_waits: list[float] = []
     undetermined_turns = dropped = 0
     pairs: list[tuple[str, str]] = []
     turns_seen = 0
@@ -224,6 +230,7 @@ def run_load(
                 decided = max(_wall(v["decided_at"]) for v in vs)
                 latencies.append(1000 * (decided - speech_end_wall))
                 closed.append(max(x.get("end_to_verdict", 0.0) for x in lat))
+                floor_waits.append(max(x.get("floor_wait", 0.0) for x in lat))
                 if any(v["verdict"] == "undetermined" for v in vs):
                     undetermined_turns += 1
                     if any(
@@ -244,6 +251,8 @@ def run_load(
         "speech_end_p50_ms": _pct(latencies, 50),
         "speech_end_p95_ms": _pct(latencies, 95),
         "speech_end_p99_ms": _pct(latencies, 99),
+        "floor_wait_p50_ms": _pct(floor_waits, 50),
+        "floor_wait_p95_ms": _pct(floor_waits, 95),
         "dropped_turns": dropped,
         "undetermined_turns": undetermined_turns,
         "wer": round(_wer(pairs), 4),
@@ -306,6 +315,18 @@ def naive_latency(service: list[tuple[float, float]], arrivals: list[float]) -> 
     return lat
 
 
+def _segment_turns_config(config: str | None) -> str:
+    """The server settings of ``config`` with every segment judged as a turn of its own."""
+    import yaml
+
+    data = yaml.safe_load(Path(config).read_text()) if config else {}
+    data = dict(data or {})
+    data["turns"] = {**(data.get("turns") or {}), "end_silence_ms": 0}
+    path = Path(tempfile.mkdtemp(prefix="cxg-seg-")) / "segment-turns.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
 def _configured_model(config: str | None) -> str:
     """The Whisper model the server under test runs, so the baseline runs the same one."""
     if config is None:
@@ -329,6 +350,10 @@ def main() -> None:
     ap.add_argument("--ladder", type=int, nargs="+", default=None, help="N to try (capacity)")
     ap.add_argument("--client-procs", type=int, default=1, help="processes playing the calls")
     ap.add_argument("--server-log", default=None, help="append the server's stderr to this file")
+    ap.add_argument(
+        "--turns-baseline", action="store_true", help="also judge segments as turns (baseline)"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="also write the results (JSON lines)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     model_name = _configured_model(args.config)
@@ -362,8 +387,24 @@ def main() -> None:
             baseline_service_p50_ms=_pct([1000 * s for _, s in service], 50),
         )
         res["model"] = model_name
+        if args.turns_baseline:
+            seg = run_load(
+                n,
+                args.stagger,
+                args.duration,
+                args.url,
+                args.evidence,
+                _segment_turns_config(args.config),
+                args.client_procs,
+                args.server_log,
+            )
+            seg.pop("_arrivals")
+            res["segment_turns"] = seg
         results.append(res)
         print(json.dumps(res) if args.json else res, flush=True)
+        if args.out:
+            with args.out.open("a") as f:
+                f.write(json.dumps(res) + "\n")
         held = (res["p95_ms"] or 1e9) <= args.budget_ms and res["dropped_turns"] == 0
         if args.find_capacity:
             if not held:

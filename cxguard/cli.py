@@ -264,16 +264,26 @@ def eval_(
     transcript: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     policy: Annotated[Path | None, typer.Option(help="Policy pack (default: billing).")] = None,
     no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="Server settings file (its turns: section).")
+    ] = None,
 ) -> None:
-    """Evaluate a JSONL transcript offline with the live engine; one JSON line per verdict."""
+    """Evaluate a JSONL transcript offline with the live engine; one JSON line per (speaker
+    turn, assertion). Turns are built from the lines as the live path builds them from
+    segments (``turns:`` settings of ``--config``)."""
     from cxguard.policy.offline import evaluate_transcript, load_transcript
     from cxguard.runtime.services import load_engine
-    from cxguard.runtime.settings import Settings
+    from cxguard.runtime.settings import load_settings
 
     try:
-        settings = Settings(policy=str(policy) if policy else None, classifiers=not no_classifiers)
+        settings = load_settings(
+            config, policy=str(policy) if policy else None, classifiers=not no_classifiers
+        )
         engine, _ = load_engine(settings)
-        for row in evaluate_transcript(load_transcript(transcript), engine):
+        rows = evaluate_transcript(
+            load_transcript(transcript), engine, options=settings.turns.options()
+        )
+        for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
     except CxguardError as exc:
         raise _fail(exc) from exc

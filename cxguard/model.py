@@ -196,7 +196,9 @@ class Alert:
     """A supervisor-facing notice raised by a failed or undetermined verdict."""
 
     verdict: Verdict
-    kind: Literal["violation", "undetermined", "handoff"]
+    kind: Literal["violation", "undetermined", "handoff", "error"]
+    """``error``: the call's pipeline failed somewhere (``verdict.assertion_id`` is
+    ``pipeline.error``, its evidence the redacted error); judging went on."""
     message: str
     alert_id: str = ""
     """Stable id for at-least-once delivery (sinks deduplicate on it); "" = derive one."""

@@ -221,10 +221,14 @@ def test_flush_closes_a_turn_the_stream_ended_in() -> None:
     line = _expected("customer")[0]
     end = int((line["start_ms"] + 1200) * RATE / 1000)
     seg = VadSegmenter("customer", RATE)
+    assert seg.speech_start_ms is None
     assert _feed(seg, _chunks(_track("customer")[:end], 160), flush=False) == []
     assert seg.in_speech
+    since = seg.speech_start_ms  # the open segment's start, known before it closes
+    assert since is not None and abs(since - line["start_ms"]) <= START_TOL_MS
     (turn,) = seg.flush()
-    assert not seg.in_speech and not turn.partial
+    assert turn.start_ms == since
+    assert not seg.in_speech and not turn.partial and seg.speech_start_ms is None
     assert abs(turn.start_ms - line["start_ms"]) <= START_TOL_MS
     assert turn.end_ms <= end * 1000 / RATE
     assert seg.flush() == []

@@ -31,6 +31,7 @@ def test_eval_prints_one_line_per_agent_turn_and_assertion(tmp_path: Path) -> No
                     "text": "Sure, we can set up a payment plan with three installments.",
                 },
                 {"event": "authenticated"},
+                {"speaker": "customer", "text": "Go ahead, please."},
                 {
                     "speaker": "agent",
                     "text": "Now that you're verified: the plan is three installments.",
@@ -41,10 +42,10 @@ def test_eval_prints_one_line_per_agent_turn_and_assertion(tmp_path: Path) -> No
     )
     out = run("eval", str(transcript)).stdout.splitlines()
     rows = [json.loads(line) for line in out]
-    assert {r["line"] for r in rows if r.get("phase", "turn") == "turn"} == {0, 2, 4}
+    assert {r["line"] for r in rows if r["speaker"] == "agent"} == {0, 2, 5}
     by = {(r["line"], r["assertion"]): r["verdict"] for r in rows}
     assert by[(2, "billing.no_payment_arrangements_unauthenticated")] == "fail"
-    assert by[(4, "billing.no_payment_arrangements_unauthenticated")] == "not_applicable"
+    assert by[(5, "billing.no_payment_arrangements_unauthenticated")] == "not_applicable"
     assert by[(0, "disclosure.ai_identifies")] == "pass"
     assert all(r["verdict"] in ("pass", "fail", "not_applicable", "undetermined") for r in rows)
 

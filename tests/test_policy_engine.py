@@ -319,3 +319,12 @@ def test_turns_must_arrive_in_order_and_not_after_finish() -> None:
         call.evaluate(turn("agent", "late"))
     with pytest.raises(PolicyError, match="finished"):
         call.observe(ControlEvent("handoff", at_ms=11_000.0))
+
+
+def test_scores_of_a_text_seen_before_are_remembered_not_recomputed() -> None:
+    scorer = _scorer()
+    engine = PolicyEngine(pack(CLASSIFIER_PACK), scorer)
+    first, again = engine.start(), engine.start()
+    turn = Turns()("agent", "I'm virtual. Want premium?")
+    assert first.evaluate(turn) == again.evaluate(turn)
+    assert scorer.calls == [("agent", 1)]

@@ -29,6 +29,8 @@ DEV = [
     "escalation_call",
 ]
 HELD_OUT = ["heldout_1", "heldout_2", "heldout_3"]
+DISCLOSURE = "disclosure.ai_identifies"
+ASSERTIONS = sorted(a.id for a in load_pack(RULES).assertions)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,8 @@ def test_labelled_transcripts_get_exactly_the_expected_verdicts(
         if key not in expected:
             assert verdict in ("pass", "not_applicable"), (key, verdict)
     agent_lines = [n for n, line in enumerate(lines) if line.get("speaker") == "agent"]
-    for n in agent_lines:  # one verdict per (agent turn, assertion)
-        assert len([r for r in rows if r["line"] == n and r["phase"] == "turn"]) == 6
+    for n in agent_lines:  # one verdict per (agent turn, assertion), whenever it came
+        assert sorted(r["assertion"] for r in rows if r["line"] == n) == ASSERTIONS
 
 
 def test_held_out_transcripts_precision_and_recall(engine: PolicyEngine) -> None:
@@ -100,6 +102,7 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
     first = rows[0]
     assert first == {
         "line": 0,
+        "lines": [0],
         "turn": 0,
         "speaker": "agent",
         "assertion": "disclosure.ai_identifies",
@@ -108,12 +111,13 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
         "scores": {},
         "severity": "major",
         "actions": [],
+        "trigger_turn": None,
         "phase": "turn",
     }
-    rest = [(r["line"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
-    # The unreadable customer turn cannot raise a second obligation (one is open); the open
-    # one fails at the end of the call, on the line of the turn that raised it.
-    assert rest == [(2, 1, "billing.closure_escalation", "fail", "finish")]
+    rest = [(r["lines"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
+    # The two customer lines are one turn, partly unreadable: its heard words raise the
+    # obligation, which fails at the end of the call, on that turn.
+    assert rest == [([2, 4], 1, "billing.closure_escalation", "fail", "finish")]
     assert rows[-1]["actions"] == ["alert", "handoff"]
     assert "call ended at 6.0 s" in rows[-1]["evidence"]
 
@@ -169,3 +173,31 @@ def test_score_expectations_counts_fail_as_positive(engine: PolicyEngine) -> Non
     lines[3] = {**lines[3], "expect": {"billing.intent_scope": "fail"}}  # a wrong label
     wrong = score_expectations(lines, rows)["billing.intent_scope"]
     assert (wrong.tp, wrong.fn, wrong.recall) == (1, 1, 0.5)
+
+
+def test_lines_make_turns_as_live_segments_do(engine: PolicyEngine) -> None:
+    lines: list[dict[str, Any]] = [
+        {"speaker": "agent", "text": "Hello.", "start": 0.5, "end": 1.0},
+        {"speaker": "agent", "text": "I'm a virtual assistant.", "start": 1.8, "end": 3.5},
+        {"speaker": "customer", "text": "Hi, a question about my bill.", "start": 4.2, "end": 6},
+        {"speaker": "agent", "text": "Your bill went up", "start": 6.7, "end": 8.0},
+        {"speaker": "customer", "text": "Mm-hm.", "start": 8.1, "end": 8.5},
+        {"speaker": "agent", "text": "because of the weather.", "start": 8.9, "end": 10},
+        {"speaker": "agent", "text": "Anything else?", "start": 12.0, "end": 13.0},
+        # Overlap: the customer's second segment closes before the agent's long one.
+        {"speaker": "customer", "text": "No.", "start": 13.4, "end": 13.8},
+        {"speaker": "customer", "text": "Well, yes.", "start": 15.7, "end": 16.5},
+        {"speaker": "agent", "text": "Go ahead, I'm listening.", "start": 14.0, "end": 17.5},
+    ]
+    rows = list(evaluate_transcript(lines, engine))
+    turns = sorted({(r["turn"], tuple(r["lines"])) for r in rows})
+    agent = [t for t in turns if lines[t[1][0]]["speaker"] == "agent"]
+    # The paused greeting is one turn and discloses; "Mm-hm." is not a turn; a 2 s silence
+    # ends a turn; the agent speaking 1.7 s over the customer's silence took the floor.
+    assert agent == [(0, (0, 1)), (2, (3, 5)), (3, (6,)), (6, (9,))]
+    assert {(r["turn"], r["verdict"]) for r in rows if r["assertion"] == DISCLOSURE} == {
+        (0, "pass"),
+        (2, "not_applicable"),
+        (3, "not_applicable"),
+        (6, "not_applicable"),
+    }

@@ -373,7 +373,9 @@ def test_classifier_prohibitions_preview_and_requirements_do_not() -> None:
         "no.commitment": "fail",
         "discloses": "fail",
     }
-    assert scorer.calls == [("agent", 1)] * 4  # three previews, one evaluate
+    # Three previews and one evaluate; the third preview's settled text is the second's, and
+    # its scores are remembered.
+    assert scorer.calls == [("agent", 1)] * 3
 
     unscored = Call(PolicyEngine(pack(CLASSIFIED), missing_scorer="undetermined"))
     previews, whole = unscored.monologue(["I guarantee a refund."])
@@ -445,9 +447,14 @@ def _check_turn(
     fails = _fails(results)
     assert set(early) & _exact(engine) <= set(fails)
     if settled_text(turn.text) == turn.text.strip() and turn.undetermined_reason is None:
-        # The whole text previewed: exactly the previewable failures of evaluate.
+        # The whole text previewed: exactly the previewable failures of evaluate, except an
+        # obligation's window used up by this turn (more words might have met it).
         expected = [
-            r for r in results if r.outcome == "fail" and r.assertion_id in engine.previewable
+            r
+            for r in results
+            if r.outcome == "fail"
+            and r.assertion_id in engine.previewable
+            and " not met by agent turn " not in r.evidence
         ]
         assert whole == (expected if turn.speaker == "agent" else [])
 

@@ -21,25 +21,30 @@ tests:
   - name: caught
     turns:
       - {speaker: agent, text: "I guarantee it.", expect: {no.guarantees: fail}}
+      - {speaker: customer, text: "Thanks."}
       - {speaker: agent, text: "Happy to help."}
   - name: missed and false alarm
     turns:
       - {speaker: agent, text: "I promise it.", expect: {no.guarantees: fail}}
+      - {speaker: customer, text: "Really?"}
       - {speaker: agent, text: "No guarantees, sorry."}
+  - name: one turn of two lines, labelled on its second
+    turns:
+      - {speaker: agent, text: "Hello."}
+      - {speaker: agent, text: "I guarantee a refund.", expect: {no.guarantees: fail}}
 """
 
 
 def test_counts_and_mismatches() -> None:
     pack = parse_pack(PACK, "tiny.yaml")
     report = run_policy_tests(pack, PolicyEngine(pack))
-    assert report.cases == 2
+    assert report.cases == 3
     c = report.confusion["no.guarantees"]
-    assert (c.tp, c.fp, c.fn, c.tn) == (1, 1, 1, 1)
-    assert c.precision == 0.5 and c.recall == 0.5
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 1, 1, 1)
     assert not report.ok
-    assert {(m.case, m.line, m.expected, m.got) for m in report.mismatches} == {
-        ("missed and false alarm", 0, "fail", "pass"),
-        ("missed and false alarm", 1, "not fail", "fail"),
+    assert {(m.case, m.line, m.expected, m.got, m.text) for m in report.mismatches} == {
+        ("missed and false alarm", 0, "fail", "pass", "I promise it."),
+        ("missed and false alarm", 2, "not fail", "fail", "No guarantees, sorry."),
     }
 
 

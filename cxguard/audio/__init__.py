@@ -1,4 +1,4 @@
-"""The audio room: wire audio to speaker turns, synchronous and numpy-only.
+"""The audio room: wire audio to speech segments per speaker, synchronous and numpy-only.
 
 - :mod:`cxguard.audio.codec`: G.711 μ-law ⇄ int16 (lookup tables, bit-exact with audioop);
 - :mod:`cxguard.audio.resample`: soxr resampling;

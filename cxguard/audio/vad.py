@@ -1,4 +1,4 @@
-"""Per-speaker endpointing: cut one track of a call into :class:`~cxguard.model.Turn` objects.
+"""Per-speaker endpointing: cut one track of a call into :class:`~cxguard.model.Segment` objects.
 
 A :class:`VadSegmenter` is a pure state machine (no I/O, no clock). Chunks of any size go in
 with their stream-timeline position; webrtcvad classifies fixed frames; turns come out when
@@ -129,6 +129,12 @@ class VadSegmenter:
     def in_speech(self) -> bool:
         """True while a turn is open."""
         return self._speaking
+
+    @property
+    def speech_start_ms(self) -> float | None:
+        """Where the speech of the open segment began (None while idle). For a segment that
+        continues one cut at the maximum length, where the continuation began."""
+        return self._ms(self._start) if self._speaking else None
 
     @property
     def position_ms(self) -> float:

@@ -2,8 +2,10 @@
 
 Modules: ``spec`` (schema), ``pack`` (loading, file:line errors, hashing), ``matchers`` (one
 evaluator per matcher kind; ``check`` runs the detectors of :mod:`cxguard.pii`),
-``state``/``temporal`` (conversation state and obligations), ``engine`` (:class:`PolicyEngine`,
-:class:`Conversation`), ``offline`` (JSONL transcripts), ``scoring`` (the classifier seam).
+``state``/``temporal`` (conversation state and obligations), ``engine``/``conversation``
+(:class:`PolicyEngine`, :class:`Conversation`), ``preview`` (mid-turn judging), ``turns``
+(speaker turns from segments), ``calls`` (a call judged from its segments), ``offline`` (JSONL
+transcripts), ``scoring`` (the classifier seam).
 """
 
 from cxguard.policy.engine import AssertionResult, Conversation, PolicyEngine

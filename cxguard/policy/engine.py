@@ -4,25 +4,30 @@ carried by turns and events).
 One :class:`PolicyEngine` per pack and process; one :class:`Conversation` per call::
 
     engine = PolicyEngine(load_pack(default_pack_path()))
-    call = engine.start({"authenticated": "false"})
+    call = engine.start({"authenticated": "false"}, handoff_grace_ms=2000)
     call.observe(ControlEvent("authenticated", at_ms=5_000))   # trusted platform signals
     early = call.preview(text_so_far)                          # a turn still being spoken
-    results = call.evaluate(turn_text)                         # turns in index order
+    results = call.evaluate(turn_text)                         # speaker turns in index order
+    results += call.advance(at_ms=12_000)                      # stream time moved on
     results += call.finish(at_ms=90_000)                       # obligations still open fail
 
-An agent turn gets one :class:`AssertionResult` per agent assertion. A customer turn normally
-gets none (it feeds state and triggers), except for assertions that judge customer turns
-(``when.speaker: customer``), temporal obligations whose window of agent responses it closes
-(see ``temporal``; attributed to the customer turn, ``trigger_turn`` names the trigger), and —
-when its text is unavailable — an ``undetermined`` result for each assertion it could have
-affected: temporal assertions it might have triggered (no obligation already open, ``when``
-holds) and assertions whose ``when`` reads state that customer turns set (caller intent, open
-obligations). State is left as it was: a missed intent keeps the old one; a missed "close my
-account" raises nothing, and its undetermined verdict is the record of that. An unreadable
-agent turn gets ``undetermined`` for every assertion whose ``when`` holds (``not_applicable``
-where the state alone rules it out) and cannot confirm identity (so checks stay stricter).
+Turns are *speaker turns* (``policy.turns`` builds them from VAD segments; ``policy.calls``
+drives a conversation from segments). An agent turn gets one :class:`AssertionResult` per
+agent assertion — for a temporal assertion whose window it uses up, after the handoff grace,
+from ``advance``/``observe``/``finish`` (``policy.temporal``). A customer turn normally gets
+none (it feeds state and triggers), except for assertions that judge customer turns
+(``when.speaker: customer``), a trigger already met by a handoff, and — when its text is
+unavailable — an ``undetermined`` result for each assertion it could have affected: temporal
+assertions it might have triggered (no obligation already open, ``when`` holds) and assertions
+whose ``when`` reads state that customer turns set (caller intent, open obligations). State is
+left as it was: a missed intent keeps the old one; a missed "close my account" raises nothing,
+and its undetermined verdict is the record of that. An unreadable agent turn gets
+``undetermined`` for every assertion whose ``when`` holds (``not_applicable`` where the state
+alone rules it out) and cannot confirm identity (so checks stay stricter). Verdicts decided
+after their turn (``advance``, ``observe``, ``finish``) name the turn they land on: the agent
+turn that used up the window, else the trigger turn; ``trigger_turn`` names the obligation.
 
-``preview`` judges an agent turn that is still being spoken (the text of its pieces so far,
+``preview`` judges an agent turn that is still being spoken (the text of its segments so far,
 with the index the whole turn will get) and returns only the ``fail`` results that the whole
 turn is bound to get too: those of *previewable* assertions (prohibitions, temporal ``forbid``
 and deadlines; the rule and its limits are in ``policy.preview``), judged on the text up to
@@ -34,46 +39,19 @@ Both run one function that computes (next state, results) without storing anythi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
 from typing import Literal
 
 from cxguard import pii
 from cxguard.errors import PolicyError
-from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
-from cxguard.policy.matchers import TurnView, match
+from cxguard.model import TurnText
+from cxguard.policy.conversation import AssertionResult, Conversation, check_event
 from cxguard.policy.pack import PolicyPack
-from cxguard.policy.preview import is_previewable, settled_text
-from cxguard.policy.scoring import TextScorer
-from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
-from cxguard.policy.state import ConversationState, Obligation, unmet_condition
-from cxguard.policy.temporal import (
-    Decision,
-    is_backchannel,
-    judge_agent_turn,
-    on_finish,
-    on_handoff,
-    on_response_end,
-    open_obligation,
-)
+from cxguard.policy.preview import is_previewable
+from cxguard.policy.scoring import MemoScorer, TextScorer
+from cxguard.policy.spec import AssertionSpec, TemporalAssertion
 
-_TRUE = frozenset({"true", "1", "yes", "y", "on"})
-
-
-@dataclass(frozen=True)
-class AssertionResult:
-    assertion_id: str
-    outcome: Outcome
-    evidence: str
-    severity: str
-    actions: tuple[str, ...]
-    """``on_fail`` for a failure, ``on_undetermined`` for an undetermined result, else ()."""
-    scores: Mapping[str, float]
-    turn_index: int
-    """The turn judged; for obligations decided by an event or at call end, the trigger turn."""
-    speaker: Speaker
-    trigger_turn: int | None = None
-    """For temporal assertions: the turn that opened the obligation this result closes."""
+__all__ = ["AssertionResult", "Conversation", "PolicyEngine", "check_event"]
 
 
 class PolicyEngine:
@@ -109,6 +87,8 @@ class PolicyEngine:
         self.pack = pack
         self.scorer = scorer
         self.pii_options = pii_options
+        self.scoring = MemoScorer(scorer) if scorer is not None else None
+        """What turns are scored with (a turn's text recurs: previews, then the whole)."""
         self.sensitive = {a.id: why for a in pack.assertions if (why := _customer_reads(pack, a))}
         self.preview_specs = tuple(a for a in pack.assertions if is_previewable(a, pack.state))
         """The assertions :meth:`Conversation.preview` judges (rule: ``policy.preview``)."""
@@ -122,11 +102,37 @@ class PolicyEngine:
     def model_ids(self) -> Mapping[str, str]:
         return dict(self.scorer.model_ids) if self.scorer is not None else {}
 
-    def start(self, parameters: Mapping[str, str] | None = None) -> Conversation:
-        return Conversation(self, parameters or {})
+    def start(
+        self, parameters: Mapping[str, str] | None = None, *, handoff_grace_ms: float = 0.0
+    ) -> Conversation:
+        """``handoff_grace_ms``: how long after the agent turn that uses up a temporal
+        obligation a platform handoff still meets it (0: that turn's verdict is decided at
+        once). See ``policy.temporal``."""
+        return Conversation(self, parameters or {}, handoff_grace_ms)
 
-
-_READS = {"trigger": "its trigger", "intent": "the caller intent", "pending": "open obligations"}
+    def unjudged(self, turn: TurnText, reason: str) -> list[AssertionResult]:
+        """``undetermined`` for every assertion that could have judged ``turn``, without a
+        conversation: for a call whose conversation state could not be kept."""
+        results = []
+        for spec in self.pack.assertions:
+            judges = spec.when.speaker == turn.speaker or (
+                turn.speaker == "customer" and spec.id in self.sensitive
+            )
+            if judges:
+                actions = spec.on_undetermined
+                results.append(
+                    AssertionResult(
+                        spec.id,
+                        "undetermined",
+                        reason,
+                        spec.severity,
+                        actions,
+                        {},
+                        turn.index,
+                        turn.speaker,
+                    )
+                )
+        return results
 
 
 def _customer_reads(pack: PolicyPack, spec: AssertionSpec) -> str | None:
@@ -139,302 +145,3 @@ def _customer_reads(pack: PolicyPack, spec: AssertionSpec) -> str | None:
     if when.pending is not None or when.pending_any is not None:
         return "pending"
     return None
-
-
-class Conversation:
-    """One call's state and verdicts. Not thread-safe: feed it from one task at a time."""
-
-    def __init__(self, engine: PolicyEngine, parameters: Mapping[str, str]) -> None:
-        self._engine = engine
-        self._pack = engine.pack
-        authenticated = parameters.get("authenticated", "").strip().lower() in _TRUE
-        intent = parameters.get("intent") or self._pack.state.initial_intent
-        source = "call parameter" if parameters.get("intent") else "pack default"
-        self._state = ConversationState(
-            authenticated=authenticated,
-            auth_source="call parameter" if authenticated else "",
-            intent=intent,
-            intent_source=source if intent else "",
-        )
-
-    @property
-    def state(self) -> ConversationState:
-        return self._state
-
-    # ------------------------------------------------------------------ events
-
-    def observe(self, event: ControlEvent) -> list[AssertionResult]:
-        """Apply a trusted signal. A ``handoff`` meets open obligations whose assertion allows
-        it; their verdicts are returned (attributed to the trigger turn). Unknown names are
-        ignored."""
-        self._open()
-        st, at = self._state, f"{event.name} event at {event.at_ms / 1000:.1f} s"
-        if event.name == "authenticated":
-            self._state = replace(st, authenticated=True, auth_source=at)
-        elif event.name == "unauthenticated":
-            self._state = replace(st, authenticated=False, auth_source=at)
-        elif event.name == "intent":
-            intent = event.data.get("intent", "").strip()
-            if not intent:
-                raise PolicyError(f"intent event at {event.at_ms} ms has no 'intent' value")
-            self._state = replace(st, intent=intent, intent_source=at)
-        elif event.name == "handoff":
-            results, still_open = [], []
-            for obligation in st.pending:
-                spec = self._temporal(obligation.assertion_id)
-                if spec.handoff_satisfies:
-                    decision = on_handoff(obligation, event.at_ms)
-                    results.append(self._closing(spec, obligation, decision))
-                else:
-                    still_open.append(obligation)
-            self._state = replace(st, pending=tuple(still_open), handoff_at_ms=event.at_ms)
-            return results
-        return []
-
-    def finish(self, at_ms: float) -> list[AssertionResult]:
-        """End the call: every obligation still open fails (or is undetermined if unreadable
-        turns in its window might have met it)."""
-        self._open()
-        results = [
-            self._closing(self._temporal(o.assertion_id), o, on_finish(o, at_ms))
-            for o in self._state.pending
-        ]
-        self._state = replace(self._state, pending=(), finished=True)
-        return results
-
-    # ------------------------------------------------------------------ turns
-
-    def evaluate(self, turn: TurnText) -> list[AssertionResult]:
-        """Judge a whole turn and move the conversation on past it."""
-        self._state, results = self._judge_turn(turn, self._pack.assertions)
-        return results
-
-    def preview(self, turn: TurnText) -> list[AssertionResult]:
-        """The ``fail`` results that the text so far of an agent turn still being spoken
-        already decides, as the whole turn (same index) will get them from :meth:`evaluate`.
-
-        Pure: state, obligations, counts and later verdicts are as if it was never called.
-        Only previewable assertions (:attr:`PolicyEngine.previewable`) are judged, on the text
-        up to its last sentence end (``preview.settled_text``); ``when`` conditions are read as
-        for the whole turn. A customer turn, an unreadable one, or text with no finished
-        sentence yet, gives ``[]``. Raises :class:`PolicyError` like :meth:`evaluate` for a
-        turn index already judged or a finished conversation.
-        """
-        self._check_next(turn)
-        text = settled_text(turn.text)
-        if turn.speaker != "agent" or turn.undetermined_reason is not None or not text.strip():
-            return []
-        _, results = self._judge_turn(replace(turn, text=text), self._engine.preview_specs)
-        return [r for r in results if r.outcome == "fail"]
-
-    def _check_next(self, turn: TurnText) -> None:
-        self._open()
-        last = self._state.last_turn_index
-        if last is not None and turn.index <= last:
-            raise PolicyError(
-                f"turn {turn.index} arrived after turn {last}: turns must be "
-                "evaluated in index order"
-            )
-
-    def _judge_turn(
-        self, turn: TurnText, specs: Sequence[AssertionSpec]
-    ) -> tuple[ConversationState, list[AssertionResult]]:
-        """The state after ``turn`` and the results of ``specs`` on it; changes nothing."""
-        self._check_next(turn)
-        agent = turn.speaker == "agent"
-        st = replace(
-            self._state,
-            turns=self._state.turns + 1,
-            last_turn_index=turn.index,
-            agent_turns=self._state.agent_turns + agent,
-        )
-        view = None
-        if turn.undetermined_reason is None:
-            # pii: the speaker's recent digit-bearing texts go to the check matcher and move on.
-            timed = pii.TimedText(turn.text, turn.start_ms, turn.end_ms)
-            previous = st.recent_digits.get(turn.speaker, ())
-            view = TurnView(
-                turn.text,
-                turn.speaker,
-                self._engine.scorer,
-                self._pack.thresholds,
-                timed=timed,
-                previous=previous,
-                pii_options=self._engine.pii_options,
-            )
-            recent = pii.carry(previous, timed, self._engine.pii_options.window_ms)
-            st = replace(st, recent_digits={**st.recent_digits, turn.speaker: recent})
-        unsure: dict[str, str] = {}
-        results: list[AssertionResult] = []
-        if view is not None and agent:
-            st = self._confirm_identity(st, turn, view)
-        elif view is not None:
-            if not is_backchannel(view.text):
-                st, results = self._end_responses(st, turn)
-            st, unsure = self._read_customer(st, turn, view)
-        pending: dict[str, Obligation | None] = {o.assertion_id: o for o in st.pending}
-        for spec in specs:
-            if isinstance(spec, TemporalAssertion) and agent:
-                unmet = unmet_condition(spec.when, st, turn.index)
-                before = pending.get(spec.id)
-                decision = judge_agent_turn(spec, before, turn, view, unmet)
-                pending[spec.id] = decision.obligation
-                results.append(self._result(spec, decision, turn, before))
-            elif not isinstance(spec, TemporalAssertion) and spec.when.speaker == turn.speaker:
-                results.append(self._judge_text(spec, st, turn, view))
-            elif not agent and (why := self._unreadable(spec, st, turn, view, unsure)):
-                results.append(self._result(spec, Decision("undetermined", why, None), turn))
-        kept = tuple(o for o in pending.values() if o is not None)
-        return replace(st, pending=kept), results
-
-    def _unreadable(
-        self,
-        spec: AssertionSpec,
-        st: ConversationState,
-        turn: TurnText,
-        view: TurnView | None,
-        unsure: Mapping[str, str],
-    ) -> str | None:
-        if spec.id in unsure:
-            return unsure[spec.id]
-        reads = self._engine.sensitive.get(spec.id)
-        if view is not None or reads is None:
-            return None
-        if isinstance(spec, TemporalAssertion) and (
-            st.obligation(spec.id) is not None or unmet_condition(spec.when, st, turn.index)
-        ):
-            return None  # it could not have opened an obligation anyway
-        return (
-            f"customer turn {turn.index} unavailable ({turn.undetermined_reason}); it may "
-            f"have changed {_READS[reads]}"
-        )
-
-    def _end_responses(
-        self, st: ConversationState, turn: TurnText
-    ) -> tuple[ConversationState, list[AssertionResult]]:
-        """The customer spoke: the agent's response is over; windows used up are decided."""
-        kept, results = [], []
-        for obligation in st.pending:
-            decision = on_response_end(obligation)
-            if decision is None:
-                kept.append(obligation)
-            elif decision.obligation is not None:
-                kept.append(decision.obligation)
-            else:
-                spec = self._temporal(obligation.assertion_id)
-                results.append(self._result(spec, decision, turn, obligation))
-        return replace(st, pending=tuple(kept)), results
-
-    def _read_customer(
-        self, st: ConversationState, turn: TurnText, view: TurnView
-    ) -> tuple[ConversationState, dict[str, str]]:
-        """Caller intent, then triggers (so a trigger's ``when`` sees this turn's intent)."""
-        unsure: dict[str, str] = {}
-        for rule in self._pack.state.intents:
-            hit = match(rule.match, view)
-            if hit.matched:
-                st = replace(
-                    st, intent=rule.intent, intent_source=f"turn {turn.index}: {hit.evidence}"
-                )
-                break
-            if hit.undetermined:
-                for assertion_id, reads in self._engine.sensitive.items():
-                    if reads == "intent":
-                        unsure[assertion_id] = f"{hit.undetermined}; intent unknown"
-                break
-        opened = list(st.pending)
-        for spec in self._pack.assertions:
-            if not isinstance(spec, TemporalAssertion) or st.obligation(spec.id) is not None:
-                continue
-            if unmet_condition(spec.when, st, turn.index) is not None:
-                continue
-            hit = match(spec.trigger, view)
-            if hit.matched:
-                opened.append(open_obligation(spec, turn, hit))
-            elif hit.undetermined:
-                unsure[spec.id] = f"trigger unknown: {hit.undetermined}"
-        return replace(st, pending=tuple(opened)), unsure
-
-    def _confirm_identity(
-        self, st: ConversationState, turn: TurnText, view: TurnView
-    ) -> ConversationState:
-        # Applied before this turn is judged: "I've verified you; you can pay in two parts".
-        state_spec = self._pack.state
-        if st.authenticated or not state_spec.authenticate_on_agent_confirmation:
-            return st
-        assert state_spec.agent_confirmation is not None  # the schema guarantees it
-        hit = match(state_spec.agent_confirmation, view)
-        if hit.matched:
-            return replace(
-                st,
-                authenticated=True,
-                auth_source=f"agent confirmed on turn {turn.index}: {hit.evidence}",
-            )
-        return st
-
-    def _judge_text(
-        self, spec: TextAssertion, st: ConversationState, turn: TurnText, view: TurnView | None
-    ) -> AssertionResult:
-        unmet = unmet_condition(spec.when, st, turn.index)
-        if unmet is not None:
-            return self._result(spec, Decision("not_applicable", unmet, None), turn)
-        if view is None:
-            why = f"turn text unavailable ({turn.undetermined_reason})"
-            return self._result(spec, Decision("undetermined", why, None), turn)
-        hit = match(spec, view)
-        if hit.undetermined:
-            decision = Decision("undetermined", hit.undetermined, None, hit.scores)
-        elif hit.matched == spec.negate:
-            evidence = hit.evidence if spec.negate else f"required but absent: {hit.evidence}"
-            decision = Decision("fail", evidence, None, hit.scores)
-        else:
-            decision = Decision("pass", hit.evidence, None, hit.scores)
-        return self._result(spec, decision, turn)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _result(
-        self,
-        spec: AssertionSpec,
-        decision: Decision,
-        turn: TurnText,
-        obligation: Obligation | None = None,
-    ) -> AssertionResult:
-        actions: tuple[str, ...] = ()
-        if decision.outcome == "fail":
-            actions = spec.on_fail
-        elif decision.outcome == "undetermined":
-            actions = spec.on_undetermined
-        trigger = obligation.trigger_turn if obligation is not None else None
-        return AssertionResult(
-            spec.id,
-            decision.outcome,
-            decision.evidence,
-            spec.severity,
-            actions,
-            dict(decision.scores),
-            turn.index,
-            turn.speaker,
-            trigger,
-        )
-
-    def _closing(
-        self, spec: TemporalAssertion, obligation: Obligation, decision: Decision
-    ) -> AssertionResult:
-        anchor = TurnText(
-            obligation.trigger_turn,
-            obligation.trigger_speaker,
-            "",
-            obligation.trigger_start_ms,
-            obligation.trigger_end_ms,
-        )
-        return self._result(spec, decision, anchor, obligation)
-
-    def _temporal(self, assertion_id: str) -> TemporalAssertion:
-        spec = next(a for a in self._pack.assertions if a.id == assertion_id)
-        assert isinstance(spec, TemporalAssertion)
-        return spec
-
-    def _open(self) -> None:
-        if self._state.finished:
-            raise PolicyError("the conversation has finished")

@@ -8,14 +8,25 @@ Input, one JSON object per line (a blank line may be given as ``{}`` and is skip
     {"event": "authenticated", "at": 12.0}              # or handoff, unauthenticated, intent
     {"event": "intent", "intent": "billing_question"}   # other keys are the event's data
 
-Times are seconds; when missing, turns follow each other with a 0.5 s gap and last 0.35 s a
-word, and events happen at the end of the previous turn. ``expect`` (``{assertion: verdict}``)
+Times are seconds; when missing, lines follow each other with a 0.5 s gap and last 0.35 s a
+word, and events happen at the end of the previous line. ``expect`` (``{assertion: verdict}``)
 and ``note`` are labels for :func:`score_expectations` and ignored by the engine.
 
-Output, one dict per result: ``line`` (0-based index of the input line it is about), ``turn``,
-``speaker``, ``assertion``, ``verdict``, ``evidence``, ``scores``, ``severity``, ``actions``
-and ``phase`` (``turn``; ``event`` or ``finish`` for obligations decided by a handoff or the
-end of the call, attributed to the line of the turn that raised them).
+Each line is one segment of speech, and turns are built as the live path builds them
+(``policy.calls``, ``policy.turns``): consecutive lines of one speaker form one speaker turn
+(text joined with spaces), unless the speaker was silent for ``end_silence_ms`` between them
+or the turn reached ``max_turn_ms``; a short line of pure listening tokens ("Mm-hm.",
+"Okay.") between two lines of the other speaker is a backchannel, not a turn (it gets no
+output); events other than ``handoff`` apply when the turn being spoken ends; the agent turn
+that uses up a temporal obligation fails unless a ``handoff`` event is stamped within
+``handoff_grace_ms`` after it ends.
+
+Output, one dict per (turn, assertion): ``line`` (0-based index of the turn's first input
+line), ``lines`` (all its input lines), ``turn``, ``speaker``, ``assertion``, ``verdict``,
+``evidence``, ``scores``, ``severity``, ``actions``, ``trigger_turn`` (for temporal
+assertions, the turn that raised the obligation) and ``phase``: ``turn``, or for verdicts
+decided after their turn ``event`` (a handoff), ``time`` (a handoff grace or deadline ran
+out) or ``finish`` (the end of the call).
 """
 
 from __future__ import annotations
@@ -26,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from cxguard.errors import PolicyError
-from cxguard.model import OUTCOMES, SPEAKERS, ControlEvent, Speaker, TurnText
+from cxguard.model import OUTCOMES, SPEAKERS, ControlEvent, Speaker
+from cxguard.policy.calls import CallJudge, Decided, Failed, Judged, JudgeOutput
 from cxguard.policy.engine import AssertionResult, PolicyEngine
+from cxguard.policy.turns import HeardSegment, TurnOptions
 
 GAP_MS = 500.0
 MS_PER_WORD = 350.0
@@ -65,7 +78,7 @@ def _seconds(row: Mapping[str, Any], key: str, where: str) -> float | None:
     return 1000.0 * float(value)
 
 
-def _turn(row: Mapping[str, Any], index: int, cursor: float, where: str) -> TurnText:
+def _segment(row: Mapping[str, Any], index: int, cursor: float, where: str) -> HeardSegment:
     if unknown := sorted(set(row) - _TURN_KEYS):
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}")
     speaker = row["speaker"]
@@ -89,7 +102,7 @@ def _turn(row: Mapping[str, Any], index: int, cursor: float, where: str) -> Turn
     if confidence is not None and not isinstance(confidence, int | float):
         raise PolicyError(f"{where}: 'confidence' must be a number")
     speaker_: Speaker = speaker
-    return TurnText(index, speaker_, text, start, end, reason, confidence)
+    return HeardSegment(index, speaker_, start, end, text, reason, confidence)
 
 
 def _event(row: Mapping[str, Any], cursor: float, where: str) -> ControlEvent:
@@ -107,13 +120,43 @@ def evaluate_transcript(
     lines: Iterable[Mapping[str, Any]],
     engine: PolicyEngine,
     parameters: Mapping[str, str] | None = None,
+    options: TurnOptions | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Evaluate the transcript with a fresh conversation; see the module doc for the format.
-    Bad lines raise :class:`PolicyError` naming the 1-based line number."""
+    Bad lines raise :class:`PolicyError` naming the 1-based line number; so does a failure of
+    evaluation itself (the live path would record it and carry on)."""
     params = dict(parameters or {})
-    conversation = None
-    turn_lines: dict[int, int] = {}
-    cursor, next_turn = 0.0, 0
+    steps = _parse(lines, params)
+    judge = CallJudge(engine, params, options)
+    rows = _Rows()
+    cursor = 0.0
+    segments = [step for _, _, step in steps if isinstance(step, HeardSegment)]
+    for number, where, step in steps:
+        if isinstance(step, HeardSegment):
+            rows.line_of[step.index] = number
+            cursor = max(cursor, step.end_ms)
+            # Live, the VAD says who is speaking before their segment closes.
+            outputs = judge.tick(step.start_ms, _speaking(segments, step))
+            outputs += judge.segment(step)
+        else:
+            cursor = max(cursor, step.at_ms)
+            outputs = judge.tick(step.at_ms, {})
+            try:
+                outputs += judge.event(step)
+            except PolicyError as exc:
+                raise PolicyError(f"{where}: {exc}") from None
+        yield from rows.of(outputs, where)
+    if steps:
+        yield from rows.of(judge.finish(cursor), "end of transcript")
+
+
+def _parse(
+    lines: Iterable[Mapping[str, Any]], params: dict[str, str]
+) -> list[tuple[int, str, HeardSegment | ControlEvent]]:
+    """The transcript's segments and events, with their times; ``params`` gets its
+    ``parameters`` line."""
+    steps: list[tuple[int, str, HeardSegment | ControlEvent]] = []
+    cursor, segments = 0.0, 0
     for number, row in enumerate(lines):
         where = f"transcript line {number + 1}"
         if not isinstance(row, Mapping):
@@ -122,51 +165,73 @@ def evaluate_transcript(
             continue
         if "parameters" in row:
             given = row["parameters"]
-            if conversation is not None or set(row) != {"parameters"}:
+            if steps or set(row) != {"parameters"}:
                 raise PolicyError(f"{where}: 'parameters' must be alone, before any turn")
             if not isinstance(given, Mapping) or not all(
                 isinstance(v, str) for v in given.values()
             ):
                 raise PolicyError(f"{where}: 'parameters' maps names to strings")
             params.update(given)
-            continue
-        if conversation is None:
-            conversation = engine.start(params)
-        if "speaker" in row:
-            turn = _turn(row, next_turn, cursor, where)
-            turn_lines[turn.index] = number
-            next_turn, cursor = next_turn + 1, max(cursor, turn.end_ms)
-            yield from _rows(conversation.evaluate(turn), turn_lines, "turn")
+        elif "speaker" in row:
+            seg = _segment(row, segments, cursor, where)
+            segments, cursor = segments + 1, max(cursor, seg.end_ms)
+            steps.append((number, where, seg))
         elif "event" in row:
             event = _event(row, cursor, where)
             cursor = max(cursor, event.at_ms)
-            try:
-                results = conversation.observe(event)
-            except PolicyError as exc:
-                raise PolicyError(f"{where}: {exc}") from None
-            yield from _rows(results, turn_lines, "event")
+            steps.append((number, where, event))
         else:
             raise PolicyError(f"{where}: expected a turn ('speaker') or an 'event'")
-    if conversation is not None:
-        yield from _rows(conversation.finish(cursor), turn_lines, "finish")
+    return steps
 
 
-def _rows(
-    results: list[AssertionResult], turn_lines: Mapping[int, int], phase: str
-) -> Iterator[dict[str, Any]]:
-    for r in results:
-        yield {
-            "line": turn_lines[r.turn_index],
-            "turn": r.turn_index,
-            "speaker": r.speaker,
-            "assertion": r.assertion_id,
-            "verdict": r.outcome,
-            "evidence": r.evidence,
-            "scores": dict(r.scores),
-            "severity": r.severity,
-            "actions": list(r.actions),
-            "phase": phase,
-        }
+def _speaking(segments: Sequence[HeardSegment], now: HeardSegment) -> dict[Speaker, float | None]:
+    """Who is speaking when ``now`` begins, as the live VAD would say: the speech of segments
+    not yet taken in (``now`` and later lines) that has begun and not ended."""
+    at = now.start_ms
+    speaking: dict[Speaker, float | None] = {}
+    for seg in segments[now.index :]:
+        if seg.start_ms <= at < seg.end_ms or seg is now:
+            since = speaking.get(seg.speaker)
+            speaking[seg.speaker] = seg.start_ms if since is None else min(since, seg.start_ms)
+    return speaking
+
+
+class _Rows:
+    """Output rows, each naming the input lines of the turn it is about."""
+
+    def __init__(self) -> None:
+        self.line_of: dict[int, int] = {}
+        """Segment index → input line."""
+        self._turn_lines: dict[int, list[int]] = {}
+
+    def of(self, outputs: Iterable[JudgeOutput], where: str) -> Iterator[dict[str, Any]]:
+        for o in outputs:
+            if isinstance(o, Failed):
+                raise PolicyError(f"{where}: policy evaluation failed: {o.error}")
+            if isinstance(o, Judged):
+                self._turn_lines[o.turn.index] = [self.line_of[s.index] for s in o.turn.segments]
+                yield from self._results(o.results, "turn")
+            elif isinstance(o, Decided):
+                yield from self._results(o.results, o.phase)
+
+    def _results(self, results: Iterable[AssertionResult], phase: str) -> Iterator[dict[str, Any]]:
+        for r in results:
+            lines = self._turn_lines[r.turn_index]
+            yield {
+                "line": lines[0],
+                "lines": list(lines),
+                "turn": r.turn_index,
+                "speaker": r.speaker,
+                "assertion": r.assertion_id,
+                "verdict": r.outcome,
+                "evidence": r.evidence,
+                "scores": dict(r.scores),
+                "severity": r.severity,
+                "actions": list(r.actions),
+                "trigger_turn": r.trigger_turn,
+                "phase": phase,
+            }
 
 
 @dataclass(frozen=True)
@@ -188,23 +253,47 @@ class Confusion:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
 
+def _turn_labels(lines: Sequence[Mapping[str, Any]], turn_lines: Sequence[int]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for n in turn_lines:
+        labels.update(lines[n].get("expect", {}))
+    return labels
+
+
+def turns_of(
+    lines: Sequence[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]
+) -> dict[int, list[int]]:
+    """First input line → all input lines, for every turn the rows name, and each line no row
+    covers as a turn of its own (so its labels still count)."""
+    turns: dict[int, list[int]] = {}
+    for row in rows:
+        turns.setdefault(int(row["line"]), [int(n) for n in row["lines"]])
+    covered = {n for ns in turns.values() for n in ns}
+    for n, line in enumerate(lines):
+        if n not in covered and line.get("expect"):
+            turns[n] = [n]
+    return dict(sorted(turns.items()))
+
+
 def score_expectations(
     lines: Sequence[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]
 ) -> dict[str, Confusion]:
-    """Compare verdicts with the ``expect`` labels: a (line, assertion) is expected to fail
-    iff its line says so; an expected failure with no verdict at all counts as missed."""
+    """Compare verdicts with the ``expect`` labels: a (turn, assertion) is expected to fail iff
+    one of the turn's lines says so; an expected failure with no verdict counts as missed."""
+    rows = list(rows)
+    turns = turns_of(lines, rows)
     counts: dict[str, list[int]] = {}
     seen: set[tuple[int, str]] = set()
     for row in rows:
-        line, assertion = int(row["line"]), str(row["assertion"])
-        seen.add((line, assertion))
-        expected = lines[line].get("expect", {}).get(assertion) == "fail"
+        first, assertion = int(row["line"]), str(row["assertion"])
+        seen.add((first, assertion))
+        expected = _turn_labels(lines, turns[first]).get(assertion) == "fail"
         got = row["verdict"] == "fail"
         c = counts.setdefault(assertion, [0, 0, 0, 0, 0])
         c[0 if expected and got else 1 if got else 2 if expected else 3] += 1
         c[4] += row["verdict"] == "undetermined"
-    for line, row_ in enumerate(lines):
-        for assertion, verdict in row_.get("expect", {}).items():
-            if verdict == "fail" and (line, assertion) not in seen:
+    for first, members in turns.items():
+        for assertion, verdict in _turn_labels(lines, members).items():
+            if verdict == "fail" and (first, assertion) not in seen:
                 counts.setdefault(assertion, [0, 0, 0, 0, 0])[2] += 1
     return {a: Confusion(*c) for a, c in sorted(counts.items())}

@@ -1,6 +1,6 @@
 """Which assertions a turn still being spoken can already fail, and on which of its text.
 
-A long agent turn is transcribed piece by piece; ``Conversation.preview`` judges the text so
+An agent turn is transcribed segment by segment; ``Conversation.preview`` judges the text so
 far so that a violation said early is alerted before the turn ends. A preview may only report
 what the whole turn will also fail, so it is limited in two ways.
 
@@ -12,9 +12,9 @@ a ``fail`` on a prefix of an agent turn implies a ``fail`` on the whole turn:
   something, which the rest of the turn may still say (``disclosure.ai_identifies``);
 * a ``temporal`` assertion with ``forbid`` or ``within_seconds``: the only failures an agent
   turn gives it are a forbidden action, or a turn that began after the deadline of an open
-  obligation (its start time is known from the first piece). An unmet ``require`` never fails
-  an agent turn; it fails when the window closes (a later customer turn, handoff or call end),
-  which a preview never sees;
+  obligation (its start time is known from the first segment). An unmet ``require`` fails only
+  the agent turn that uses up the window, once that turn has ended (after the handoff grace):
+  until then more words may meet it, so a preview never reports it;
 * not when ``when.authenticated: false`` and the pack trusts the agent's confirmation of
   identity (``state.authenticate_on_agent_confirmation``): the rest of the turn may say "I've
   verified your identity", which makes the assertion not applicable to the whole turn;
@@ -25,8 +25,8 @@ a ``fail`` on a prefix of an agent turn implies a ``fail`` on the whole turn:
 sentence end (``.``, ``?``, ``!``), because the words after it may be the first half of a
 sentence whose end changes its verdict: "I'll waive the fee" is a promise, "I'll waive the fee
 if your account is eligible" is excused by the pack's ``unless``; "four one one one …" may go
-on with more digits. ASR ends each transcribed piece with punctuation, so this rarely delays
-an alert by more than one piece. It relies on ``unless`` excuses not reaching across a
+on with more digits. ASR ends each transcribed segment with punctuation, so this rarely delays
+an alert by more than one segment. It relies on ``unless`` excuses not reaching across a
 sentence end, as every one in the default pack does (their gaps are ``[^.?!]``-bounded).
 
 One limit remains, by design: a classifier scores the whole text it is given, so a prefix that

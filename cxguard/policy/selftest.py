@@ -1,9 +1,10 @@
 """Policy tests: the labelled examples a pack carries, run through the live engine.
 
-A pack's ``tests:`` are small conversations whose agent lines say which assertions must fail
-(``expect``); everything else must not. :func:`run_policy_tests` evaluates each with a fresh
-conversation and counts, per assertion, fails caught (tp), false alarms (fp), misses (fn)
-and correct non-fails (tn) — the numbers ``cxguard policy test`` prints as precision/recall.
+A pack's ``tests:`` are small conversations whose lines say which assertions must fail
+(``expect``, on any line of the speaker turn it is about); everything else must not.
+:func:`run_policy_tests` evaluates each with a fresh conversation and counts, per assertion,
+fails caught (tp), false alarms (fp), misses (fn) and correct non-fails (tn) — the numbers
+``cxguard policy test`` prints as precision/recall.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from dataclasses import dataclass, field
 
 from cxguard.errors import PolicyError
 from cxguard.policy.engine import PolicyEngine
-from cxguard.policy.offline import Confusion, evaluate_transcript, score_expectations
+from cxguard.policy.offline import (
+    Confusion,
+    evaluate_transcript,
+    score_expectations,
+    turns_of,
+)
 from cxguard.policy.pack import PolicyPack
 
 
@@ -20,6 +26,7 @@ from cxguard.policy.pack import PolicyPack
 class Mismatch:
     case: str
     line: int
+    """The first line of the turn."""
     assertion: str
     expected: str
     got: str
@@ -54,33 +61,26 @@ def run_policy_tests(pack: PolicyPack, engine: PolicyEngine) -> PolicyTestReport
             for i, n in enumerate((c.tp, c.fp, c.fn, c.tn, c.undetermined)):
                 t[i] += n
         got = {(int(r["line"]), str(r["assertion"])): str(r["verdict"]) for r in rows}
-        for index, line in enumerate(lines):
-            expected = line.get("expect", {})
-            for (row_line, assertion), verdict in got.items():
-                if row_line != index:
-                    continue
+        for first, members in turns_of(lines, rows).items():
+            expected: dict[str, str] = {}
+            for n in members:
+                expected.update(lines[n].get("expect", {}))
+            text = " ".join(str(lines[n].get("text", "")) for n in members)
+            verdicts = {a: v for (line, a), v in got.items() if line == first}
+            for assertion in sorted(set(verdicts) | set(expected)):
                 want_fail = expected.get(assertion) == "fail"
-                if want_fail != (verdict == "fail"):
+                verdict = verdicts.get(assertion)
+                if verdict is None and not want_fail:
+                    continue
+                if verdict is None or want_fail != (verdict == "fail"):
                     report.mismatches.append(
                         Mismatch(
                             case.name,
-                            index,
+                            first,
                             assertion,
                             "fail" if want_fail else "not fail",
-                            verdict,
-                            str(line.get("text", "")),
-                        )
-                    )
-            for assertion, verdict in expected.items():
-                if verdict == "fail" and (index, assertion) not in got:
-                    report.mismatches.append(
-                        Mismatch(
-                            case.name,
-                            index,
-                            assertion,
-                            "fail",
-                            "no verdict",
-                            str(line.get("text", "")),
+                            verdict or "no verdict",
+                            text,
                         )
                     )
     report.confusion = {a: Confusion(*c) for a, c in sorted(totals.items())}

@@ -7,8 +7,8 @@ A pack is a list of *assertions*, each judging the turns of one speaker (the age
   text; the assertion passes when the matcher hits, or with ``negate: true`` when it does not.
 * ``temporal`` — a customer turn matching ``trigger`` opens an obligation that a later agent
   turn matching ``require`` (or a platform ``handoff`` event) must meet within
-  ``within_turns`` agent responses and/or ``within_seconds`` of stream time (both, if both
-  are given); ``forbid`` fails any agent turn that matches it.
+  ``within_turns`` agent turns and/or ``within_seconds`` of stream time (both, if both are
+  given); ``forbid`` fails any agent turn that matches it.
 
 Matchers nest (``temporal.trigger``, ``any.any``, ``state.intents[].match``), so the same
 small set of evaluators serves assertions, triggers and state updates. Cross-references
@@ -195,7 +195,8 @@ class TemporalAssertion(_Common):
     forbid: Matcher | None = None
     """Fails any judged agent turn that matches it (e.g. processing the closure itself)."""
     within_turns: int | None = Field(default=None, ge=1)
-    """Agent *responses* (runs of agent turns with no customer turn between them)."""
+    """Agent turns: speaker turns, each everything the agent says until the customer takes
+    the floor (a backchannel does not count as taking it)."""
     within_seconds: float | None = Field(default=None, gt=0)
     """Stream time from the end of the trigger turn to the start of the meeting agent turn."""
     handoff_satisfies: bool = True
@@ -244,6 +245,14 @@ class StateSpec(_Spec):
         return self
 
 
+class UndeterminedSpec(_Spec):
+    """How a turn that could not be judged is raised: one ``undetermined`` alert per turn,
+    listing its assertions (each is still recorded as its own verdict)."""
+
+    severity: Severity = "minor"
+    """Not a violation, but a gap in the evidence: above ``info``, below what breaks rules."""
+
+
 class ClassifierSpec(_Spec):
     thresholds: dict[Name, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
 
@@ -266,6 +275,7 @@ class PackSpec(_Spec):
     description: str = ""
     classifier: ClassifierSpec = ClassifierSpec()
     state: StateSpec = StateSpec()
+    undetermined: UndeterminedSpec = UndeterminedSpec()
     assertions: Annotated[tuple[Assertion, ...], AfterValidator(_non_empty)]
     tests: tuple[PolicyTestCase, ...] = ()
 

@@ -10,9 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cxguard.model import Speaker
+from cxguard.model import Outcome, Speaker
 from cxguard.pii import TimedText
 from cxguard.policy.spec import Range, When
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """The agent turn that used up an obligation's window without meeting it.
+
+    Its verdict (``outcome``: ``fail``, or ``undetermined`` when unreadable turns in the window
+    might have met it) stands unless a platform handoff is stamped by ``due_ms``, the turn's
+    end plus the handoff grace; it is released then, or at the next event or call end."""
+
+    turn: int
+    start_ms: float
+    end_ms: float
+    due_ms: float
+    outcome: Outcome
+    evidence: str
 
 
 @dataclass(frozen=True)
@@ -27,20 +43,19 @@ class Obligation:
     deadline_ms: float | None
     """Stream time by which it must be met (``within_seconds`` after the trigger turn ended)."""
     turns_allowed: int | None
-    """Agent *responses* allowed: consecutive agent turns with no customer turn between them
-    are one response (the VAD may cut one spoken reply at a pause)."""
+    """Agent (speaker) turns allowed to meet it."""
     turns_used: int = 0
-    in_response: bool = False
-    """The agent's latest counted response may still go on (no customer turn since)."""
     unknown_turns: int = 0
     """Agent turns in the window whose text was unavailable (they might have met it)."""
     evidence: str = ""
     scores: Mapping[str, float] = field(default_factory=dict)
+    exhausted: Exhausted | None = None
+    """Set once the window is used up: only a handoff within the grace can meet it now."""
 
     def describe(self) -> str:
         limits = []
         if self.turns_allowed is not None:
-            limits.append(f"{self.turns_used}/{self.turns_allowed} agent responses used")
+            limits.append(f"{self.turns_used}/{self.turns_allowed} agent turns used")
         if self.deadline_ms is not None:
             limits.append(f"deadline {self.deadline_ms / 1000:.1f} s")
         return f"obligation from turn {self.trigger_turn} ({self.evidence}; {', '.join(limits)})"
@@ -57,7 +72,13 @@ class ConversationState:
     agent_turns: int = 0
     last_turn_index: int | None = None
     pending: tuple[Obligation, ...] = ()
+    """Open obligations, at most one per assertion (``when.pending`` reads these)."""
+    held: tuple[Obligation, ...] = ()
+    """Obligations whose window is used up, their verdict held for the handoff grace. They do
+    not stop the same trigger from opening a new obligation."""
     handoff_at_ms: float | None = None
+    """Stream time of the latest platform handoff: it meets an obligation whose trigger turn
+    began at or before it, even when that turn is judged after the event arrived."""
     finished: bool = False
     recent_digits: Mapping[Speaker, tuple[TimedText, ...]] = field(default_factory=dict)
     """pii: each speaker's recent digit-bearing texts (``pii.carry``), so the ``check``

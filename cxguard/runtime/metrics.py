@@ -23,7 +23,16 @@ ACTIVE_CALLS = Gauge(
     "cxguard_active_calls", "Calls being evaluated now.", ["source"], registry=REGISTRY
 )
 CALLS = Counter("cxguard_calls_total", "Calls started.", ["source"], registry=REGISTRY)
-TURNS = Counter("cxguard_turns_total", "Turns cut by the VAD.", ["speaker"], registry=REGISTRY)
+SEGMENTS = Counter(
+    "cxguard_segments_total", "Speech segments cut by the VAD.", ["speaker"], registry=REGISTRY
+)
+TURNS = Counter("cxguard_turns_total", "Speaker turns judged.", ["speaker"], registry=REGISTRY)
+BACKCHANNELS = Counter(
+    "cxguard_backchannels_total",
+    "Backchannels heard under the other speaker's turn (recorded, not judged).",
+    ["speaker"],
+    registry=REGISTRY,
+)
 VERDICTS = Counter("cxguard_verdicts_total", "Verdicts by outcome.", ["outcome"], registry=REGISTRY)
 ALERTS = Counter("cxguard_alerts_total", "Alerts raised.", ["kind"], registry=REGISTRY)
 ALERT_FAILURES = Counter(

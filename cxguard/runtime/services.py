@@ -114,20 +114,28 @@ class Services:
         """Policy evaluation may run ONNX models: keep it off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._policy_pool, fn, arg)
 
-    def notify(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+    def notify(
+        self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]
+    ) -> list[Exception]:
+        """Tell every listener; returns what they raised (a display bug must not stop
+        evaluation: the caller records it)."""
+        errors = []
         for listener in self.listeners:
             try:
                 listener(info, text, verdicts)
-            except Exception:  # a display bug must not stop evaluation
-                log.exception("listener failed")
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
-    def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> None:
+    def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> list[Exception]:
         """Mid-turn alerts, to listeners that want them (``early_listeners``)."""
+        errors = []
         for listener in self.early_listeners:
             try:
                 listener(info, None, verdicts)
-            except Exception:
-                log.exception("listener failed")
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
     def health(self) -> dict[str, Any]:
         return {"asr_queue_depth": self.asr.depth, "redis": self.alerts.redis_configured}

@@ -1,10 +1,19 @@
 """One call: protocol events in, verdicts out.
 
 Audio handling (μ-law decode, VAD) is cheap and runs inline on the event loop as frames
-arrive; everything slow (ASR, classifiers, the ledger) runs elsewhere. Turns may finish ASR
-out of order (agent turns jump the queue), but the policy engine must see them in stream
-order, so each call has one ordered pipeline: a queue of pending turns and events consumed by
-a single task that awaits each transcript in turn.
+arrive: every segment the VAD closes goes to ASR at once. Everything else happens in the
+call's one ordered pipeline, a task that takes items in stream order — segments (awaiting each
+transcript in turn: ASR may finish them out of order, agent segments jump its queue), ticks of
+the stream clock, control events — and hands them to the call's
+:class:`~cxguard.policy.calls.CallJudge` (pure: speaker turns and the policy engine, run off
+the loop); :class:`~cxguard.runtime.verdicts.VerdictPipeline` writes, alerts and hands off
+what it decides. So each segment is transcribed and previewed as soon as it ends, and a
+turn's verdicts of record come when the floor changes or its speaker has been silent long
+enough (``turns.end_silence_ms``).
+
+No exception ends a call's judging silently: one raised while processing an item is recorded
+(``pipeline.error``), counted, alerted, and the pipeline goes on with the next item; a segment
+whose transcript could not be had is judged as unreadable; ``call_ended`` is always recorded.
 """
 
 from __future__ import annotations
@@ -12,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from cxguard.audio.codec import ulaw_decode
 from cxguard.audio.vad import VadOptions, VadSegmenter
-from cxguard.errors import AsrError, CxguardError
+from cxguard.errors import AsrError
 from cxguard.model import (
+    SPEAKERS,
     AudioChunk,
     CallEnded,
     CallInfo,
@@ -32,19 +44,27 @@ from cxguard.model import (
     Segment,
     Speaker,
     Transcript,
-    TurnText,
 )
+from cxguard.policy.calls import CallJudge, JudgeOutput
+from cxguard.policy.turns import HeardSegment
 from cxguard.runtime import metrics
 from cxguard.runtime.services import Services
-from cxguard.runtime.verdicts import CallSummary, VerdictPipeline
+from cxguard.runtime.verdicts import CallSummary, SegmentTiming, VerdictPipeline
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+
+TICK_MS = 100.0
+"""How often (stream time) the pipeline is told the stream moved on: the resolution of turn
+ends by silence and of handoff graces."""
+TRACK_LAG_MS = 1000.0
+"""A track further behind than this (or silent) does not hold the stream clock back."""
 
 
 @dataclass
-class _PendingTurn:
+class _PendingSegment:
     index: int
-    turn: Segment
+    segment: Segment
     transcript: asyncio.Future[Transcript] | None
     error: str | None
     closed_mono: float
@@ -52,25 +72,17 @@ class _PendingTurn:
 
 
 @dataclass
-class _PendingPiece:
-    """A piece of a turn still being spoken (the VAD cut it at the maximum length)."""
-
-    provisional_index: int
-    turn: Segment
-    transcript: asyncio.Future[Transcript] | None
-    error: str | None
-    closed_mono: float
-    speech_end_mono: float
+class _Tick:
+    at_ms: float
+    speaking: dict[Speaker, float | None]
 
 
 @dataclass
-class _OpenTurn:
-    """What the pieces of a speaker's current turn told us so far."""
+class _AudioFault:
+    """Audio that could not be taken in (the rest of the call goes on)."""
 
-    start_ms: float
-    texts: list[str] = field(default_factory=list)
-    error: str | None = None
-    alerted: set[str] = field(default_factory=set)
+    error: Exception
+    at_ms: float
 
 
 @dataclass
@@ -79,27 +91,29 @@ class _Finish:
     reason: str
 
 
-_Item = _PendingTurn | _PendingPiece | ControlEvent | Gap | Dtmf | _Finish
+_Item = _PendingSegment | _Tick | ControlEvent | Gap | Dtmf | _AudioFault | _Finish
 
 
 class CallSession:
     def __init__(self, services: Services, started: CallStarted) -> None:
         self.info: CallInfo = started.info
         self._services = services
-        self._sample_rate = started.sample_rate
-        self._encoding = started.encoding
-        self._segmenters = {
-            s: VadSegmenter(s, started.sample_rate, self._vad_options(s))
-            for s in ("agent", "customer")
+        settings = services.settings
+        self._segmenters: dict[Speaker, VadSegmenter] = {
+            s: VadSegmenter(s, started.sample_rate, self._vad_options(s)) for s in SPEAKERS
         }
-        self._next_index = 0
-        self._position_ms = 0.0
+        self._next_segment = 0
+        self._track_ms: dict[Speaker, float] = {}
+        self._last_tick_ms = 0.0
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
-        self._open: dict[Speaker, _OpenTurn] = {}
+        self._judge = CallJudge(
+            services.engine, dict(self.info.parameters), settings.turns.options()
+        )
+        self._timing: dict[int, SegmentTiming] = {}
         self._verdicts = VerdictPipeline(services, self.info)
         self.summary = CallSummary(self.info.call_id, self.info.tenant)
-        self._consumer = asyncio.get_running_loop().create_task(self._consume())
         self._ended = False
+        self._consumer = asyncio.get_running_loop().create_task(self._consume())
         metrics.CALLS.labels(source=self.info.source).inc()
         metrics.ACTIVE_CALLS.labels(source=self.info.source).inc()
         services.evidence.submit_event(self.info, "call_started", 0.0, dict(self.info.parameters))
@@ -121,18 +135,23 @@ class CallSession:
     def handle(self, event: ProtocolEvent) -> None:
         if self._ended:
             return
-        if isinstance(event, AudioChunk):
-            self._audio(event)
-        elif isinstance(event, ControlEvent | Dtmf):
-            self._items.put_nowait(event)
-        elif isinstance(event, Gap):
-            for seg in self._segmenters.values():
-                self._turns(seg.gap(event.start_ms, event.end_ms), event.end_ms)
-            self._items.put_nowait(event)
-        elif isinstance(event, CallEnded):
-            self.end(event.reason, event.at_ms)
-        elif isinstance(event, Mark | CallStarted):
-            pass  # a mark's meaning (if any) arrives as its own ControlEvent
+        try:
+            if isinstance(event, AudioChunk):
+                self._audio(event)
+            elif isinstance(event, ControlEvent | Dtmf):
+                self._items.put_nowait(event)
+            elif isinstance(event, Gap):
+                for speaker, seg in self._segmenters.items():
+                    self._segments(seg.gap(event.start_ms, event.end_ms), event.end_ms)
+                    self._track_ms[speaker] = max(self._track_ms.get(speaker, 0.0), event.end_ms)
+                self._items.put_nowait(event)
+                self._tick(force=True)
+            elif isinstance(event, CallEnded):
+                self.end(event.reason, event.at_ms)
+            elif isinstance(event, Mark | CallStarted):
+                pass  # a mark's meaning (if any) arrives as its own ControlEvent
+        except Exception as exc:  # bad audio must not end the call's judging
+            self._items.put_nowait(_AudioFault(exc, self._heard_ms))
 
     def _audio(self, chunk: AudioChunk) -> None:
         if chunk.encoding == "PCMU":
@@ -140,39 +159,58 @@ class CallSession:
         else:
             pcm = np.frombuffer(chunk.payload, dtype="<i2").astype(np.int16)
         end_ms = chunk.start_ms + 1000.0 * len(pcm) / chunk.sample_rate
-        self._position_ms = max(self._position_ms, end_ms)
-        self._turns(self._segmenters[chunk.speaker].feed(pcm, chunk.start_ms), end_ms)
+        self._track_ms[chunk.speaker] = max(self._track_ms.get(chunk.speaker, 0.0), end_ms)
+        self._segments(self._segmenters[chunk.speaker].feed(pcm, chunk.start_ms), end_ms)
+        self._tick()
 
-    def _turns(self, turns: list[Segment], position_ms: float) -> None:
+    @property
+    def _heard_ms(self) -> float:
+        return max(self._track_ms.values(), default=0.0)
+
+    @property
+    def _clock_ms(self) -> float:
+        """Stream time up to which both tracks are known (the speaker turns' clock)."""
+        ahead = self._heard_ms
+        if len(self._track_ms) < 2:
+            return ahead
+        behind = min(self._track_ms.values())
+        return behind if ahead - behind <= TRACK_LAG_MS else ahead
+
+    def _tick(self, force: bool = False) -> None:
+        at = self._clock_ms
+        if force or at - self._last_tick_ms >= TICK_MS:
+            self._last_tick_ms = at
+            speaking = {s: seg.speech_start_ms for s, seg in self._segmenters.items()}
+            self._items.put_nowait(_Tick(at, speaking))
+
+    def _segments(self, segments: list[Segment], position_ms: float) -> None:
         now = time.monotonic()
-        for turn in turns:
-            # Map the stream timeline to the wall clock through the chunk that closed the turn:
-            # at real-time pace this is when the speaker actually stopped.
-            speech_end = now - max(0.0, position_ms - turn.end_ms) / 1000.0
+        for seg in segments:
+            # Map the stream timeline to the wall clock through the chunk that closed the
+            # segment: at real-time pace this is when the speaker actually stopped.
+            speech_end = now - max(0.0, position_ms - seg.end_ms) / 1000.0
             future: asyncio.Future[Transcript] | None = None
             error = None
             try:
-                future = self._services.asr.submit(turn)
+                future = self._services.asr.submit(seg)
             except AsrError as exc:
                 error = str(exc)
-            if turn.partial:
-                # Indices are given when a turn closes, so this is the one it will most likely get.
-                piece = _PendingPiece(self._next_index, turn, future, error, now, speech_end)
-                self._items.put_nowait(piece)
-                continue
-            index = self._next_index
-            self._next_index += 1
-            metrics.TURNS.labels(speaker=turn.speaker).inc()
-            self._items.put_nowait(_PendingTurn(index, turn, future, error, now, speech_end))
+            metrics.SEGMENTS.labels(speaker=seg.speaker).inc()
+            item = _PendingSegment(self._next_segment, seg, future, error, now, speech_end)
+            self._next_segment += 1
+            self._items.put_nowait(item)
 
     def end(self, reason: str = "stop", at_ms: float | None = None) -> None:
-        """No more audio: close open turns and let the pipeline finish the call."""
+        """No more audio: close open segments and let the pipeline finish the call."""
         if self._ended:
             return
         for seg in self._segmenters.values():
-            self._turns(seg.flush(), self._position_ms)
+            try:
+                self._segments(seg.flush(), self._heard_ms)
+            except Exception as exc:
+                self._items.put_nowait(_AudioFault(exc, self._heard_ms))
         self._ended = True
-        self._items.put_nowait(_Finish(at_ms if at_ms is not None else self._position_ms, reason))
+        self._items.put_nowait(_Finish(at_ms if at_ms is not None else self._heard_ms, reason))
 
     async def wait_closed(self) -> CallSummary:
         if not self._ended:
@@ -183,75 +221,62 @@ class CallSession:
     # ------------------------------------------------------------------ the ordered pipeline
 
     async def _consume(self) -> None:
+        finish = _Finish(0.0, "pipeline stopped")
         try:
             while True:
                 item = await self._items.get()
                 try:
                     if isinstance(item, _Finish):
-                        await self._verdicts.finish(item.at_ms, item.reason, self.summary)
+                        finish = item
+                        await self._judged(self._judge.finish, item.at_ms)
                         return
-                    if isinstance(item, _PendingTurn):
-                        await self._turn(item)
-                    elif isinstance(item, _PendingPiece):
-                        await self._piece(item)
-                    else:
-                        await self._verdicts.event(item, self.summary)
-                except CxguardError:
-                    # One item failed (a ledger outage, say): say so loudly, keep evaluating.
-                    metrics.PIPELINE_ERRORS.inc()
-                    log.exception(
-                        "call %s: could not process %s", self.info.call_id, type(item).__name__
-                    )
+                    await self._process(item)
+                except Exception as exc:
+                    # One item failed: record and alert it, go on with the call.
+                    where = type(item).__name__.strip("_")
+                    await self._verdicts.failure(where, exc, self._heard_ms, self.summary)
         finally:
+            await self._verdicts.ended(finish.at_ms, finish.reason)
             metrics.ACTIVE_CALLS.labels(source=self.info.source).dec()
 
-    @staticmethod
-    async def _text_of(
-        future: asyncio.Future[Transcript] | None, error: str | None
-    ) -> tuple[Transcript | None, str | None]:
-        if future is None:
-            return None, error
-        try:
-            return await future, None
-        except AsrError as exc:
-            return None, str(exc)
+    async def _process(self, item: _Item) -> None:
+        if isinstance(item, _PendingSegment):
+            heard = await self._heard(item)
+            await self._judged(self._judge.segment, heard)
+        elif isinstance(item, _Tick):
+            await self._judged(lambda t: self._judge.tick(t.at_ms, t.speaking), item)
+        elif isinstance(item, ControlEvent):
+            await self._verdicts.event(item, self.summary)
+            await self._judged(self._judge.event, item)
+        elif isinstance(item, Gap | Dtmf):
+            await self._verdicts.event(item, self.summary)
+        elif isinstance(item, _AudioFault):
+            await self._verdicts.failure("audio", item.error, item.at_ms, self.summary)
 
-    async def _piece(self, item: _PendingPiece) -> None:
-        transcript, error = await self._text_of(item.transcript, item.error)
-        turn = item.turn
-        open_turn = self._open.setdefault(turn.speaker, _OpenTurn(turn.start_ms))
-        if transcript is None:
-            open_turn.error = open_turn.error or f"part of the turn: {error}"
-            return
-        open_turn.texts.append(transcript.text)
-        so_far = TurnText(
-            item.provisional_index,
-            turn.speaker,
-            " ".join(open_turn.texts),
-            open_turn.start_ms,
-            turn.end_ms,
-        )
-        open_turn.alerted |= await self._verdicts.preview(
-            so_far, transcript, item.closed_mono, item.speech_end_mono, open_turn.alerted
-        )
+    async def _judged(self, step: Callable[[A], list[JudgeOutput]], arg: A) -> None:
+        """One step of the judge, off the event loop; deliver what it decided."""
+        started = time.monotonic()
+        outputs = await self._services.run_policy(step, arg)
+        if outputs:
+            policy_ms = 1000 * (time.monotonic() - started)
+            await self._verdicts.deliver(outputs, self._timing, policy_ms, self.summary)
 
-    async def _turn(self, item: _PendingTurn) -> None:
-        transcript, reason = await self._text_of(item.transcript, item.error)
-        turn = item.turn
-        words = transcript.text if transcript else ""
-        start = turn.start_ms
-        alerted: set[str] = set()
-        open_turn = self._open.pop(turn.speaker, None)
-        if open_turn is not None:
-            # The evaluated turn is the whole utterance: every piece's words, in order.
-            words = " ".join([*open_turn.texts, words]).strip()
-            start = open_turn.start_ms
-            reason = reason or open_turn.error
-            alerted = open_turn.alerted
-        text = TurnText(
-            item.index, turn.speaker, words, start, turn.end_ms, undetermined_reason=reason
-        )
-        self.summary.turns += 1
-        await self._verdicts.turn(
-            text, transcript, item.closed_mono, item.speech_end_mono, self.summary, alerted
+    async def _heard(self, item: _PendingSegment) -> HeardSegment:
+        seg = item.segment
+        text, reason = "", item.error
+        timing = SegmentTiming(item.closed_mono, item.speech_end_mono)
+        if item.transcript is not None:
+            try:
+                transcript = await item.transcript
+                text, timing.asr_ms = transcript.text, transcript.asr_ms
+                timing.model_id = transcript.model_id
+            except AsrError as exc:
+                reason = str(exc)
+            except Exception as exc:  # not the ASR room's error: a bug, said loudly
+                reason = f"transcription failed ({type(exc).__name__})"
+                await self._verdicts.failure("asr", exc, seg.end_ms, self.summary)
+        timing.ready_mono = time.monotonic()
+        self._timing[item.index] = timing
+        return HeardSegment(
+            item.index, seg.speaker, seg.start_ms, seg.end_ms, text, reason, partial=seg.partial
         )

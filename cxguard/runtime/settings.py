@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from cxguard.errors import ConfigError
+from cxguard.policy.turns import TurnOptions
 
 PATH: Final = MappingProxyType({"path": "file"})
 SQLITE_URL: Final = MappingProxyType({"path": "sqlite_url"})
@@ -49,14 +50,42 @@ class AsrSettings:
 
 @dataclass(frozen=True)
 class VadSettings:
+    """Endpointing of each speaker's track into *segments* (not turns: see TurnSettings).
+    The ``*_turn_ms`` names are kept from when segments were judged as turns."""
+
     aggressiveness: int = 2
     hangover_ms: int = 400
+    """Silence that closes a segment."""
     min_turn_ms: int = 250
+    """Shortest segment kept (shorter voiced blips are dropped)."""
     max_turn_ms: int = 15_000
+    """Longest segment: longer speech is cut into pieces at this length."""
     agent_max_turn_ms: int | None = None
-    """Cut agent turns into pieces of this length so long monologues are previewed mid-turn
-    (e.g. 4000). Off by default: a piece cut mid-phrase transcribes worse, and a short tail
-    piece that ASR rejects makes the whole turn ``undetermined`` (measured on the demo call)."""
+    """Cut agent speech into segments of this length so a monologue without pauses is
+    transcribed and previewed while it goes on (e.g. 4000). Off by default: a segment cut
+    mid-phrase transcribes worse (measured on the demo call)."""
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How segments make speaker turns (``policy.turns``, docs/TURNS.md)."""
+
+    end_silence_ms: float = 1500.0
+    """A speaker silent this long has ended the turn even if the other says nothing."""
+    max_turn_ms: float = 60_000.0
+    backchannel_max_ms: float = 1500.0
+    """Longest "mm-hm"/"okay" of the listener that does not take the floor."""
+    handoff_grace_ms: float = 2000.0
+    """Stream time after the agent turn that used up a temporal obligation during which a
+    platform handoff event still meets it (its fail waits this long)."""
+
+    def __post_init__(self) -> None:
+        self.options()  # values that make no sense fail when the settings load
+
+    def options(self) -> TurnOptions:
+        return TurnOptions(
+            self.end_silence_ms, self.max_turn_ms, self.backchannel_max_ms, self.handoff_grace_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,7 @@ class Settings:
     default_tenant: str = "default"
     asr: AsrSettings = field(default_factory=AsrSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    turns: TurnSettings = field(default_factory=TurnSettings)
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024

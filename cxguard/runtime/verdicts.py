@@ -1,22 +1,33 @@
-"""From a transcribed turn to durable verdicts, alerts and handoffs, for one call."""
+"""From what a call's judge decided to durable verdicts, alerts and handoffs, for one call.
+
+:meth:`VerdictPipeline.deliver` takes the :mod:`~cxguard.policy.calls` outputs in order:
+early (mid-turn) prohibition alerts, a speaker turn's verdicts of record, verdicts decided
+later (a handoff grace or deadline ran out, an event, the end of the call), backchannels (an
+evidence event), and failures of evaluation. A turn's verdicts are written before anyone is
+alerted; ``fail`` verdicts are alerted one by one, ``undetermined`` ones once per turn (one
+alert listing every assertion, at the pack's ``undetermined.severity``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from cxguard import pii
-from cxguard.errors import EvidenceError
-from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, Transcript, TurnText, Verdict
+from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, TurnText, Verdict
+from cxguard.policy.calls import Backchannel, Decided, Early, Failed, Judged, JudgeOutput
 from cxguard.policy.engine import AssertionResult
 from cxguard.runtime import metrics
 from cxguard.runtime.services import Services
 
 log = logging.getLogger(__name__)
+
+ERROR_CHARS = 300
+"""Longest error summary recorded or alerted (a redacted first line, never a traceback)."""
 
 
 @dataclass
@@ -26,104 +37,179 @@ class CallSummary:
     turns: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    errors: int = 0
+
+
+@dataclass
+class SegmentTiming:
+    """When a segment closed, when its speech ended and when its transcript was ready
+    (monotonic clock), for the latency stages of the verdicts it leads to."""
+
+    closed_mono: float
+    speech_end_mono: float
+    ready_mono: float = 0.0
+    asr_ms: float = 0.0
+    model_id: str = ""
+
+
+def error_summary(error: BaseException | str) -> str:
+    """One redacted line: what went wrong, never a traceback nor a card number."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    line = " ".join(pii.redact(text).split())
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
 
 
 class VerdictPipeline:
     def __init__(self, services: Services, info: CallInfo) -> None:
         self._services = services
         self._info = info
-        self._conversation = services.engine.start(dict(info.parameters))
-        # Results may be about an earlier turn (an obligation it raised): keep them anchored.
+        # Verdicts may be about an earlier turn (an obligation it used up): keep them anchored.
         self._turns: dict[int, TurnText] = {}
-        self._last: TurnText | None = None
-        # pii: masks each turn as produced (numbers read across turns too) and every other
-        # text of the call against it. Engine gets clear text; everything else the masked one.
-        self._pii = pii.RedactionWindow()
+        self._undetermined_severity = services.engine.pack.spec.undetermined.severity
+        # pii: masks each turn as produced and every other text of the call against it.
+        self._pii = pii.RedactionWindow(services.engine.pii_options)
+
+    # ------------------------------------------------------------------ from the session
 
     async def event(self, event: ControlEvent | Gap | Dtmf, summary: CallSummary) -> None:
-        evidence = self._services.evidence
+        """Record a protocol event. Never raises (a failure is recorded and alerted)."""
+        data: dict[str, Any]
         if isinstance(event, ControlEvent):
-            await evidence.event(self._info, f"control.{event.name}", event.at_ms, dict(event.data))
-            results = await self._services.run_policy(self._conversation.observe, event)
-            if results:
-                verdicts = self._verdicts(results, {}, dict(self._services.model_ids))
-                await self._deliver(None, verdicts, summary)
+            kind, at, data = f"control.{event.name}", event.at_ms, dict(event.data)
         elif isinstance(event, Gap):
-            await evidence.event(
-                self._info, "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
-            )
+            kind, at, data = "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
         else:
             # Digits are never stored: a DTMF stream may be a card number being keyed in.
-            await evidence.event(self._info, "dtmf", event.at_ms, {"digit": "[REDACTED]"})
+            kind, at, data = "dtmf", event.at_ms, {"digit": "[REDACTED]"}
+        await self._record(kind, at, data, summary)
 
-    async def turn(
-        self,
-        text: TurnText,
-        transcript: Transcript | None,
-        closed_mono: float,
-        speech_end_mono: float,
-        summary: CallSummary,
-        alerted: set[str] | None = None,
+    async def _record(
+        self, kind: str, at_ms: float, data: Mapping[str, Any], summary: CallSummary
     ) -> None:
-        """``alerted``: assertions already alerted mid-turn (not alerted twice)."""
-        asr_done = time.monotonic()
-        clear, text = text, replace(text, text=self._pii.push(text))
-        self._turns[text.index] = text
-        self._last = text
-        results = await self._services.run_policy(self._conversation.evaluate, clear)
-        decided = time.monotonic()
-        latency = {
-            "asr_wait": 1000 * (asr_done - closed_mono),
-            "asr": transcript.asr_ms if transcript else 0.0,
-            "policy": 1000 * (decided - asr_done),
-            "end_to_verdict": 1000 * (decided - closed_mono),
-            "speech_end_to_verdict": 1000 * (decided - speech_end_mono),
-        }
-        model_ids = dict(self._services.model_ids)
-        if transcript:
-            model_ids["asr"] = transcript.model_id
-        verdicts = self._verdicts(results, latency, model_ids)
-        await self._deliver(text, verdicts, summary, alerted or set())
+        try:
+            await self._services.evidence.event(self._info, kind, at_ms, data)
+        except Exception as exc:
+            await self.failure(f"recording {kind}", exc, at_ms, summary)
 
-    async def preview(
+    async def _send(self, summary: CallSummary, at_ms: float, *sends: Awaitable[None]) -> None:
+        """Publish alerts and request handoffs; a sink that raises is recorded, the others
+        still go out."""
+        for result in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(result, Exception):
+                await self.failure("alerting", result, at_ms, summary)
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def deliver(
         self,
-        so_far: TurnText,
-        transcript: Transcript,
-        closed_mono: float,
-        speech_end_mono: float,
-        alerted: set[str],
-    ) -> set[str]:
-        """Mid-turn: alert prohibitions already broken by the words spoken so far. Nothing is
-        decided here (the whole turn's verdicts come when it ends); the early alert is
-        recorded as an event first, then published. Returns the assertions alerted now."""
-        results = await self._services.run_policy(self._conversation.preview, so_far)
-        fresh = [r for r in results if r.outcome == "fail" and r.assertion_id not in alerted]
-        if not fresh:
-            return set()
-        decided = time.monotonic()
-        latency = {
-            "asr_wait": 1000 * (decided - closed_mono),
-            "asr": transcript.asr_ms,
-            "end_to_verdict": 1000 * (decided - closed_mono),
-            "speech_end_to_verdict": 1000 * (decided - speech_end_mono),
-        }
-        shown = replace(so_far, text=self._pii.peek(so_far))
-        verdicts = self._verdicts(fresh, latency, dict(self._services.model_ids), anchor=shown)
-        for v in verdicts:
-            await self._services.evidence.event(
-                self._info,
-                "alert.early",
-                v.end_ms,
-                {
-                    "assertion": v.assertion_id,
-                    "evidence": v.evidence,
-                    "turn": v.turn_index,
-                    "start_ms": v.start_ms,
-                    "text": v.text,
-                },
+        outputs: Sequence[JudgeOutput],
+        timing: Mapping[int, SegmentTiming],
+        policy_ms: float,
+        summary: CallSummary,
+    ) -> None:
+        for o in outputs:
+            if isinstance(o, Early):
+                await self._early(o, timing.get(o.segment), summary)
+            elif isinstance(o, Judged):
+                await self._judged(o, timing, policy_ms, summary)
+            elif isinstance(o, Decided):
+                await self._decided(o, timing, policy_ms, summary)
+            elif isinstance(o, Backchannel):
+                await self._backchannel(o, summary)
+            else:
+                assert isinstance(o, Failed)
+                at = self._turns[o.turn_index].end_ms if o.turn_index in self._turns else 0.0
+                await self.failure(f"policy {o.stage}", o.error, at, summary, o.turn_index)
+
+    async def failure(
+        self,
+        where: str,
+        error: BaseException | str,
+        at_ms: float,
+        summary: CallSummary,
+        turn_index: int | None = None,
+    ) -> None:
+        """Something broke while processing the call: one log line, a ``pipeline.error``
+        event and an alert; the call's judging goes on. Never raises."""
+        text = error_summary(error)
+        summary.errors += 1
+        metrics.PIPELINE_ERRORS.inc()
+        log.error("call %s: %s failed: %s", self._info.call_id, where, text)
+        data: dict[str, Any] = {"stage": where, "error": text}
+        if turn_index is not None:
+            data["turn"] = turn_index
+        try:
+            await self._services.evidence.event(self._info, "pipeline.error", at_ms, data)
+        except Exception as exc:
+            log.error(
+                "call %s: pipeline.error not recorded: %s", self._info.call_id, error_summary(exc)
             )
+        anchor = self._turns.get(turn_index) if turn_index is not None else None
+        verdict = Verdict(
+            call_id=self._info.call_id,
+            tenant=self._info.tenant,
+            turn_index=turn_index if turn_index is not None else -1,
+            speaker=anchor.speaker if anchor else "agent",
+            start_ms=anchor.start_ms if anchor else at_ms,
+            end_ms=anchor.end_ms if anchor else at_ms,
+            text="",
+            assertion_id="pipeline.error",
+            outcome="undetermined",
+            evidence=text,
+            severity="major",
+            policy_hash=self._services.engine_pack_hash,
+            decided_at_wall=time.time(),
+        )
+        message = f"call {self._info.call_id}: {where} failed ({text}); judging goes on"
+        try:
+            await self._services.alerts.publish(Alert(verdict, "error", message))
+        except Exception as exc:
+            log.error(
+                "call %s: error alert not published: %s", self._info.call_id, error_summary(exc)
+            )
+
+    async def ended(self, at_ms: float, reason: str) -> None:
+        """``call_ended``, always, whatever happened before. Never raises."""
+        try:
+            await self._services.evidence.event(self._info, "call_ended", at_ms, {"reason": reason})
+        except Exception as exc:
+            log.error(
+                "call %s: call_ended not recorded: %s", self._info.call_id, error_summary(exc)
+            )
+
+    # ------------------------------------------------------------------ the judge's outputs
+
+    async def _early(
+        self, early: Early, timing: SegmentTiming | None, summary: CallSummary
+    ) -> None:
+        """Mid-turn: alert prohibitions already broken by the words spoken so far. Nothing
+        is decided here (the whole turn's verdicts come when it ends); the early alert is
+        recorded as an event first, then published."""
+        decided = time.monotonic()
+        latency: dict[str, float] = {}
+        if timing is not None:
+            latency = {
+                "asr_wait": 1000 * (timing.ready_mono - timing.closed_mono),
+                "asr": timing.asr_ms,
+                "end_to_verdict": 1000 * (decided - timing.closed_mono),
+                "speech_end_to_verdict": 1000 * (decided - timing.speech_end_mono),
+            }
+        shown = replace(early.turn, text=self._pii.peek(early.turn))
+        verdicts = self._verdicts(early.results, latency, anchor=shown)
+        for v in verdicts:
+            data = {
+                "assertion": v.assertion_id,
+                "evidence": v.evidence,
+                "turn": v.turn_index,
+                "segment": early.segment,
+                "start_ms": v.start_ms,
+                "text": v.text,
+            }
+            await self._record("alert.early", v.end_ms, data, summary)
         metrics.EARLY_ALERTS.inc(len(verdicts))
-        await asyncio.gather(
+        await self._send(
+            summary,
+            early.turn.end_ms,
             *(self._services.alerts.publish(_alert(v, early=True)) for v in verdicts),
             *(
                 self._services.handoff.request(self._info, v)
@@ -131,40 +217,80 @@ class VerdictPipeline:
                 if "handoff" in v.actions
             ),
         )
-        self._services.notify_early(self._info, verdicts)
-        return {v.assertion_id for v in verdicts}
+        for error in self._services.notify_early(self._info, verdicts):
+            await self.failure("listener", error, early.turn.end_ms, summary, early.turn.index)
 
-    async def finish(self, at_ms: float, reason: str, summary: CallSummary) -> None:
-        results = await self._services.run_policy(self._conversation.finish, at_ms)
-        if results:
-            verdicts = self._verdicts(results, {}, dict(self._services.model_ids))
-            await self._deliver(None, verdicts, summary)
-        await self._services.evidence.event(self._info, "call_ended", at_ms, {"reason": reason})
+    async def _judged(
+        self,
+        judged: Judged,
+        timing: Mapping[int, SegmentTiming],
+        policy_ms: float,
+        summary: CallSummary,
+    ) -> None:
+        # pii: the engine judged the clear text; everything stored or sent gets the masked one
+        # (numbers read across segments and turns included).
+        turn = replace(judged.turn, text=self._pii.push(judged.turn))
+        self._turns[turn.index] = turn
+        summary.turns += 1
+        metrics.TURNS.labels(speaker=turn.speaker).inc()
+        last = timing.get(turn.segments[-1].index) if turn.segments else None
+        latency = _latency(last, policy_ms, time.monotonic())
+        verdicts = self._verdicts(judged.results, latency, last)
+        await self._deliver(turn, verdicts, summary, set(judged.alerted_early))
+
+    async def _decided(
+        self,
+        decided: Decided,
+        timing: Mapping[int, SegmentTiming],
+        policy_ms: float,
+        summary: CallSummary,
+    ) -> None:
+        now = time.monotonic()
+        verdicts = []
+        for r in decided.results:
+            anchor = self._turns.get(r.turn_index)
+            last = None
+            if anchor is not None and anchor.segments:
+                last = timing.get(anchor.segments[-1].index)
+            verdicts += self._verdicts([r], _latency(last, policy_ms, now), last)
+        await self._deliver(None, verdicts, summary)
+
+    async def _backchannel(self, heard: Backchannel, summary: CallSummary) -> None:
+        seg = heard.segment
+        metrics.BACKCHANNELS.labels(speaker=seg.speaker).inc()
+        data = {
+            "speaker": seg.speaker,
+            "text": self._pii.redact(seg.text),
+            "segment": seg.index,
+            "start_ms": seg.start_ms,
+            "end_ms": seg.end_ms,
+            "turn": heard.turn_index,
+        }
+        await self._record("turn.backchannel", seg.start_ms, data, summary)
 
     def _verdicts(
         self,
         results: Sequence[AssertionResult],
         latency: Mapping[str, float],
-        model_ids: Mapping[str, str],
+        timing: SegmentTiming | None = None,
         anchor: TurnText | None = None,
     ) -> list[Verdict]:
         now = time.time()
+        model_ids = dict(self._services.model_ids)
+        if timing is not None and timing.model_id:
+            model_ids["asr"] = timing.model_id
         verdicts = []
-        fixed = anchor
         for r in results:
-            anchor = fixed or self._turns.get(r.turn_index) or self._last
-            start, end, text = (
-                (anchor.start_ms, anchor.end_ms, anchor.text) if anchor else (0.0, 0.0, "")
-            )
+            turn = anchor or self._turns.get(r.turn_index)
             verdicts.append(
                 Verdict(
                     call_id=self._info.call_id,
                     tenant=self._info.tenant,
                     turn_index=r.turn_index,
                     speaker=r.speaker,
-                    start_ms=start,
-                    end_ms=end,
-                    text=self._pii.redact(text),
+                    start_ms=turn.start_ms if turn else 0.0,
+                    end_ms=turn.end_ms if turn else 0.0,
+                    text=self._pii.redact(turn.text) if turn else "",
                     assertion_id=r.assertion_id,
                     outcome=r.outcome,
                     evidence=self._pii.redact(r.evidence),
@@ -175,6 +301,8 @@ class VerdictPipeline:
                     model_ids=model_ids,
                     latency_ms=dict(latency),
                     decided_at_wall=now,
+                    trigger_turn=r.trigger_turn,
+                    segments=turn.segments if turn else (),
                 )
             )
         return verdicts
@@ -188,25 +316,25 @@ class VerdictPipeline:
     ) -> None:
         services = self._services
         # Durable first: a verdict is in the ledger before anyone is told about it. If the
-        # ledger is down, supervisors are still told (a violation must not go unheard), and
+        # ledger fails, supervisors are still told (a violation must not go unheard), and
         # the alert says the evidence is missing.
+        skip = alerted or set()
         try:
             await services.evidence.write(self._info, text, verdicts)
-        except EvidenceError as exc:
-            metrics.PIPELINE_ERRORS.inc()
-            log.error("call %s: verdicts NOT stored: %s", self._info.call_id, exc)
+        except Exception as exc:
+            why = error_summary(exc)
             verdicts = [
-                replace(v, evidence=f"{v.evidence} [evidence not stored: {exc}]") for v in verdicts
+                replace(v, evidence=f"{v.evidence} [evidence not stored: {why}]") for v in verdicts
             ]
+            skip = set()  # a failure alerted mid-turn is alerted again: its record is missing
+            at = text.end_ms if text is not None else verdicts[0].end_ms if verdicts else 0.0
+            await self.failure("evidence write", exc, at, summary, text.index if text else None)
         published = time.monotonic()
-        skip = alerted or set()
-        alerts = [
-            _alert(v)
-            for v in verdicts
-            if v.outcome in ("fail", "undetermined") and v.assertion_id not in skip
-        ]
+        alerts = _alerts(verdicts, skip, self._undetermined_severity)
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
-        await asyncio.gather(
+        await self._send(
+            summary,
+            text.end_ms if text is not None else 0.0,
             *(services.alerts.publish(a) for a in alerts),
             *(services.handoff.request(self._info, v) for v in handoffs[:1]),
         )
@@ -221,16 +349,47 @@ class VerdictPipeline:
         if verdicts:
             metrics.STAGE_LATENCY.labels(stage="publish").observe(publish_ms / 1000)
         final = [replace(v, latency_ms={**v.latency_ms, "publish": publish_ms}) for v in verdicts]
-        services.notify(self._info, text, final)
+        for error in services.notify(self._info, text, final):
+            at = text.end_ms if text is not None else 0.0
+            await self.failure("listener", error, at, summary, text.index if text else None)
+
+
+def _latency(last: SegmentTiming | None, policy_ms: float, decided: float) -> dict[str, float]:
+    """Per stage, for a turn whose last segment is ``last``: ``floor_wait`` is the wait from
+    its transcript to the turn's end (the floor changing, or enough silence)."""
+    if last is None:
+        return {"policy": policy_ms}
+    return {
+        "asr_wait": 1000 * (last.ready_mono - last.closed_mono),
+        "asr": last.asr_ms,
+        "floor_wait": max(0.0, 1000 * (decided - last.ready_mono) - policy_ms),
+        "policy": policy_ms,
+        "end_to_verdict": 1000 * (decided - last.closed_mono),
+        "speech_end_to_verdict": 1000 * (decided - last.speech_end_mono),
+    }
+
+
+def _alerts(verdicts: Sequence[Verdict], skip: set[str], severity: str) -> list[Alert]:
+    """One alert per failure not alerted mid-turn; one per turn for all its undetermined."""
+    alerts = [_alert(v) for v in verdicts if v.outcome == "fail" and v.assertion_id not in skip]
+    unsure: dict[int, list[Verdict]] = {}
+    for v in verdicts:
+        if v.outcome == "undetermined":
+            unsure.setdefault(v.turn_index, []).append(v)
+    for turn, vs in unsure.items():
+        ids = tuple(v.assertion_id for v in vs)
+        reasons = list(dict.fromkeys(v.evidence for v in vs))
+        message = (
+            f"turn {turn} could not be evaluated for {len(ids)} assertion(s) "
+            f"({', '.join(ids)}): {'; '.join(reasons)}"
+        )
+        alerts.append(
+            Alert(replace(vs[0], severity=severity), "undetermined", message, assertions=ids)
+        )
+    return alerts
 
 
 def _alert(verdict: Verdict, early: bool = False) -> Alert:
-    if verdict.outcome == "undetermined":
-        message = (
-            f"{verdict.assertion_id}: could not be evaluated on turn "
-            f"{verdict.turn_index} ({verdict.evidence})"
-        )
-        return Alert(verdict, "undetermined", message)
     kind: Literal["violation", "handoff"] = (
         "handoff" if "handoff" in verdict.actions else "violation"
     )
