@@ -65,6 +65,13 @@ class AsrRejected(AsrError):
         self.attempts: tuple[str, ...] = ()
         """Every decode tried on the segment, ``name:reason`` for each one that failed."""
 
+    def record_attempts(self, attempts: tuple[str, ...]) -> None:
+        """Name every decode tried, in the message too (it becomes the turn's
+        ``undetermined_reason`` in the evidence)."""
+        self.attempts = attempts
+        if len(attempts) > 1:
+            self.args = (f"{self.args[0]}; decodes tried: {', '.join(attempts)}",)
+
 
 @dataclass(frozen=True)
 class Decoded:

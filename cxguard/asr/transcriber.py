@@ -164,9 +164,27 @@ class Transcriber:
         for i, r in enumerate(out):
             assert r is not None  # every segment was either gated or decoded
             if isinstance(r, AsrRejected):
-                r.attempts = tuple(tried[i])
+                r.record_attempts(tuple(tried[i]))
             done.append(r)
         return done
+
+    def transcribe_with(
+        self, decode: str, items: Sequence[bytes | np.ndarray], sample_rate: int = RATE
+    ) -> list[Result]:
+        """Several segments with one named strategy only (no fallbacks, no energy gate): for
+        benchmarks and tests that compare strategies."""
+        how = Decode.parse(decode)
+        if how.fallback_model and self._fallback is None:
+            raise ConfigError(f"decode {decode!r} needs a fallback model, and none is loaded")
+        todo = [
+            _Item(i, a, speech_bursts(a)) for i, a in enumerate(self._floats(items, sample_rate))
+        ]
+        return self._decode(todo, how)
+
+    def _floats(
+        self, items: Sequence[bytes | np.ndarray], sample_rate: int
+    ) -> list[npt.NDArray[np.float32]]:
+        return [self._to_float(raw, sample_rate) for raw in items]
 
     def warmup(self) -> None:
         """One decode of quiet noise per model, so the first real segment does not pay for

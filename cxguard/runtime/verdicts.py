@@ -78,6 +78,7 @@ class VerdictPipeline:
         model_ids = dict(self._services.model_ids)
         if transcript:
             model_ids["asr"] = transcript.model_id
+            model_ids["asr_decode"] = transcript.decode
         verdicts = self._verdicts(results, latency, model_ids)
         await self._deliver(text, verdicts, summary, alerted or set())
 
