@@ -51,7 +51,7 @@ class Utterance:
     voice: str = ""
 
 
-def _float16k(pcm: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.float32]:
+def float16k(pcm: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.float32]:
     audio = pcm.astype(np.float32) / 32768.0
     if rate != RATE:
         audio = soxr.resample(audio, rate, RATE).astype(np.float32)
@@ -61,7 +61,7 @@ def _float16k(pcm: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.float32]:
 def _wav(path: Path) -> npt.NDArray[np.float32]:
     with wave.open(str(path)) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        return _float16k(pcm, w.getframerate())
+        return float16k(pcm, w.getframerate())
 
 
 def _cut(audio: npt.NDArray[np.float32], start_s: float, end_s: float) -> npt.NDArray[np.float32]:
@@ -194,7 +194,7 @@ def synthetic(
             for pool in (espeak, flite):
                 if pool:
                     v = pool[(i + len(kind)) % len(pool)]
-                    utts.append(Utterance(kind, _float16k(speak(text, v), 8000), text, v.label))
+                    utts.append(Utterance(kind, float16k(speak(text, v), 8000), text, v.label))
     return utts
 
 
@@ -208,7 +208,7 @@ def nonspeech(seed: int = 3) -> Iterator[Utterance]:
         pcm = telephone(np.clip(x, -32768, 32767).astype(np.int16))
         if dbfs < -3:  # telephone() normalises the peak: restore the level asked for
             pcm = (pcm.astype(np.float64) * 10 ** ((dbfs + 3) / 20)).astype(np.int16)
-        return Utterance("noise", _float16k(pcm, rate), "", name)
+        return Utterance("noise", float16k(pcm, rate), "", name)
 
     for secs in (1.0, 2.5):
         n = int(secs * rate)

@@ -46,7 +46,7 @@ def tokens(text: str) -> list[str]:
     out: list[str] = []
     words = _whisper_normalizer()(text).split()
     for i, tok in enumerate(words):
-        if tok in _DIGIT_WORDS and _in_digit_run(words, i):
+        if tok in _DIGIT_WORDS and (len(words) == 1 or _in_digit_run(words, i)):
             out.append(_DIGIT_WORDS[tok])  # "4 one one": the normaliser leaves some words
         elif _NUMERIC.match(tok):
             out += [ch for ch in tok if ch.isdigit()]
