@@ -60,6 +60,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 16_000
 SHORT_S = 1.5
 STRATEGIES = ("turn-b1", "turn-b5", "full-b1", "full-b5", "full-t0.4", "fallback:full-b5")
+ORDER = (
+    "fast-only", "cascade", "naive", "cascade-tiny", "turn-b5", "full-b5", "full-b1",
+    "fallback:full-b5", "full-t0.4",
+)  # fmt: skip
+"""Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
 CASCADES: dict[str, tuple[str, ...]] = {
     "fast-only": (),
     "cascade": ("turn-b5", "full-b5", "fallback:full-b5"),
@@ -195,26 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         args.shared_audio = ROOT / "tests" / "data"
 
     utts = corpus(args.shared_audio, args.per_kind, args.short, args.digits)
-    wanted = set(args.only.split(",")) if args.only else None
-    results: dict[str, Any] = {}
-
-    def want(name: str) -> bool:
-        return wanted is None or name in wanted
-
-    if want("naive"):
-        results["naive"] = run_naive(args.model, args.threads, utts)
-        print("naive done", file=sys.stderr, flush=True)
-    if any(want(s) for s in STRATEGIES):
-        asr = Transcriber(AsrOptions(model=args.model, cpu_threads=args.threads, device="cpu"))
-        asr.warmup()
-        for name in STRATEGIES:
-            if want(name) and (not name.startswith("fallback:") or asr.fallback_model_id):
-                results[name] = run_strategy(asr, name, utts)
-                print(f"{name} done", file=sys.stderr, flush=True)
-    for name, fallbacks in CASCADES.items():
-        if want(name):
-            results[name] = run_cascade(fallbacks, utts, args.model, args.threads)
-            print(f"{name} done", file=sys.stderr, flush=True)
+    wanted = [n for n in args.only.split(",") if n] or list(ORDER)
     corpora: dict[str, dict[str, Any]] = {}
     for u in utts:
         c = corpora.setdefault(u.corpus, {"utterances": 0, "seconds": 0.0, "voices": set()})
@@ -222,13 +208,36 @@ def main(argv: list[str] | None = None) -> int:
         c["seconds"] = round(c["seconds"] + u.audio.size / RATE, 2)
         if u.voice:
             c["voices"].add(u.voice)
-    report = {
+    report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "ctranslate2": ctranslate2.__version__, "load": os.getloadavg()},
+                    "ctranslate2": ctranslate2.__version__, "load_at_start": os.getloadavg()},
         "model": args.model,
         "corpora": {k: {**v, "voices": sorted(v["voices"])} for k, v in corpora.items()},
-        "configs": results,
+        "configs": {},
     }  # fmt: skip
+    single: Transcriber | None = None
+    for name in wanted:
+        started = time.perf_counter()
+        if name == "naive":
+            result = run_naive(args.model, args.threads, utts)
+        elif name in CASCADES:
+            result = run_cascade(CASCADES[name], utts, args.model, args.threads)
+        elif name in STRATEGIES:
+            if single is None:
+                single = Transcriber(
+                    AsrOptions(model=args.model, cpu_threads=args.threads, device="cpu")
+                )
+                single.warmup()
+            if name.startswith("fallback:") and not single.fallback_model_id:
+                continue
+            result = run_strategy(single, name, utts)
+        else:
+            raise SystemExit(f"unknown configuration {name!r}")
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        report["configs"][name] = result
+        print(f"{name} done", file=sys.stderr, flush=True)
+        if args.out:  # after each configuration: a long run that is stopped keeps its results
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

@@ -96,15 +96,20 @@ def summarise(
     )
     wer = WerCounts()
     amount_turns = amount_wrong = 0
+    details = []
     for t in agent:
         ref = _script_for(t, manifest["pieces"])
         if not ref:
             continue
         counts = score(ref, t.text)
         wer.add(counts)
-        if any(token_class(tok) == "amount" for tok in tokens(ref)):
+        stated = any(token_class(tok) == "amount" for tok in tokens(ref))
+        if stated:
             amount_turns += 1
             amount_wrong += counts.edits["amount"] > 0
+        details.append({"turn": t.index, "script": ref, "heard": t.text,
+                        "undetermined": t.undetermined_reason, "edits": counts.edits,
+                        "amount_stated": stated})  # fmt: skip
     return {
         "call": f"{manifest['source']}-{manifest['call_id']}",
         "agent_turns": len(agent),
@@ -116,6 +121,7 @@ def summarise(
                       "amount": wer.rate("amount")},
         "amount_turns_wrong": f"{amount_wrong}/{amount_turns}",
         "asr_decodes_of_agent_verdicts": dict(decodes),
+        "turns": details,
         "_wer": wer,
         "_amounts": (amount_wrong, amount_turns),
     }  # fmt: skip
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--details", action="store_true", help="each agent turn: script vs heard")
     args = ap.parse_args(argv)
     dirs = call_dirs(args.calls)
     with tempfile.TemporaryDirectory(prefix="cxg-replay-") as tmp:

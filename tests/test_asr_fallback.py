@@ -177,3 +177,16 @@ def test_seeded_sampling_is_reproducible(
     ) == 2
     other = Transcriber(AsrOptions(device="cpu", fallback_model=None, sampling_seed=1))
     assert isinstance(other.transcribe_with("turn-t0.8", [pcm])[0], Transcript | AsrRejected)
+
+
+def test_segments_that_pass_leave_before_another_ones_fallbacks(
+    asr: Transcriber, demo_agent_turns: dict[str, bytes]
+) -> None:
+    card = _turn(demo_agent_turns, "card number")
+    fine = _turn(demo_agent_turns, "verified your identity")
+    order: list[tuple[int, str]] = []
+    results = asr.transcribe_batch(
+        [card, fine], on_done=lambda i, r: order.append((i, getattr(r, "decode", "")))
+    )
+    assert [i for i, _ in order] == [1, 0]  # the fast turn first, the looping one after
+    assert order[0][1] == "turn-b1" and order[1][1] == results[0].decode != "turn-b1"

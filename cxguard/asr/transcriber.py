@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,17 +132,34 @@ class Transcriber:
         return result
 
     def transcribe_batch(
-        self, items: Sequence[bytes | np.ndarray], sample_rate: int = RATE
+        self,
+        items: Sequence[bytes | np.ndarray],
+        sample_rate: int = RATE,
+        *,
+        on_done: Callable[[int, Result], None] | None = None,
     ) -> list[Result]:
         """Several segments, in order. A segment whose text fails a guard under every decode
         gets its :class:`~cxguard.asr.AsrRejected` in its place (not raised: the others are
-        fine); a model failure raises :class:`AsrError` for the whole batch."""
+        fine); a model failure raises :class:`AsrError` for the whole batch.
+
+        ``on_done(index, result)`` is called as soon as a segment's result is final — after
+        the first decode for most — so a caller need not wait for another segment's
+        fallbacks (it is called from this thread)."""
+        reported: set[int] = set()
+
+        def report(i: int, result: Result) -> None:
+            if on_done is not None and i not in reported:
+                reported.add(i)
+                on_done(i, result)
+
         out: list[Result | None] = [None] * len(items)
         pending: list[_Item] = []
         for i, raw in enumerate(items):
             audio = self._to_float(raw, sample_rate)
             if loudest_frame_dbfs(audio) < self.options.silence_dbfs:
-                out[i] = Transcript("", self.model_id, None, 1.0, 0.0, decode="energy-gate")
+                silent = Transcript("", self.model_id, None, 1.0, 0.0, decode="energy-gate")
+                out[i] = silent
+                report(i, silent)
             else:
                 pending.append(_Item(i, audio, speech_bursts(audio)))
         tried: dict[int, list[str]] = {it.index: [] for it in pending}
@@ -160,11 +177,14 @@ class Transcriber:
                 if isinstance(result, AsrRejected) and isinstance(previous, AsrRejected):
                     continue  # keep the first decode's rejection: it says what went wrong first
                 out[item.index] = result
+                if isinstance(result, Transcript):
+                    report(item.index, result)
         done: list[Result] = []
         for i, r in enumerate(out):
             assert r is not None  # every segment was either gated or decoded
             if isinstance(r, AsrRejected):
                 r.record_attempts(tuple(tried[i]))
+            report(i, r)
             done.append(r)
         return done
 

@@ -29,7 +29,9 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     index = []
     for i, text in enumerate(digit_readings(4, seed=23)):
-        digits = "".join(str(WORDS.index(w)) for w in text.replace(",", "").rstrip(".").split() if w in WORDS)
+        digits = "".join(
+            str(WORDS.index(w)) for w in text.replace(",", "").rstrip(".").split() if w in WORDS
+        )
         for voice in VOICES[i % 2]:
             name = f"reading{i}_{voice.engine}_{voice.name}_{voice.rate:g}.wav"
             write_wav_ulaw(OUT / name, speak(text, voice), RATE)
