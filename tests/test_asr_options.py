@@ -15,7 +15,7 @@ def test_defaults_are_the_measured_choice() -> None:
     assert (opts.model, opts.window, opts.beam_size, opts.language) == ("tiny.en", "turn", 1, "en")
     assert opts.effective_min_window_s == 10.0
     assert (opts.padding, opts.no_repeat_ngram_size) == ("zeros", 0)
-    assert opts.fallbacks == ("turn-b5", "full-b5", "fallback:full-b5")
+    assert opts.fallbacks == ("turn-b5", "full-b5")
     assert opts.fallback_model == "auto"
 
 

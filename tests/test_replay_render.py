@@ -40,7 +40,8 @@ def tone(text: str, voice: Voice) -> npt.NDArray[np.int16]:
 
 def test_speakable_drops_tags_and_reads_amounts() -> None:
     assert speakable("[noise] okay <unk> bye") == "okay bye"
-    assert speakable("You have $1,630.") == "You have one thousand, six hundred and thirty dollars."
+    assert speakable("You have $1,630.") == "You have one thousand six hundred and thirty dollars."
+    assert speakable("Send $980 bucks") == "Send nine hundred and eighty bucks"
     assert "seventy-seven cents" in speakable("It is $5,118.77 now")
     assert speakable("send 520 bucks") == "send five hundred and twenty bucks"
 

@@ -60,7 +60,9 @@ class Decode:
         return cls(window, 1, float(temp), bool(fallback))  # type: ignore[arg-type]
 
 
-DEFAULT_FALLBACKS = ("turn-b5", "full-b5", "fallback:full-b5")
-"""Measured in benchmarks/asr_bench.py (see docs/asr.md): beam search in the turn window ends
-most greedy loops and lifts most low-confidence short segments for ~0.2 s; the full window
-rescues what the short window garbles; the larger model comes last (~1 s on 2 cores)."""
+DEFAULT_FALLBACKS = ("turn-b5", "full-b5")
+"""Measured in benchmarks/asr_bench.py (docs/asr.md): beam search in the turn window ends most
+greedy loops and lifts most low-confidence short segments for ~0.2 s; the full window rescues
+most of the rest. ``fallback:full-b5`` (base) is not a default: on 2 CPU cores it rescued one
+more segment of 180 at +0.6 s per segment on average (21 s on one), and in replayed calls its
+cost queued other turns past ``asr.max_wait_ms``; add it where a GPU makes it cheap."""

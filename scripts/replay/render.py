@@ -104,18 +104,23 @@ def speakable(text: str) -> str:
     text = _TAG.sub(" ", text)
 
     def amount(m: re.Match[str]) -> str:
+        # Read as an agent reads it, in one breath: num2words' commas would make the TTS
+        # pause inside the number ("five thousand, one hundred ...").
         value = m.group(1).replace(",", "")
+        unit = m.group(2) or "dollars"
         if "." not in value:
-            return f"{num2words(int(value))} dollars"
-        return str(num2words(float(value), to="currency", currency="USD"))
+            spoken = f"{num2words(int(value))} {unit}"
+        else:
+            spoken = str(num2words(float(value), to="currency", currency="USD", separator=" and"))
+        return spoken.replace(",", "")
 
-    text = re.sub(r"\$(\d[\d,]*(?:\.\d\d)?)", amount, text)
+    text = re.sub(r"\$(\d[\d,]*(?:\.\d\d)?)(?: (bucks|dollars))?", amount, text)
     text = re.sub(r"(\d[\d,]*) (dollars|bucks)", _plain, text)
     return " ".join(text.split())
 
 
 def _plain(m: re.Match[str]) -> str:
-    return f"{num2words(int(m.group(1).replace(',', '')))} {m.group(2)}"
+    return f"{num2words(int(m.group(1).replace(',', '')))} {m.group(2)}".replace(",", "")
 
 
 def harper_valley(path: Path) -> list[Line]:
