@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--threads", type=int, default=0, help="CTranslate2 intra threads")
-    ap.add_argument("--shared-audio", type=Path, default=ROOT.parent / "shared" / "audio")
+    shared = [p / "shared" / "audio" for p in (ROOT.parent, ROOT.parent.parent)]
+    ap.add_argument(
+        "--shared-audio", type=Path, default=next((p for p in shared if p.is_dir()), shared[0])
+    )
     ap.add_argument("--per-kind", type=int, default=6, help="SGD sentences per kind")
     ap.add_argument("--short", type=int, default=24, help="short SGD turns")
     ap.add_argument("--digits", type=int, default=8, help="digit readings")
