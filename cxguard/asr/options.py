@@ -68,11 +68,10 @@ class AsrOptions:
     max_batch: int = 8
     """Most turns handed to one ``generate`` call by :meth:`Transcriber.transcribe_batch`."""
     no_repeat_ngram_size: int = 0
-    """Forbid the decoder to repeat any n-gram of this many tokens within a turn (CTranslate2's
-    option; 0 = off, the default). Measured and rejected as a default (benchmarks/README.md):
-    with 4 it ends tiny.en's "6, 6, 6, …" loops cheaply, but it also cuts real repeats — a
-    spoken 4111 1111 1111 1111 became "4 1 1 1 1", accepted text that hides a card number
-    where the default gives an alerted ``undetermined``."""
+    """Forbid the decoder to repeat any n-gram of this many tokens within a segment
+    (CTranslate2's option; 0 = off, the default). Measured and rejected as a default
+    (docs/asr.md): it cuts real repeats — a spoken 4111 1111 1111 1111 became "4 1 1 1 1",
+    which only the ``truncated`` guard now refuses. Loops are stopped as they happen instead."""
     fallbacks: tuple[str, ...] = DEFAULT_FALLBACKS
     """Decodes tried in order on a segment whose first decode failed a guard, before it is
     refused (see :mod:`cxguard.asr.decoding`); ``()`` refuses at once. A ``fallback:`` step is
