@@ -16,6 +16,8 @@ from cxguard.asr.wer import corpus_counts, normalize, score, token_class, tokens
         ("Your balance is $5,118.77.", "your balance is $5118.77"),
         ("five thousand one hundred and eighteen dollars and seventy seven cents", "$5118.77"),
         ("forty dollars", "$40"),
+        ("you have $4,995.85 cents", "you have $4995.85"),
+        ("$15,160 and 16 cents", "$15160.16"),
         ("zip code 94107", "zip code 9 4 1 0 7"),
         ("my zip code is nine four one zero seven", "my zip code is 9 4 1 0 7"),
         ("4111 1111", "4 1 1 1 1 1 1 1"),

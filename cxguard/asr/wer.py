@@ -34,6 +34,9 @@ _DIGIT_WORDS = {
     "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _NUMERIC = re.compile(r"^[\d.,:]+$")
+_CENTS_AFTER_DOLLARS = re.compile(r"(\$[\d,]*\d\.\d\d)\s+cents\b", re.IGNORECASE)
+"""Whisper writes "$4,995.85 cents": the unit is already given, and the normaliser would read
+the whole amount as cents."""
 
 
 @cache
@@ -44,7 +47,7 @@ def _whisper_normalizer() -> EnglishTextNormalizer:
 def tokens(text: str) -> list[str]:
     """Normalised tokens of ``text``: words, single digits and whole amounts."""
     out: list[str] = []
-    words = _whisper_normalizer()(text).split()
+    words = _whisper_normalizer()(_CENTS_AFTER_DOLLARS.sub(r"\1", text)).split()
     for i, tok in enumerate(words):
         if tok in _DIGIT_WORDS and (len(words) == 1 or _in_digit_run(words, i)):
             out.append(_DIGIT_WORDS[tok])  # "4 one one": the normaliser leaves some words
