@@ -170,13 +170,14 @@ def test_attempts_are_named_in_the_refusal(demo_agent_turns: dict[str, bytes]) -
 def test_seeded_sampling_is_reproducible(
     asr: Transcriber, demo_agent_turns: dict[str, bytes]
 ) -> None:
+    def said(result: Transcript | Exception) -> str:
+        return result.text if isinstance(result, Transcript) else f"refused: {result}"
+
+    # Temperature 0.8 samples freely; CTranslate2's own sampler would differ run to run.
+    # (Sampling steps one decoder call per token: slow, so one short turn only.)
     pcm = _turn(demo_agent_turns, "verified your identity")
-    runs = [asr.transcribe_with("turn-t0.8", [pcm])[0] for _ in range(2)]
-    assert [str(r) if isinstance(r, Exception) else r.text for r in runs].count(
-        str(runs[0]) if isinstance(runs[0], Exception) else runs[0].text
-    ) == 2
-    other = Transcriber(AsrOptions(device="cpu", fallback_model=None, sampling_seed=1))
-    assert isinstance(other.transcribe_with("turn-t0.8", [pcm])[0], Transcript | AsrRejected)
+    first, again = (said(asr.transcribe_with("turn-t0.8", [pcm])[0]) for _ in range(2))
+    assert first == again
 
 
 def test_segments_that_pass_leave_before_another_ones_fallbacks(
