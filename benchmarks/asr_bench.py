@@ -17,8 +17,8 @@ Configurations:
   ``full-t0.4``, ``fallback:full-b5``): what each would do as the only decode;
 * ``fast-only``: the fast decode, refused when a guard fails (what main did before fallbacks,
   apart from its full-window retry of loops);
-* ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``, ``fallback:full-b5``;
-* ``cascade-tiny``: the same without the larger model.
+* ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``;
+* ``cascade+base``: the same, then ``fallback:full-b5`` (the larger model, when installed).
 
 Per configuration: word error rate split into words / digits / amounts (cxguard.asr.wer), per
 corpus; refusals (false rejections on speech; on short segments separately); text accepted on
@@ -49,6 +49,7 @@ from faster_whisper import WhisperModel, decode_audio
 
 from benchmarks.asr_corpus import Utterance, float16k, nonspeech, real, sgd_sentences, synthetic
 from cxguard.asr import AsrOptions, Transcriber, resolve_model_path
+from cxguard.asr.decoding import DEFAULT_FALLBACKS
 from cxguard.asr.guards import loudest_frame_dbfs
 from cxguard.asr.wer import CLASSES, WerCounts, corpus_counts
 from cxguard.errors import AsrError
@@ -61,14 +62,14 @@ RATE = 16_000
 SHORT_S = 1.5
 STRATEGIES = ("turn-b1", "turn-b5", "full-b1", "full-b5", "full-t0.4", "fallback:full-b5")
 ORDER = (
-    "fast-only", "cascade", "naive", "cascade-tiny", "turn-b5", "full-b5", "full-b1",
+    "fast-only", "cascade", "naive", "cascade+base", "turn-b5", "full-b5", "full-b1",
     "fallback:full-b5", "full-t0.4",
 )  # fmt: skip
 """Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
 CASCADES: dict[str, tuple[str, ...]] = {
     "fast-only": (),
-    "cascade": ("turn-b5", "full-b5", "fallback:full-b5"),
-    "cascade-tiny": ("turn-b5", "full-b5"),
+    "cascade": DEFAULT_FALLBACKS,
+    "cascade+base": (*DEFAULT_FALLBACKS, "fallback:full-b5"),
 }
 
 
