@@ -1,20 +1,34 @@
-"""ASR latency and word error rate, naive baseline against the turn-sized encoder window.
+"""ASR word error, refusals and cost per decode strategy and per fallback cascade.
 
-    .venv/bin/python benchmarks/asr_bench.py [--model tiny.en] [--repeat 1] [--out FILE]
+    PYTHONPATH=. .venv/bin/python benchmarks/asr_bench.py --json [--only NAMES] [--out FILE]
 
-Prints JSON. Each configuration transcribes the same utterances (real speech: JFK, ten OSR
-Harvard sentences at 8 kHz, the pyannote telephone sample cut by its .stm when shared/ is next
-to the repository, and the bundled eSpeak demo call cut by its turns.json):
+Prints JSON. Utterances (``benchmarks/asr_corpus.py``): real speech (JFK, OSR Harvard sentences
+at 8 kHz, the pyannote telephone call cut by its .stm, the FSDD card reading and its 16 isolated
+digits), the bundled eSpeak demo call cut by its turns.json, synthetic bank-call speech that
+others wrote (SGD Banks_1 turns with amounts, with other numbers, words only, short turns) plus
+seeded digit readings, spoken by espeak-ng and flite voices at several rates through 8 kHz
+μ-law, and non-speech (noise, hum, DTMF, music) that must come back empty or refused.
 
-* ``fw-transcribe-b5``: faster-whisper's own ``transcribe`` with its defaults (beam 5,
-  temperature fallback, previous-text conditioning) — the naive way to call it;
-* ``full-b5`` / ``full-b1``: this room, Whisper's padded 30 s window, beam 5 / 1;
-* ``turn-b5`` / ``turn-b1``: this room, window sized to the turn;
-* ``turn-b1-batched``: ``transcribe_batch`` over the utterances (batches of ``max_batch``);
-  its latency is the batch call each utterance waited for, ``cost_ms`` the time per utterance.
+Configurations:
 
-Text a guard rejected counts as empty (deletions) in the WER. Timings on a shared 2-core
-machine move by tens of percent between runs: compare configurations within one run.
+* ``naive``: faster-whisper's own ``transcribe`` (beam 5, temperature fallback, 30 s window) —
+  the baseline;
+* one strategy alone (``turn-b1`` is the fast decode; ``turn-b5``, ``full-b1``, ``full-b5``,
+  ``full-t0.4``, ``fallback:full-b5``): what each would do as the only decode;
+* ``fast-only``: the fast decode, refused when a guard fails (what main did before fallbacks,
+  apart from its full-window retry of loops);
+* ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``;
+* ``cascade+base``: the same, then ``fallback:full-b5`` (the larger model, when installed).
+
+Per configuration: word error rate split into words / digits / amounts (cxguard.asr.wer), per
+corpus; refusals (false rejections on speech; on short segments separately); text accepted on
+non-speech (hallucinations); cost per segment (mean and p95 ms, each segment alone); for
+cascades, which decode produced the text. Rejected text counts as deletions.
+
+The ``tts-money`` sentences are also spoken from a verbalised script (``$1,630`` read as "one
+thousand six hundred thirty dollars") as ``tts-money-spoken``: the same reference, so the gap
+between the two says how much of the amount error is the TTS reading the symbol, not ASR.
+Timings on a shared 2-core machine move by tens of percent: compare within one run.
 """
 
 from __future__ import annotations
@@ -23,220 +37,211 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
-import wave
-from dataclasses import dataclass, replace
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import ctranslate2
 import numpy as np
-import soxr
 from faster_whisper import WhisperModel, decode_audio
 
+from benchmarks.asr_corpus import Utterance, float16k, nonspeech, real, sgd_sentences, synthetic
 from cxguard.asr import AsrOptions, Transcriber, resolve_model_path
-from cxguard.asr.wer import wer
+from cxguard.asr.decoding import DEFAULT_FALLBACKS
+from cxguard.asr.guards import loudest_frame_dbfs
+from cxguard.asr.wer import CLASSES, WerCounts, corpus_counts
 from cxguard.errors import AsrError
+from cxguard.model import Transcript
+from scripts.replay.render import speakable
+from scripts.replay.tts import speak, voices
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
 RATE = 16_000
-JFK = (
-    "And so my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
+SHORT_S = 1.5
+STRATEGIES = ("turn-b1", "turn-b5", "full-b1", "full-b5", "full-t0.4", "fallback:full-b5")
+ORDER = (
+    "fast-only", "cascade", "naive", "cascade+base", "turn-b5", "full-b5", "full-b1",
+    "fallback:full-b5", "full-t0.4",
+)  # fmt: skip
+"""Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
+CASCADES: dict[str, tuple[str, ...]] = {
+    "fast-only": (),
+    "cascade": DEFAULT_FALLBACKS,
+    "cascade+base": (*DEFAULT_FALLBACKS, "fallback:full-b5"),
+}
 
 
-@dataclass(frozen=True)
-class Utterance:
-    corpus: str
-    audio: np.ndarray  # float32, 16 kHz
-    text: str
-
-
-def _wav16k(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        rate = w.getframerate()
-    audio = pcm.astype(np.float32) / 32768.0
-    return audio if rate == RATE else soxr.resample(audio, rate, RATE).astype(np.float32)
-
-
-def _cut(audio: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
-    return audio[max(0, int(start_s * RATE)) : int(end_s * RATE)]
-
-
-def load_utterances(shared_audio: Path) -> list[Utterance]:
-    utts = [Utterance("jfk", decode_audio(str(DATA / "jfk_16k.flac")), JFK)]
-    osr = _wav16k(DATA / "OSR_us_000_0034_8k.wav")
-    meta = json.loads((DATA / "OSR_us_000_0034_8k.sentences.json").read_text())
-    utts += [
-        Utterance("osr", _cut(osr, s["start_s"], s["end_s"]), s["text"]) for s in meta["sentences"]
-    ]
-    stm = shared_audio / "pyannote_sample.stm"
-    if stm.is_file():
-        call = _wav16k(shared_audio / "pyannote_sample_telephone_16k.wav")
-        for line in stm.read_text().splitlines():
-            fields = line.split(None, 5)
-            start, end = float(fields[3]), float(fields[4])
-            utts.append(Utterance("pyannote", _cut(call, start - 0.1, end + 0.1), fields[5]))
-    card = shared_audio / "fsdd_jackson_card_4111111111111111_8k.wav"
-    if card.is_file():  # real speech, read digit by digit: where short windows loop
-        utts.append(Utterance("card", _wav16k(card), " ".join([_DIGITS[4]] + [_DIGITS[1]] * 15)))
+def demo_turns() -> list[Utterance]:
     demo = ROOT / "cxguard" / "data" / "demo"
-    if (demo / "turns.json").is_file():
-        turns = json.loads((demo / "turns.json").read_text())["turns"]
-        tracks = {s: decode_audio(str(demo / f"{s}.wav")) for s in ("agent", "customer")}
-        for t in turns:
-            audio = _cut(tracks[t["speaker"]], t["start_ms"] / 1000 - 0.1, t["end_ms"] / 1000 + 0.1)
-            utts.append(Utterance("demo", audio, t["text"]))
-    return utts
+    turns = json.loads((demo / "turns.json").read_text())["turns"]
+    tracks = {s: decode_audio(str(demo / f"{s}.wav")) for s in ("agent", "customer")}
+    out = []
+    for t in turns:
+        start, end = (
+            int((t["start_ms"] / 1000 - 0.1) * RATE),
+            int((t["end_ms"] / 1000 + 0.1) * RATE),
+        )
+        out.append(Utterance("demo", tracks[t["speaker"]][start:end], t["text"], "espeak-ng:demo"))
+    return out
 
 
-_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+def corpus(shared_audio: Path, per_kind: int, short: int, digits: int) -> list[Utterance]:
+    vs = voices()
+    utts = real(shared_audio) + demo_turns() + synthetic(vs, per_kind, digits, short)
+    money = sgd_sentences(per_kind)["tts-money"]
+    for i, text in enumerate(money):
+        for pool in ("espeak-ng", "flite"):
+            v = [x for x in vs if x.engine == pool][(i + 9) % (6 if pool == "espeak-ng" else 4)]
+            audio = float16k(speak(speakable(text), v), 8000)
+            utts.append(Utterance("tts-money-spoken", audio, text, v.label))
+    return utts + list(nonspeech())
 
 
-def _spelled_digits(text: str) -> str:
-    """Digits one word each ("4111 1111" → "four one one …"): the reference reads them so."""
-    return re.sub(r"\d", lambda m: f" {_DIGITS[int(m.group())]} ", text)
+def _summary(utts: list[Utterance], results: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """``results``: per utterance (text or "", outcome, seconds)."""
+    speech = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus != "noise"]
+    by_corpus: dict[str, WerCounts] = {}
+    for u, (text, _, _) in speech:
+        by_corpus.setdefault(u.corpus, WerCounts()).add(corpus_counts([u.text], [text]))
+    total = WerCounts()
+    for c in by_corpus.values():
+        total.add(c)
+    real_c = WerCounts()
+    synth_c = WerCounts()
+    for name, c in by_corpus.items():
+        (synth_c if name.startswith("tts") or name == "demo" else real_c).add(c)
 
+    def rates(c: WerCounts) -> dict[str, float | None]:
+        return {"all": c.rate(), **{k: c.rate(k) for k in CLASSES}}
 
-def _summary(utts: list[Utterance], hyps: list[str], lat: list[float]) -> dict[str, Any]:
-    hyps = [
-        _spelled_digits(h) if u.corpus == "card" else h for u, h in zip(utts, hyps, strict=True)
-    ]
-    corpora = sorted({u.corpus for u in utts}, key=[u.corpus for u in utts].index)
-    by = {
-        c: round(wer([u.text for u in utts if u.corpus == c],
-                     [h for u, h in zip(utts, hyps, strict=True) if u.corpus == c]), 4)
-        for c in corpora
-    }  # fmt: skip
-    ms = np.array(lat) * 1000
+    short = [(u, r) for u, r in speech if u.audio.size / RATE <= SHORT_S]
+    noise = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus == "noise"]
+    ms = np.array([r[2] for r in results]) * 1000
     return {
-        "wer": {"all": round(wer([u.text for u in utts], hyps), 4), **by},
-        "latency_ms": {
-            "median": round(float(np.median(ms)), 1),
-            "p95": round(float(np.percentile(ms, 95)), 1),
-            "mean": round(float(ms.mean()), 1),
-        },
-    }
+        "wer": {"all": rates(total), "real": rates(real_c), "synthetic": rates(synth_c)},
+        "wer_by_corpus": {k: rates(v) for k, v in by_corpus.items()},
+        "refused": sum(r[1] == "refused" for _, r in speech),
+        "refused_short": f"{sum(r[1] == 'refused' for _, r in short)}/{len(short)}",
+        "empty_on_speech": sum(r[1] == "empty" for _, r in speech),
+        "hallucinated_on_noise": f"{sum(bool(r[0]) for _, r in noise)}/{len(noise)}",
+        "hallucinations": sorted({r[0] for _, r in noise if r[0]}),
+        "cost_ms": {"mean": round(float(ms.mean()), 1),
+                    "p95": round(float(np.percentile(ms, 95)), 1),
+                    "max": round(float(ms.max()), 1)},
+    }  # fmt: skip
 
 
-def run_transcriber(
-    opts: AsrOptions, utts: list[Utterance], repeat: int, batched: bool
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    asr = Transcriber(opts)
-    load_s = time.perf_counter() - t0
-    asr.warmup()
-    hyps: list[str] = []
-    lat: list[float] = []
-    rejected = 0
-    total = 0.0
-    for _ in range(repeat):
-        hyps, rejected = [], 0
-        if batched:
-            # The runtime's worker hands over whatever turns are waiting; here: in order.
-            for i in range(0, len(utts), opts.max_batch):
-                chunk = utts[i : i + opts.max_batch]
-                t = time.perf_counter()
-                results = asr.transcribe_batch([u.audio for u in chunk])
-                dt = time.perf_counter() - t
-                total += dt
-                lat += [dt] * len(chunk)
-                for r in results:
-                    rejected += isinstance(r, AsrError)
-                    hyps.append("" if isinstance(r, AsrError) else r.text)
+def _outcome(r: Transcript | AsrError) -> tuple[str, str]:
+    if isinstance(r, AsrError):
+        return "", "refused"
+    return r.text, "text" if r.text else "empty"
+
+
+def run_strategy(asr: Transcriber, name: str, utts: list[Utterance]) -> dict[str, Any]:
+    results = []
+    for u in utts:
+        t = time.perf_counter()
+        if loudest_frame_dbfs(u.audio) < asr.options.silence_dbfs:
+            r: Transcript | AsrError = Transcript("", asr.model_id)
         else:
-            for u in utts:
-                t = time.perf_counter()
-                try:
-                    hyps.append(asr.transcribe(u.audio).text)
-                except AsrError:
-                    hyps.append("")
-                    rejected += 1
-                dt = time.perf_counter() - t
-                total += dt
-                lat.append(dt)
-    out = _summary(utts, hyps, lat)
-    out.update(cost_ms=round(1000 * total / (repeat * len(utts)), 1), rejected=rejected,
-               load_s=round(load_s, 2), model_id=asr.model_id)  # fmt: skip
-    return out
+            r = asr.transcribe_with(name, [u.audio])[0]
+        results.append((*_outcome(r), time.perf_counter() - t))
+    return _summary(utts, results)
 
 
-def run_faster_whisper(
-    model: str, threads: int, utts: list[Utterance], repeat: int
+def run_cascade(
+    fallbacks: tuple[str, ...], utts: list[Utterance], model: str, threads: int
 ) -> dict[str, Any]:
-    path = resolve_model_path(model)
-    fw = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
-    fw.transcribe(utts[0].audio, language="en")
-    hyps: list[str] = []
-    lat: list[float] = []
-    for _ in range(repeat):
-        hyps = []
-        for u in utts:
-            t = time.perf_counter()
-            segments, _ = fw.transcribe(u.audio, language="en", beam_size=5)
-            hyps.append(" ".join(s.text.strip() for s in segments))
-            lat.append(time.perf_counter() - t)
-    out = _summary(utts, hyps, lat)
-    out["cost_ms"] = out["latency_ms"]["mean"]
+    asr = Transcriber(
+        AsrOptions(model=model, cpu_threads=threads, device="cpu", fallbacks=fallbacks)
+    )
+    asr.warmup()
+    results = []
+    produced: Counter[str] = Counter()
+    for u in utts:
+        t = time.perf_counter()
+        r = asr.transcribe_batch([u.audio])[0]
+        results.append((*_outcome(r), time.perf_counter() - t))
+        produced[r.decode if isinstance(r, Transcript) else "refused"] += 1
+    out = _summary(utts, results)
+    out["decodes"] = list(asr.decodes)
+    out["produced_by"] = dict(produced.most_common())
     return out
+
+
+def run_naive(model: str, threads: int, utts: list[Utterance]) -> dict[str, Any]:
+    fw = WhisperModel(
+        str(resolve_model_path(model)), device="cpu", compute_type="int8", cpu_threads=threads
+    )
+    fw.transcribe(utts[0].audio, language="en")
+    results = []
+    for u in utts:
+        t = time.perf_counter()
+        segments, _ = fw.transcribe(u.audio, language="en", beam_size=5)
+        text = " ".join(s.text.strip() for s in segments)
+        results.append((text, "text" if text else "empty", time.perf_counter() - t))
+    return _summary(utts, results)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     ap.add_argument("--model", default="tiny.en")
-    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="CTranslate2 intra threads")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--shared-audio", type=Path, default=ROOT.parent / "shared" / "audio")
+    shared = [p / "shared" / "audio" for p in (ROOT.parent, ROOT.parent.parent)]
+    ap.add_argument(
+        "--shared-audio", type=Path, default=next((p for p in shared if p.is_dir()), shared[0])
+    )
+    ap.add_argument("--per-kind", type=int, default=6, help="SGD sentences per kind")
+    ap.add_argument("--short", type=int, default=24, help="short SGD turns")
+    ap.add_argument("--digits", type=int, default=8, help="digit readings")
     ap.add_argument("--only", default="", help="comma-separated configuration names")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if not args.shared_audio.is_dir():
+        args.shared_audio = ROOT / "tests" / "data"
 
-    utts = load_utterances(args.shared_audio)
-    base = AsrOptions(model=args.model, cpu_threads=args.threads, device=args.device)
-    configs: dict[str, tuple[AsrOptions, bool]] = {
-        "full-b5": (replace(base, window="full", beam_size=5), False),
-        "full-b1": (replace(base, window="full", beam_size=1), False),
-        "turn-b5": (replace(base, window="turn", beam_size=5), False),
-        "turn-b1": (replace(base, window="turn", beam_size=1), False),
-        "turn-b1-batched": (replace(base, window="turn", beam_size=1), True),
-        "turn-b1-silence": (replace(base, window="turn", padding="silence"), False),
-        "turn6-b1": (replace(base, window="turn", min_window_s=6.0), False),
-        "turn6-b1-silence": (
-            replace(base, window="turn", min_window_s=6.0, padding="silence"),
-            False,
-        ),
-        "turn-b1-nr4": (replace(base, no_repeat_ngram_size=4), False),
-        "turn-b1-nofallback": (replace(base, full_window_fallback=False), False),
-    }
-    wanted = set(args.only.split(",")) if args.only else None
-    results: dict[str, Any] = {}
-    if (wanted is None or "fw-transcribe-b5" in wanted) and args.device == "cpu":
-        results["fw-transcribe-b5"] = run_faster_whisper(
-            args.model, args.threads, utts, args.repeat
-        )
-        print("fw-transcribe-b5 done", file=sys.stderr, flush=True)
-    for name, (opts, batched) in configs.items():
-        if wanted is None or name in wanted:
-            results[name] = run_transcriber(opts, utts, args.repeat, batched)
-            print(f"{name} done", file=sys.stderr, flush=True)
-    corpora: dict[str, dict[str, float]] = {}
+    utts = corpus(args.shared_audio, args.per_kind, args.short, args.digits)
+    wanted = [n for n in args.only.split(",") if n] or list(ORDER)
+    corpora: dict[str, dict[str, Any]] = {}
     for u in utts:
-        c = corpora.setdefault(u.corpus, {"utterances": 0, "seconds": 0.0})
+        c = corpora.setdefault(u.corpus, {"utterances": 0, "seconds": 0.0, "voices": set()})
         c["utterances"] += 1
         c["seconds"] = round(c["seconds"] + u.audio.size / RATE, 2)
-    report = {
+        if u.voice:
+            c["voices"].add(u.voice)
+    report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "ctranslate2": ctranslate2.__version__, "device": args.device},
+                    "ctranslate2": ctranslate2.__version__, "load_at_start": os.getloadavg()},
         "model": args.model,
-        "corpora": corpora,
-        "configs": results,
+        "corpora": {k: {**v, "voices": sorted(v["voices"])} for k, v in corpora.items()},
+        "configs": {},
     }  # fmt: skip
+    single: Transcriber | None = None
+    for name in wanted:
+        started = time.perf_counter()
+        if name == "naive":
+            result = run_naive(args.model, args.threads, utts)
+        elif name in CASCADES:
+            result = run_cascade(CASCADES[name], utts, args.model, args.threads)
+        elif name in STRATEGIES:
+            if single is None:
+                single = Transcriber(
+                    AsrOptions(model=args.model, cpu_threads=args.threads, device="cpu")
+                )
+                single.warmup()
+            if name.startswith("fallback:") and not single.fallback_model_id:
+                continue
+            result = run_strategy(single, name, utts)
+        else:
+            raise SystemExit(f"unknown configuration {name!r}")
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        report["configs"][name] = result
+        print(f"{name} done", file=sys.stderr, flush=True)
+        if args.out:  # after each configuration: a long run that is stopped keeps its results
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

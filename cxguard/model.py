@@ -138,6 +138,9 @@ class Transcript:
     no_speech_prob: float | None = None
     asr_ms: float = 0.0
     """Time spent inside the model for this turn."""
+    decode: str = ""
+    """The decode strategy that produced ``text`` (``turn-b1``, ``full-b5``,
+    ``fallback:full-b5``, ``energy-gate``, ...); ``model_id`` names the model that ran it."""
 
 
 @dataclass(frozen=True)

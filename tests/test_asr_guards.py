@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cxguard.asr import AsrRejected
-from cxguard.asr.guards import Decoded, check, compression_ratio, loop_found, loudest_frame_dbfs
+from cxguard.asr.guards import (
+    Decoded,
+    check,
+    compression_ratio,
+    loop_found,
+    looping,
+    loudest_frame_dbfs,
+    same_digit_run,
+    speech_bursts,
+    token_run,
+)
 from cxguard.errors import AsrError
 
 LOOP = "The long journey home took a year. " * 6
@@ -116,3 +128,58 @@ def test_loudest_frame_level() -> None:
     assert loudest_frame_dbfs(quiet) == pytest.approx(-60.0, abs=0.1)
     assert loudest_frame_dbfs(np.zeros(100, np.float32)) == float("-inf")
     assert loudest_frame_dbfs(np.zeros(0, np.float32)) == float("-inf")
+
+
+@pytest.mark.parametrize(
+    ("text", "run"),
+    [
+        ("4111 1111 1111 1111", 15),
+        ("four one one one one one", 5),
+        ("to card numbers 5 1 1 1 1 1 1 1 1 1 1 1", 11),
+        ("4532 0151 1283 0366", 2),
+        ("one hundred and one", 1),
+        ("no digits here", 0),
+    ],
+)
+def test_same_digit_runs(text: str, run: int) -> None:
+    assert same_digit_run(text) == run
+
+
+def test_digits_grouped_by_the_decoder_are_counted_as_digits() -> None:
+    # tiny.en wrote a looping "5 111 111 111 …" for a read-out 5111 1111 1111 1118.
+    assert loop_found(words("card 5 " + "111 " * 8)) == (1, 8)
+    assert loop_found(words("4111 1111 1111 1111")) is None
+
+
+def test_bursts_of_speech_count_isolated_words() -> None:
+    rate = 16000
+    tone = np.sin(2 * np.pi * 220 * np.arange(int(0.25 * rate)) / rate).astype(np.float32)
+    gap = np.zeros(int(0.15 * rate), np.float32)
+    audio = np.concatenate([np.concatenate([tone, gap]) for _ in range(5)])
+    assert speech_bursts(audio) == 5
+    assert speech_bursts(np.concatenate([tone, tone])) == 1
+    assert speech_bursts(np.zeros(100, np.float32)) == 0
+
+
+def test_digits_dropped_against_the_audio_are_refused() -> None:
+    short = Decoded("4 1 1 1 1", 5, 60, -0.3, 0.05, bursts=16)
+    with pytest.raises(AsrRejected) as err:
+        judge(short)
+    assert err.value.reason == "truncated"
+    assert judge(Decoded("4 1 1 1 1", 5, 60, -0.3, 0.05, bursts=5)) == "4 1 1 1 1"
+    assert judge(Decoded("okay", 2, 60, -0.3, 0.05, bursts=16)) == "okay"  # words: not judged
+
+
+@given(st.lists(st.sampled_from(["one", "two", "no", "okay", "4111", "sorry"]), max_size=40))
+def test_looping_is_monotone_so_decoding_may_stop_early(ws: list[str]) -> None:
+    for cut in range(len(ws) + 1):
+        if looping(" ".join(ws[:cut])) is not None:
+            assert looping(" ".join(ws)) is not None
+
+
+def test_a_stopped_decode_is_refused_with_its_reason() -> None:
+    d = Decoded("mmmm", 48, 90, -0.3, 0.05, stopped=("repetition", "one token repeated 27 times"))
+    with pytest.raises(AsrRejected, match=r"repeated 27 times \(decoding stopped at 48 tokens\)"):
+        judge(d)
+    assert token_run([5, 5, 5, 7, 7], frozenset()) == 3
+    assert token_run([5, 5, 5, 7, 7], frozenset({5})) == 2

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cxguard.asr import AsrOptions
+from cxguard.asr import AsrOptions, Decode
 from cxguard.errors import ConfigError
 
 
@@ -14,11 +14,24 @@ def test_defaults_are_the_measured_choice() -> None:
     opts = AsrOptions()
     assert (opts.model, opts.window, opts.beam_size, opts.language) == ("tiny.en", "turn", 1, "en")
     assert opts.effective_min_window_s == 10.0
-    assert (opts.padding, opts.no_repeat_ngram_size, opts.full_window_fallback) == (
-        "zeros",
-        0,
-        True,
-    )
+    assert (opts.padding, opts.no_repeat_ngram_size) == ("zeros", 0)
+    assert opts.fallbacks == ("turn-b5", "full-b5")
+    assert opts.fallback_model == "auto"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("turn-b5", Decode("turn", 5)),
+        ("full-b1", Decode("full", 1)),
+        ("full-t0.4", Decode("full", 1, 0.4)),
+        ("turn-t1", Decode("turn", 1, 1.0)),
+        ("fallback:full-b5", Decode("full", 5, 0.0, True)),
+    ],
+)
+def test_decode_names_round_trip(name: str, expected: Decode) -> None:
+    assert Decode.parse(name) == expected
+    assert Decode.parse(expected.name) == expected
 
 
 def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
@@ -37,6 +50,9 @@ def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
         ({"max_turn_s": 45}, "max_turn_s"),
         ({"min_window_s": 0.5}, "min_window_s"),
         ({"num_workers": 0}, "num_workers"),
+        ({"fallbacks": ("full-b5", "beam-5")}, "decode strategy 'beam-5'"),
+        ({"fallbacks": ("turn-t2",)}, "decode strategy 'turn-t2'"),
+        ({"fallbacks": ("full-b0",)}, "beam must be 1..16"),
     ],
 )
 def test_invalid_options_are_config_errors(changes: dict[str, Any], message: str) -> None:

@@ -32,7 +32,7 @@ JFK = (
 
 @pytest.fixture(scope="module")
 def asr() -> Iterator[Transcriber]:
-    t = Transcriber(AsrOptions(device="cpu", cpu_threads=2))
+    t = Transcriber(AsrOptions(device="cpu", cpu_threads=2, fallback_model=None))
     t.warmup()
     yield t
 
@@ -147,7 +147,7 @@ def test_white_noise_gives_no_text(asr: Transcriber, seconds: float) -> None:
 
 def test_runaway_decode_is_rejected_in_place(jfk: np.ndarray) -> None:
     # A token budget too small for JFK's 23 tokens stands in for a decoder that never ends.
-    tight = Transcriber(AsrOptions(max_tokens_per_s=0.1, device="cpu", cpu_threads=2))
+    tight = Transcriber(AsrOptions(max_tokens_per_s=0.1, device="cpu", cpu_threads=2, fallbacks=()))
     with pytest.raises(AsrRejected) as info:
         tight.transcribe(jfk)
     assert info.value.reason == "runaway"
@@ -175,3 +175,17 @@ def test_unusable_input_is_refused(asr: Transcriber) -> None:
         asr.transcribe(np.zeros(800, np.int16), sample_rate=0)
     with pytest.raises(AsrError, match="exceeds max_turn_s"):
         asr.transcribe(np.zeros(31 * 8000, np.int16), sample_rate=8000)
+
+
+def test_greedy_decoding_in_chunks_gives_the_text_of_one_call(
+    asr: Transcriber, osr_8k: list[tuple[np.ndarray, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five sentences in one 13 s segment: ~60 tokens, so the decode continues past its first
+    # chunk (the loop checks run between chunks). One call without chunks must say the same.
+    long = np.concatenate([pcm for pcm, _ in osr_8k[:5]])
+    chunked = asr.transcribe(long, 8000)
+    monkeypatch.setattr("cxguard.asr.whisper.FIRST_CHUNK", 448)
+    whole = asr.transcribe(long, 8000)
+    assert chunked.text == whole.text
+    assert chunked.avg_logprob == pytest.approx(whole.avg_logprob, abs=0.05)
+    assert wer([" ".join(ref for _, ref in osr_8k[:5])], [chunked.text]) <= 0.1

@@ -12,14 +12,16 @@ guard (runaway decode, repetition loop, compression ratio, low log-probability) 
 ``undetermined``.
 """
 
+from cxguard.asr.decoding import Decode, Window
 from cxguard.asr.guards import AsrRejected, RejectReason
 from cxguard.asr.models import model_digest, resolve_model_path
-from cxguard.asr.options import AsrOptions, Window
+from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
 
 __all__ = [
     "AsrOptions",
     "AsrRejected",
+    "Decode",
     "RejectReason",
     "Transcriber",
     "Window",

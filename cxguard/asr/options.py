@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cxguard.asr.decoding import DEFAULT_FALLBACKS, Decode, Window
 from cxguard.errors import ConfigError
 
-Window = Literal["turn", "full"]
 Padding = Literal["silence", "zeros"]
 
 SAFE_MIN_WINDOW_S = {"tiny.en": 10.0}
@@ -18,9 +18,10 @@ SAFE_MIN_WINDOW_S = {"tiny.en": 10.0}
 class AsrOptions:
     """How the shared Whisper model is loaded and decodes a turn.
 
-    Decoding is deliberately narrow: one temperature (0, greedy or beam), no conditioning on
-    previous text, no timestamps. Text that fails the guards is not retried with sampling (that
-    would make evidence non-reproducible); it is refused with :class:`~cxguard.asr.AsrRejected`.
+    The first decode is fast and narrow (``window`` + ``beam_size``, no conditioning on previous
+    text, no timestamps). Text that fails a guard is decoded again with each of ``fallbacks``
+    in turn — beam search, the full window, seeded sampling, the larger model — and refused with
+    :class:`~cxguard.asr.AsrRejected` only when all of them fail.
     """
 
     model: str = "tiny.en"
@@ -67,22 +68,32 @@ class AsrOptions:
     max_batch: int = 8
     """Most turns handed to one ``generate`` call by :meth:`Transcriber.transcribe_batch`."""
     no_repeat_ngram_size: int = 0
-    """Forbid the decoder to repeat any n-gram of this many tokens within a turn (CTranslate2's
-    option; 0 = off, the default). Measured and rejected as a default (benchmarks/README.md):
-    with 4 it ends tiny.en's "6, 6, 6, …" loops cheaply, but it also cuts real repeats — a
-    spoken 4111 1111 1111 1111 became "4 1 1 1 1", accepted text that hides a card number
-    where the default gives an alerted ``undetermined``."""
-    full_window_fallback: bool = True
-    """A turn-window decode that runs away or loops (digit strings do) is decoded once more
-    with the full 30 s window before it is given up as ``AsrRejected``."""
+    """Forbid the decoder to repeat any n-gram of this many tokens within a segment
+    (CTranslate2's option; 0 = off, the default). Measured and rejected as a default
+    (docs/asr.md): it cuts real repeats — a spoken 4111 1111 1111 1111 became "4 1 1 1 1",
+    which only the ``truncated`` guard now refuses. Loops are stopped as they happen instead."""
+    fallbacks: tuple[str, ...] = DEFAULT_FALLBACKS
+    """Decodes tried in order on a segment whose first decode failed a guard, before it is
+    refused (see :mod:`cxguard.asr.decoding`); ``()`` refuses at once. A ``fallback:`` step is
+    skipped when there is no fallback model."""
+    fallback_model: str | None = "auto"
+    """The larger model for ``fallback:`` steps: ``auto`` = ``base`` when its packages are
+    installed (none otherwise); a bundled name or model directory that must load; ``None``."""
+    sampling_seed: int = 0
+    """Seed of ``tT`` (temperature) decodes, mixed with a digest of the segment's audio."""
     model_cache_dir: str | None = None
     """Where ``base`` is assembled; ``None`` means ``~/.cache/cxguard/models``."""
 
     @property
     def effective_min_window_s(self) -> float:
-        if self.min_window_s is not None:
+        return self.min_window_for(self.model)
+
+    def min_window_for(self, model: str | None) -> float:
+        """The shortest ``turn`` window for ``model`` (``min_window_s`` applies to the primary
+        model only; other models get the window measured safe for them, else 30 s)."""
+        if self.min_window_s is not None and model == self.model:
             return self.min_window_s
-        return SAFE_MIN_WINDOW_S.get(self.model, 30.0)
+        return SAFE_MIN_WINDOW_S.get(model or "", 30.0)
 
     def __post_init__(self) -> None:
         if self.window not in ("turn", "full"):
@@ -101,5 +112,7 @@ class AsrOptions:
             raise ConfigError(
                 f"asr no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
+        for name in self.fallbacks:
+            Decode.parse(name)  # raises ConfigError naming the bad entry
         if self.num_workers < 1 or self.cpu_threads < 0 or self.max_batch < 1:
             raise ConfigError("asr num_workers and max_batch must be >= 1, cpu_threads >= 0")

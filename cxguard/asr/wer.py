@@ -1,109 +1,139 @@
-"""Word error rate with a small English normaliser, for tests and benchmarks of the ASR room.
+"""Word error rate for tests and benchmarks of the ASR room, with digits and amounts apart.
 
-Whisper writes "$200", "4th", "94107" and "1980" where a reference may spell the words out, and
-capitalises and punctuates freely; comparing raw strings would count those as errors. The
-normaliser lowercases, drops punctuation and apostrophes, and spells out numbers (digit by
-digit for codes such as ZIPs and card numbers, year style for 1100-1999).
+Whisper writes "$200", "4th" and "94107" where a reference (or a TTS script) may spell the words
+out, and punctuates freely. Both sides go through OpenAI's Whisper English normaliser
+(``whisper-normalizer``: spelled numbers become digits, "forty dollars" and "$40" both become
+``$40``, "five dollars and seventy seven cents" ``$5.77``), then two rules make the classes
+comparable:
+
+* a **digit string** that is not an amount is scored digit by digit ("4111 1111", "four one one
+  one one one one one", "4.5, 3" read as "4 5 3"), so a card number read in groups and the same
+  number written as one token agree, and each wrong digit is one error;
+* an **amount** (a token with ``$`` or ``¢``) is one token: it is right or wrong as a whole.
+
+:func:`score` aligns each reference with its hypothesis (jiwer) and charges every edit to the
+class of the reference token it touches (an insertion to the class of the inserted token), so a
+benchmark can report the error rate on digits and on amounts separately from other words.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
 
-_ONES = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen",
-)  # fmt: skip
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-_SCALES = ((1_000_000_000, "billion"), (1_000_000, "million"), (1000, "thousand"))
-_ORDINAL = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-    "nine": "ninth", "twelve": "twelfth",
+import jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+TokenClass = Literal["word", "digit", "amount"]
+CLASSES: tuple[TokenClass, ...] = ("word", "digit", "amount")
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
-_NUMBER = re.compile(r"(\$?)(\d+(?:,\d{3})*(?:\.\d+)?)(st|nd|rd|th)?(%?)")
+_NUMERIC = re.compile(r"^[\d.,:]+$")
+_CENTS_AFTER_DOLLARS = re.compile(r"(\$[\d,]*\d\.\d\d)\s+cents\b", re.IGNORECASE)
+"""Whisper writes "$4,995.85 cents": the unit is already given, and the normaliser would read
+the whole amount as cents."""
 
 
-def _below_thousand(n: int) -> list[str]:
-    words: list[str] = []
-    if n >= 100:
-        words += [_ONES[n // 100], "hundred"]
-        n %= 100
-    if n >= 20:
-        words.append(_TENS[n // 10])
-        n %= 10
-        if n:
-            words.append(_ONES[n])
-    elif n or not words:
-        words.append(_ONES[n])
-    return words
+@cache
+def _whisper_normalizer() -> EnglishTextNormalizer:
+    return EnglishTextNormalizer()
 
 
-def number_words(n: int) -> list[str]:
-    """Cardinal English words for a non-negative integer: 1234 -> one thousand two hundred
-    thirty four."""
-    if n == 0:
-        return ["zero"]
-    words: list[str] = []
-    for value, name in _SCALES:
-        if n >= value:
-            words += [*number_words(n // value), name]
-            n %= value
-    if n:
-        words += _below_thousand(n)
-    return words
+def tokens(text: str) -> list[str]:
+    """Normalised tokens of ``text``: words, single digits and whole amounts."""
+    out: list[str] = []
+    words = _whisper_normalizer()(_CENTS_AFTER_DOLLARS.sub(r"\1", text)).split()
+    for i, tok in enumerate(words):
+        if tok in _DIGIT_WORDS and (len(words) == 1 or _in_digit_run(words, i)):
+            out.append(_DIGIT_WORDS[tok])  # "4 one one": the normaliser leaves some words
+        elif _NUMERIC.match(tok):
+            out += [ch for ch in tok if ch.isdigit()]
+        else:
+            out.append(tok)
+    return out
 
 
-def _spell(match: re.Match[str]) -> str:
-    dollar, digits, suffix, percent = match.groups()
-    whole, _, frac = digits.replace(",", "").partition(".")
-    grouped = "," in digits
-    if (len(whole) >= 5 and not grouped) or (len(whole) > 1 and whole.startswith("0")):
-        words = [_ONES[int(d)] for d in whole]  # a code read digit by digit
-    elif len(whole) == 4 and 1100 <= int(whole) <= 1999 and not (dollar or grouped):
-        head, tail = divmod(int(whole), 100)  # a year: nineteen eighty
-        words = number_words(head) + (number_words(tail) if tail else ["hundred"])
-        if 0 < tail < 10:
-            words[-1:-1] = ["oh"]
-    else:
-        words = number_words(int(whole))
-    if frac:
-        words += ["point", *(_ONES[int(d)] for d in frac)]
-    if suffix:
-        last = words[-1]
-        words[-1] = _ORDINAL.get(last, last[:-1] + "ieth" if last.endswith("y") else last + "th")
-    if dollar:
-        words.append("dollars")
-    if percent:
-        words.append("percent")
-    return " " + " ".join(words) + " "
+def _in_digit_run(words: list[str], i: int) -> bool:
+    # "oh" is a digit only between digits; "one" alone may be a pronoun ("the one I want").
+    def digit(j: int) -> bool:
+        return 0 <= j < len(words) and (words[j] in _DIGIT_WORDS or words[j].isdigit())
+
+    return digit(i - 1) or digit(i + 1)
 
 
 def normalize(text: str) -> str:
-    """Lowercase words without punctuation, numbers spelled out."""
-    text = _NUMBER.sub(_spell, text.lower())
-    text = text.replace("'", "").replace("’", "")
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+    return " ".join(tokens(text))
 
 
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        diag, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
-    return row[-1]
+def token_class(tok: str) -> TokenClass:
+    if "$" in tok or "¢" in tok:
+        return "amount"
+    return "digit" if tok.isdigit() else "word"
+
+
+@dataclass
+class WerCounts:
+    """Edits charged to each token class, and reference tokens of each class."""
+
+    edits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    ref: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+
+    def add(self, other: WerCounts) -> None:
+        for c in CLASSES:
+            self.edits[c] += other.edits[c]
+            self.ref[c] += other.ref[c]
+
+    def rate(self, cls: TokenClass | None = None) -> float | None:
+        """Error rate of one class (or all); None when the references hold no such token."""
+        edits = sum(self.edits.values()) if cls is None else self.edits[cls]
+        ref = sum(self.ref.values()) if cls is None else self.ref[cls]
+        return round(edits / ref, 4) if ref else None
+
+
+def score(ref: str, hyp: str) -> WerCounts:
+    """Per-class edits of one hypothesis against its reference."""
+    r, h = tokens(ref), tokens(hyp)
+    counts = WerCounts()
+    for tok in r:
+        counts.ref[token_class(tok)] += 1
+    if not r:
+        for tok in h:
+            counts.edits[token_class(tok)] += 1
+        return counts
+    if not h:
+        for tok in r:
+            counts.edits[token_class(tok)] += 1
+        return counts
+    out = jiwer.process_words(" ".join(r), " ".join(h))
+    for chunk in out.alignments[0]:
+        if chunk.type == "equal":
+            continue
+        if chunk.type == "insert":
+            for tok in h[chunk.hyp_start_idx : chunk.hyp_end_idx]:
+                counts.edits[token_class(tok)] += 1
+        else:  # substitute / delete: one edit per reference token
+            for tok in r[chunk.ref_start_idx : chunk.ref_end_idx]:
+                counts.edits[token_class(tok)] += 1
+    return counts
+
+
+def corpus_counts(refs: Sequence[str], hyps: Sequence[str]) -> WerCounts:
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    total = WerCounts()
+    for ref, hyp in zip(refs, hyps, strict=True):
+        total.add(score(ref, hyp))
+    return total
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus word error rate: all edits over all reference words, after :func:`normalize`."""
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    edits = words = 0
-    for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = normalize(ref).split(), normalize(hyp).split()
-        edits += edit_distance(r, h)
-        words += len(r)
+    """Corpus word error rate: all edits over all reference tokens, after normalisation."""
+    counts = corpus_counts(refs, hyps)
+    words = sum(counts.ref.values())
+    edits = sum(counts.edits.values())
     return edits / words if words else float(edits > 0)

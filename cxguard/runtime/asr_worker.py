@@ -9,12 +9,14 @@ the session turns into ``undetermined`` verdicts — visible backpressure, never
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -24,8 +26,17 @@ from cxguard.runtime import metrics
 
 log = logging.getLogger(__name__)
 
-BatchFn = Callable[[Sequence[np.ndarray]], Sequence[Transcript | AsrError]]
-"""Transcribes turns in order; a turn rejected by the ASR guards gets its error in place."""
+Result = Transcript | AsrError
+
+
+class BatchFn(Protocol):
+    """Transcribes segments in order; a segment refused by the ASR guards gets its error in
+    place. ``on_done(i, result)``, called from the worker thread as soon as segment ``i`` is
+    final, lets a segment leave before another one's fallback decodes are over."""
+
+    def __call__(
+        self, items: Sequence[np.ndarray], *, on_done: Callable[[int, Result], None] | None = None
+    ) -> Sequence[Result]: ...
 
 
 @dataclass(order=True)
@@ -88,8 +99,13 @@ class AsrWorker:
             if not live:
                 continue
             audio = [np.frombuffer(j.turn.pcm16, dtype=np.int16) for j in live]
+
+            def early(i: int, result: Result, jobs: list[_Job] = live) -> None:
+                loop.call_soon_threadsafe(self._settle, jobs[i], result)
+
+            work = functools.partial(self._transcribe_batch, audio, on_done=early)
             try:
-                results = await loop.run_in_executor(self._executor, self._transcribe_batch, audio)
+                results = await loop.run_in_executor(self._executor, work)
             except AsrError as exc:
                 self._fail(live, exc)
                 continue
@@ -98,12 +114,16 @@ class AsrWorker:
                 self._fail(live, AsrError(f"ASR failed: {exc!r}"))
                 continue
             for job, result in zip(live, results, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(result, AsrError):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
+                self._settle(job, result)
+
+    @staticmethod
+    def _settle(job: _Job, result: Result) -> None:
+        if job.future.done():
+            return
+        if isinstance(result, AsrError):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
 
     def _expire(self, batch: list[_Job]) -> list[_Job]:
         now = time.monotonic()

@@ -62,6 +62,8 @@ def load_transcriber(settings: Settings) -> Transcriber:
             window=a.window,  # type: ignore[arg-type]
             cpu_threads=a.cpu_threads,
             num_workers=a.workers,
+            fallbacks=tuple(a.fallbacks),
+            fallback_model=a.fallback_model,
         )
     )
 

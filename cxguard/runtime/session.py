@@ -269,7 +269,7 @@ class CallSession:
             try:
                 transcript = await item.transcript
                 text, timing.asr_ms = transcript.text, transcript.asr_ms
-                timing.model_id = transcript.model_id
+                timing.model_id, timing.decode = transcript.model_id, transcript.decode
             except AsrError as exc:
                 reason = str(exc)
             except Exception as exc:  # not the ASR room's error: a bug, said loudly

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from cxguard.asr.decoding import DEFAULT_FALLBACKS
 from cxguard.errors import ConfigError
 from cxguard.policy.turns import TurnOptions
 
@@ -46,6 +47,11 @@ class AsrSettings:
     max_wait_ms: float = 10_000.0
     """A turn that waited longer than this is not transcribed: ``undetermined``, alerted."""
     batch_size: int = 4
+    fallbacks: tuple[str, ...] = DEFAULT_FALLBACKS
+    """Decodes tried in order on a segment whose fast decode failed a guard, before it is
+    refused as ``undetermined`` (``[fallback:]turn|full-bN|tT``; see cxguard/asr/decoding.py)."""
+    fallback_model: str | None = "auto"
+    """Model of ``fallback:`` decodes: ``auto`` = ``base`` if installed (``cxguard[base]``)."""
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ class SegmentTiming:
     ready_mono: float = 0.0
     asr_ms: float = 0.0
     model_id: str = ""
+    decode: str = ""
+    """Which decode strategy produced the text (``asr.decoding``; fallbacks name theirs)."""
 
 
 def error_summary(error: BaseException | str) -> str:
@@ -279,6 +281,8 @@ class VerdictPipeline:
         model_ids = dict(self._services.model_ids)
         if timing is not None and timing.model_id:
             model_ids["asr"] = timing.model_id
+        if timing is not None and timing.decode:
+            model_ids["asr_decode"] = timing.decode
         verdicts = []
         for r in results:
             turn = anchor or self._turns.get(r.turn_index)
