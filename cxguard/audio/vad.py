@@ -270,7 +270,9 @@ class VadSegmenter:
         self._continued = True
 
     def _close(self, out: list[Segment]) -> None:
-        end = self._last_voiced
+        # A piece continuing a cut segment may hold no voiced audio after the cut (its last
+        # voiced frame was padding, clamped back before the cut): it closes empty, at the cut.
+        end = max(self._last_voiced, self._start)
         if end - self._start >= self._min or self._continued:
             audio_end = min(self._pos, end + self._post)
             out.append(self._turn(self._start, end, self._audio_start, audio_end, partial=False))
