@@ -97,7 +97,9 @@ class ScriptedTranscriber:
         self._seconds = np.array([len(a) / RATE for a in audio])
         self.matched: list[int] = []
 
-    def __call__(self, items: Sequence[np.ndarray]) -> list[Transcript | AsrError]:
+    def __call__(
+        self, items: Sequence[np.ndarray], *, on_done: object = None
+    ) -> list[Transcript | AsrError]:
         found = [int(np.argmin(abs(self._seconds - len(x) / RATE))) for x in items]
         self.matched += found
         return [Transcript(self._lines[k].written, "scripted") for k in found]
