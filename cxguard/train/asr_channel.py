@@ -110,17 +110,32 @@ def _positive(e: Example) -> bool:
     return any(v == 1 for k, v in e.labels.items() if not k.endswith(".other"))
 
 
+def _cached(cache: Path) -> dict[tuple[str, str], dict[str, str]]:
+    done: dict[tuple[str, str], dict[str, str]] = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["text"], row["voice"])] = row
+    return done
+
+
+def write_out(done: dict[tuple[str, str], dict[str, str]], out: Path) -> None:
+    rows = sorted(  # every turn transcribed so far: runs over several sources accumulate
+        (r for r in done.values() if r["asr"]),
+        key=lambda r: (r["speaker"], r["text"]),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    print(f"wrote {len(rows)} transcribed turns to {out}")
+
+
 def transcribe_all(
     items: Sequence[tuple[str, str]], cache: Path, out: Path, log_every: int = 100
 ) -> None:
     from cxguard.asr import Transcriber
     from cxguard.asr.guards import AsrRejected
 
-    done: dict[tuple[str, str], dict[str, str]] = {}
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            done[(row["text"], row["voice"])] = row
+    done = _cached(cache)
     asr = Transcriber()
     with tempfile.TemporaryDirectory() as tmpdir, cache.open("a") as log:
         tmp = Path(tmpdir)
@@ -141,13 +156,7 @@ def transcribe_all(
             log.flush()
             if n % log_every == 0:
                 print(f"{n}/{len(items)} {voice.label}: {text!r} -> {heard!r}", flush=True)
-    rows = sorted(  # every turn transcribed so far: runs over several sources accumulate
-        (r for r in done.values() if r["asr"]),
-        key=lambda r: (r["speaker"], r["text"]),
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    print(f"wrote {len(rows)} transcribed turns to {out}")
+    write_out(done, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,10 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", default="", help="only sources starting with this")
     parser.add_argument("--cache", type=Path, default=Path("/work/scratch/clf_asr/cache.jsonl"))
     parser.add_argument("--out", type=Path, default=REPO / "data" / "asr" / "asr_channel.jsonl")
+    parser.add_argument(
+        "--write-only", action="store_true", help="write --out from the cache, speak nothing"
+    )
     args = parser.parse_args(argv)
+    if args.write_only:
+        write_out(_cached(args.cache), args.out)
+        return 0
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     examples = load_examples(
-        REPO / "data", REPO / "cxguard" / "data" / "demo" / "dialogue.json", seed=0,
+        REPO / "data",
+        REPO / "cxguard" / "data" / "demo" / "dialogue.json",
+        seed=0,
         with_asr=False,
     )
     chosen = select(examples, args.agent, args.customer, args.source)

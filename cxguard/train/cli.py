@@ -38,9 +38,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_examples(
-    data_dir: Path, demo: Path, seed: int, with_asr: bool = True
-) -> list[Example]:
+def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) -> list[Example]:
     pub = data_dir / "public"
     own = data_dir / "own"
     rules = AgentRules(data_dir / "rules" / "agent_labels.yaml")

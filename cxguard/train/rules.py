@@ -113,7 +113,7 @@ class AgentRules:
             ):
                 break
             out.append(sentence)
-        text = " ".join(out).strip()
+        text = " ".join(" ".join(out).split()[: self.max_words]).strip()
         if text and text[-1] not in ".!?":
             text += "."
         return text

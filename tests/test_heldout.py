@@ -1,0 +1,88 @@
+"""Held-out conversations other people wrote (data/heldout): never trained on, and the
+shipped pack + models keep verdict quality on them (measured, see data/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
+from cxguard.policy.engine import PolicyEngine
+from cxguard.policy.offline import load_transcript
+from cxguard.policy.pack import default_pack_path, load_pack
+from cxguard.train.corpus import normalise
+
+ROOT = Path(__file__).resolve().parents[1]
+HELDOUT = ROOT / "data" / "heldout"
+
+
+def _benchmark() -> ModuleType:
+    path = ROOT / "benchmarks" / "heldout_eval.py"
+    spec = importlib.util.spec_from_file_location("heldout_eval", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _texts() -> set[tuple[str, str]]:
+    out = set()
+    for path in HELDOUT.glob("*/*.jsonl"):
+        for line in load_transcript(path):
+            if "speaker" in line:
+                out.add((line["speaker"], normalise(line["text"])))
+    return out
+
+
+def test_sets_are_there_and_alternate_speakers() -> None:
+    sets = sorted(p.name for p in HELDOUT.iterdir() if p.is_dir())
+    assert sets == ["abcd", "bitext", "closure_requests", "harper_valley", "presidio_pii"]
+    for path in HELDOUT.glob("*/*.jsonl"):
+        speakers = [line["speaker"] for line in load_transcript(path) if "speaker" in line]
+        assert all(a != b for a, b in itertools.pairwise(speakers)), path
+
+
+@pytest.mark.slow
+def test_no_held_out_turn_is_a_training_or_validation_turn() -> None:
+    from cxguard.train.cli import load_examples
+
+    examples = load_examples(ROOT / "data", ROOT / "cxguard" / "data" / "demo" / "dialogue.json", 0)
+    seen = {
+        ("customer" if e.speaker == "customer" else "agent", normalise(e.text))
+        for e in examples
+        if e.split != "test"
+    }
+    leaked = _texts() & seen
+    assert not leaked, sorted(leaked)[:5]
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, object]:
+    pack = load_pack(default_pack_path().with_name("billing.yaml"))
+    engine = PolicyEngine(pack, OnnxTextScorer(ClassifierOptions(models_dir=ROOT / "models")))
+    out: dict[str, object] = _benchmark().evaluate(
+        engine, sorted(p for p in HELDOUT.iterdir() if p.is_dir())
+    )
+    return out
+
+
+FLOORS = json.loads((ROOT / "benchmarks" / "results" / "clf-heldout-floors.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assertion", sorted(FLOORS))
+def test_verdict_quality_on_held_out_conversations(
+    result: dict[str, dict[str, dict[str, float | None]]], assertion: str
+) -> None:
+    got = result["per_assertion"][assertion]
+    for key in ("precision", "recall"):
+        floor = FLOORS[assertion].get(key)
+        if floor is not None:
+            assert got[key] is not None and got[key] >= floor, (assertion, got)
+    if "max_fp" in FLOORS[assertion]:
+        assert got["fp"] <= FLOORS[assertion]["max_fp"], (assertion, got)
