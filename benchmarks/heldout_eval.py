@@ -10,6 +10,11 @@ failure reported on a neighbouring line to the agent turn that exhausted the obl
 
     python benchmarks/heldout_eval.py --json                    # default semantic pack
     python benchmarks/heldout_eval.py --pack path/to/pack.yaml --models models --json
+    python benchmarks/heldout_eval.py --labels --models models --json   # classifier labels
+
+``--labels`` scores the classifier alone on the public *test* split of text other people
+wrote (agent: Bitext answers, SGD system turns, ABCD; customer: banking77, CLINC150, NLU++,
+Bitext, SGD), labels from the sources and the pre-written rules, undecided labels left out.
 
 Labels come from pre-written rules (``cxguard/train/heldout.py``); nothing in
 ``data/heldout`` is trained on or used to choose a threshold.
@@ -131,6 +136,30 @@ def evaluate(engine: PolicyEngine, sets: Sequence[Path]) -> dict[str, Any]:
     }
 
 
+def label_quality(scorer: OnnxTextScorer) -> dict[str, Any]:
+    from cxguard.train.cli import load_examples
+
+    examples = load_examples(ROOT / "data", ROOT / "cxguard/data/demo/dialogue.json", 0, False)
+    test = [e for e in examples if e.split == "test" and e.origin == "public"]
+    out: dict[str, Any] = {}
+    for speaker in ("agent", "customer"):
+        part = [e for e in test if e.speaker == speaker]
+        limits = scorer.thresholds(speaker)
+        counts = {label: {"tp": 0, "fp": 0, "fn": 0} for label in limits}
+        for e in part:
+            scores = scorer.score([e.text], speaker)[0]
+            for label, limit in limits.items():
+                truth = e.labels.get(label)
+                if truth is None:
+                    continue
+                got = scores[label] >= limit
+                key = "tp" if got and truth else "fp" if got else "fn" if truth else None
+                if key:
+                    counts[label][key] += 1
+        out[speaker] = {"n": len(part), "labels": {k: _pr(c) for k, c in counts.items()}}
+    return out
+
+
 def _pr(c: Mapping[str, int]) -> dict[str, Any]:
     tp, fp, fn = c["tp"], c["fp"], c["fn"]
     return {
@@ -149,8 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "heldout")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--errors", type=Path, help="also write every miss / false alarm here")
+    parser.add_argument("--labels", action="store_true", help="classifier labels, not verdicts")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.labels:
+        quality = label_quality(OnnxTextScorer(ClassifierOptions(models_dir=args.models)))
+        quality["models"] = str(args.models)
+        print(json.dumps(quality, indent=1))
+        return 0
     pack = load_pack(args.pack)
     scorer = OnnxTextScorer(ClassifierOptions(models_dir=args.models)) if pack.thresholds else None
     result = evaluate(
