@@ -57,7 +57,8 @@ def test_no_held_out_turn_is_a_training_or_validation_turn() -> None:
         for e in examples
         if e.split != "test"
     }
-    leaked = _texts() & seen
+    # A few words ("exactly", "my checking account") are said by many writers alike.
+    leaked = {t for t in _texts() & seen if len(t[1].split()) > 3}
     assert not leaked, sorted(leaked)[:5]
 
 
@@ -79,10 +80,31 @@ FLOORS = json.loads((ROOT / "benchmarks" / "results" / "clf-heldout-floors.json"
 def test_verdict_quality_on_held_out_conversations(
     result: dict[str, dict[str, dict[str, float | None]]], assertion: str
 ) -> None:
-    got = result["per_assertion"][assertion]
+    if assertion.endswith("@obligation"):  # judged per obligation: where the fail lands is
+        got = result["closure_escalation_obligation_level"]  # the turns work (issue 9 item 2)
+    else:
+        got = result["per_assertion"][assertion]
     for key in ("precision", "recall"):
         floor = FLOORS[assertion].get(key)
         if floor is not None:
             assert got[key] is not None and got[key] >= floor, (assertion, got)
     if "max_fp" in FLOORS[assertion]:
         assert got["fp"] <= FLOORS[assertion]["max_fp"], (assertion, got)
+
+
+LABEL_FLOORS = json.loads((ROOT / "benchmarks" / "results" / "clf-label-floors.json").read_text())
+
+
+@pytest.mark.slow
+def test_classifier_labels_on_other_writers_test_split() -> None:
+    """The heads alone on text other people wrote (public test split, labels from the sources
+    and the pre-written rules): false alarms and recall stay where they were measured."""
+    scorer = OnnxTextScorer(ClassifierOptions(models_dir=ROOT / "models"))
+    quality = _benchmark().label_quality(scorer)
+    for speaker, labels in LABEL_FLOORS.items():
+        for label, floor in labels.items():
+            got = quality[speaker]["labels"][label]
+            if "max_fp" in floor:
+                assert got["fp"] <= floor["max_fp"], (label, got)
+            if "recall" in floor:
+                assert got["recall"] is not None and got["recall"] >= floor["recall"], (label, got)
