@@ -8,6 +8,7 @@ import itertools
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -63,10 +64,10 @@ def test_no_held_out_turn_is_a_training_or_validation_turn() -> None:
 
 
 @pytest.fixture(scope="module")
-def result() -> dict[str, object]:
+def result() -> dict[str, Any]:
     pack = load_pack(default_pack_path().with_name("billing.yaml"))
     engine = PolicyEngine(pack, OnnxTextScorer(ClassifierOptions(models_dir=ROOT / "models")))
-    out: dict[str, object] = _benchmark().evaluate(
+    out: dict[str, Any] = _benchmark().evaluate(
         engine, sorted(p for p in HELDOUT.iterdir() if p.is_dir())
     )
     return out
@@ -77,9 +78,8 @@ FLOORS = json.loads((ROOT / "benchmarks" / "results" / "clf-heldout-floors.json"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assertion", sorted(FLOORS))
-def test_verdict_quality_on_held_out_conversations(
-    result: dict[str, dict[str, dict[str, float | None]]], assertion: str
-) -> None:
+def test_verdict_quality_on_held_out_conversations(result: dict[str, Any], assertion: str) -> None:
+    got: dict[str, Any]
     if assertion.endswith("@obligation"):  # judged per obligation: where the fail lands is
         got = result["closure_escalation_obligation_level"]  # the turns work (issue 9 item 2)
     else:
