@@ -241,8 +241,9 @@ async def test_faults_are_recorded_and_alerted_and_judging_goes_on(
         by_turn.setdefault(v.turn_index, set()).add(v.outcome)
     customer = next(t for t in recorder.turns if "close" in t.text.lower())
     assert by_turn[customer.index] == {"undetermined"}
-    closure = [v for v in recorder.verdicts if v.assertion_id == "billing.closure_escalation"]
-    assert any(v.outcome == "fail" for v in closure)  # processing the closure still fails
+    # The agent's reply after the broken turn is judged on every assertion as usual.
+    reply = next(t for t in recorder.turns if t.speaker == "agent" and t.index > customer.index)
+    assert by_turn[reply.index] and "undetermined" not in by_turn[reply.index]
     last_agent = [t for t in recorder.turns if t.speaker == "agent"][-1]
     assert last_agent.index in by_turn
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cxguard import pii
+from cxguard.model import TurnText
 from cxguard.pii import forms
 from cxguard.pii.text import parse
 
@@ -91,6 +92,19 @@ def test_card_numbers(text: str, expected: str | None) -> None:
 def test_not_card_numbers(text: str) -> None:
     assert pii.check("card_number", text) is None
     assert "[CARD]" not in pii.redact(text)
+
+
+def test_identifiers_outside_the_banking_ranges_are_not_cards_but_are_still_masked() -> None:
+    # A UATP-shaped (1...) Luhn-valid order number is an order number; said with a card word,
+    # or in a banking network's range, a Luhn-valid number is a card whatever its label.
+    order = "Let me check the status of your order 113542617735902 for you."
+    assert pii.check("card_number", order) is None
+    window = pii.RedactionWindow()
+    stored = window.push(TurnText(0, "agent", order, 0.0, 3000.0))
+    assert "113542617735902" not in stored and "[DIGITS]" in stored
+    assert pii.check("card_number", "the card on file is 113542617735902") is not None
+    assert pii.check("card_number", "order number 4532 0151 1283 0366") is not None
+    assert pii.check("card_number", "order 113542617735902 was paid with that visa") is not None
 
 
 def test_card_evidence_names_only_the_last_four() -> None:

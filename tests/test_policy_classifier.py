@@ -135,16 +135,6 @@ def test_demo_call(scorer: OnnxTextScorer, index: int) -> None:
     assert not must_not & got, (turn["text"], got)
 
 
-def test_demo_closure_turn_is_read_as_processing_the_closure(scorer: OnnxTextScorer) -> None:
-    """Turn 16 ("Sure, I can close your account for you right now.") scores 0.95 for
-    ``agent.processes_closure``, its top label, but the validation-chosen threshold is 0.97:
-    the classifier alone misses it, and the pack's regex branch (``kind: any``) catches it
-    (tests/test_policy_classifier_pack.py). Asserted as measured, not tuned away."""
-    scores = scorer.score([demo_turns()[16]["text"]], "agent")[0]
-    assert max(scores, key=lambda label: scores[label]) == "agent.processes_closure"
-    assert scores["agent.processes_closure"] > 0.9
-
-
 def _copy_models(tmp_path: Path) -> Path:
     dst = tmp_path / "models"
     shutil.copytree(MODELS, dst, ignore=shutil.ignore_patterns("*.md"))

@@ -13,8 +13,10 @@ import pytest
 
 from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer
 from cxguard.policy.engine import PolicyEngine
+from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.offline import evaluate_transcript, load_transcript
 from cxguard.policy.pack import load_pack
+from cxguard.policy.spec import AnyMatcher, ClassifierMatcher
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "cxguard" / "data" / "policies" / "billing.yaml"
@@ -52,3 +54,33 @@ def test_demo_call_gets_exactly_its_labelled_verdicts(engine: PolicyEngine) -> N
             assert verdict in ("pass", "not_applicable"), (key, verdict, lines[key[0]])
     scored = [r for r in rows if r.get("scores")]
     assert scored, "classifier scores must reach the verdict evidence"
+
+
+def _closure_classifier(engine: PolicyEngine) -> ClassifierMatcher:
+    pack = load_pack(PACK)
+    trigger = next(i for i in pack.state.intents if i.intent == "account_closure").match
+    assert isinstance(trigger, AnyMatcher)
+    found = next(m for m in trigger.any if isinstance(m, ClassifierMatcher))
+    assert found.label == "customer.closure" and found.unless
+    return found
+
+
+def test_an_excuse_covers_only_its_own_words(engine: PolicyEngine) -> None:
+    """The closure classifier's guards are scoped: the excused words are cut out and the rest
+    re-scored. A negated closure leaves nothing that asks to close; a negation elsewhere in
+    the turn does not veto a request next to it (the regex branch is not involved here)."""
+    spec = _closure_classifier(engine)
+    thresholds = load_pack(PACK).thresholds
+
+    def hit(text: str) -> tuple[bool, str]:
+        h = match(spec, TurnView(text, "customer", engine.scorer, thresholds))
+        return h.matched, h.evidence
+
+    matched, evidence = hit("No, I do not want to close my account.")
+    assert not matched
+    assert "do not want to close" in evidence
+    matched, evidence = hit(
+        "I don't want to switch providers. I just want you to shut my account down today."
+    )
+    assert matched, evidence
+    assert "without" in evidence or "excused" not in evidence

@@ -135,6 +135,9 @@ Near = Callable[[str, int, int, int, int], bool]
 """``near(kind, before, after, lo, hi)``: is a ``kind`` context phrase at most ``before``
 content words ahead of atoms ``lo..hi`` of the sequence, or ``after`` words behind them?"""
 CARD_REACH = (8, 4)
+BANKING_NETWORKS = frozenset("23456")
+"""First digits of the banking networks (Mastercard 2/5, Amex/Diners 3, Visa 4, Discover 6):
+a Luhn-valid number there is a card whatever label it is read with."""
 SSN_REACH = (8, 4)
 CVV_REACH = (6, 3)
 OTHER_REACH = (6, 3)
@@ -202,6 +205,14 @@ def _merge(windows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 
 def _cards(d: _Digits, near: Near) -> list[Hit]:
     valid = [w for w in d.windows(range(12, 20)) if valid_card(d.text[w[0] : w[1]])]
+    last = len(d.atoms) - 1
+    if (
+        valid
+        and all(d.text[s] not in BANKING_NETWORKS for s, _ in valid)
+        and near("identifier", *CARD_REACH[:1], 0, 0, last)
+        and not near("card", *CARD_REACH, 0, last)
+    ):
+        return []  # "order number 1135…": an identifier outside the banking ranges
     hits = []
     for cluster in _merge(valid):
         best = max(cluster, key=lambda w: (w[1] - w[0], -w[0]))

@@ -102,4 +102,11 @@ CONTEXT = {
         r"policy\s+number|routing|sort\s+code|iban|reference\s+number)\b"
     ),
     "dob": re.compile(r"\b(?:born|birth|birthday|dob|d\.o\.b\.?|date\s+of\s+birth)\b"),
+    # Labels of numbers that are not cards (an order's, a parcel's): they only decide numbers
+    # outside the banking networks' ranges (1 UATP, 9 national schemes) said without a card
+    # word; the number is still masked as [DIGITS] wherever it is stored.
+    "identifier": re.compile(
+        r"\b(?:order|orders|tracking|parcel|package|shipment|invoice|ticket|case|claim|"
+        r"confirmation|reference|booking|reservation|serial|model|item|sku)\b"
+    ),
 }

@@ -94,6 +94,12 @@ class TurnView:
             raise ClassifierError(self._error or "no scores")
         return self._scores
 
+    def score_text(self, text: str) -> Mapping[str, float]:
+        """Scores of other text by the same speaker (an excuse's remainder); not cached."""
+        if self._scorer is None:
+            raise ClassifierError("no classifier loaded")
+        return _pooled(self._scorer, normalize(text), self.speaker)
+
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 WINDOW_WORDS = 40
@@ -178,12 +184,43 @@ def _classifier(spec: ClassifierMatcher, view: TurnView) -> Hit:
     hit = score >= threshold
     relation = ">=" if hit else "<"
     evidence = f"{spec.label}={score:.3f} {relation} {threshold:.2f}"
-    if hit:
-        for pattern in spec.unless:
-            excuse = compiled(pattern, True).search(view.text)
-            if excuse is not None and excuse.end() > excuse.start():
-                return Hit(False, f'{evidence}, excused by "{excuse.group()}"', {spec.label: score})
+    if hit and spec.unless:
+        return _scoped_excuse(spec, view, score, threshold, evidence)
     return Hit(hit, evidence, {spec.label: score})
+
+
+def _scoped_excuse(
+    spec: ClassifierMatcher, view: TurnView, score: float, threshold: float, evidence: str
+) -> Hit:
+    """An ``unless`` phrase excuses only what it covers: the turn is scored again with every
+    excused span cut out, and the hit stands if what remains still reaches the threshold
+    ("I don't want to leave, but shut it all down" still asks to close; "I don't want to
+    close it" leaves nothing that does). A guard never vetoes a confident score elsewhere."""
+    spans = sorted(
+        (m.start(), m.end())
+        for pattern in spec.unless
+        for m in compiled(pattern, True).finditer(view.text)
+        if m.end() > m.start()
+    )
+    if not spans:
+        return Hit(True, evidence, {spec.label: score})
+    kept, cursor = [], 0
+    for start, end in spans:
+        if start > cursor:
+            kept.append(view.text[cursor:start])
+        cursor = max(cursor, end)
+    kept.append(view.text[cursor:])
+    rest = " ".join(" ".join(kept).split())
+    excused = ", ".join(f'"{view.text[a:b]}"' for a, b in spans)
+    try:
+        left = float(view.score_text(rest)[spec.label]) if rest.strip(" .,;:!?") else 0.0
+    except (ClassifierError, KeyError) as exc:
+        why = f"{evidence}; excuse re-scoring failed: {exc}"
+        return Hit(False, why, {spec.label: score}, undetermined=why)
+    scores = {spec.label: score}
+    if left >= threshold:
+        return Hit(True, f"{evidence}; without {excused}: {left:.3f} >= {threshold:.2f}", scores)
+    return Hit(False, f"{evidence}, excused by {excused} (rest {left:.3f})", scores)
 
 
 def _check(spec: CheckMatcher, view: TurnView) -> Hit:

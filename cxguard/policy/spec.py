@@ -90,8 +90,9 @@ class ClassifierMatcher(_Spec):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Overrides ``classifier.thresholds[label]`` of the pack."""
     unless: tuple[Regex, ...] = ()
-    """A score over the threshold is excused when one of these matches anywhere in the turn
-    (negations and questions the model confuses with requests: "I don't want to close it")."""
+    """Phrases that excuse what they cover (negations and questions the model confuses with
+    requests: "I don't want to close it"): on a hit, the turn is scored again without every
+    matched span and the hit stands only if the rest still reaches the threshold."""
 
     _classifier_lists = field_validator("unless", mode="before")(_one_or_many)
 

@@ -26,6 +26,7 @@ from cxguard.train import corpus, encoder, finetune, heads, report
 from cxguard.train.agent_data import generate
 from cxguard.train.corpus import Example
 from cxguard.train.labels import GROUPS
+from cxguard.train.rules import AgentRules
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 64
@@ -37,15 +38,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_examples(data_dir: Path, demo: Path, seed: int) -> list[Example]:
+def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) -> list[Example]:
     pub = data_dir / "public"
     own = data_dir / "own"
+    rules = AgentRules(data_dir / "rules" / "agent_labels.yaml")
     raw: list[Example] = [
         *corpus.banking77(pub),
         *corpus.clinc150(pub),
         *corpus.nluplusplus(pub),
         *corpus.bitext(pub),
         *corpus.sgd(pub),
+        *corpus.bitext_responses(pub, rules),
         *corpus.abcd(pub, own / "abcd_labels.yaml"),
         *corpus.own_file(own / "customer_train.yaml", "customer", "train"),
         *corpus.own_file(own / "customer_val.yaml", "customer", "val"),
@@ -56,6 +59,8 @@ def load_examples(data_dir: Path, demo: Path, seed: int) -> list[Example]:
         *corpus.own_file(own / "agent_test.yaml", "agent", "test"),
         *corpus.own_file(own / "agent_test_b.yaml", "agent", "test"),
     ]
+    if with_asr:
+        raw += list(corpus.asr_channel(data_dir / "asr" / "asr_channel.jsonl", raw))
     probes = corpus.probes(data_dir, demo)
     seen: dict[tuple[str, str], set[str]] = {}
     test = {(e.speaker, corpus.normalise(e.text)) for e in raw if e.split == "test"}

@@ -22,6 +22,7 @@ from typing import Literal
 import yaml
 
 from cxguard.train.labels import GROUPS
+from cxguard.train.rules import AgentRules
 
 Split = Literal["train", "val", "test"]
 Origin = Literal["public", "own"]
@@ -255,3 +256,46 @@ def probes(data_dir: Path, demo_dialogue: Path) -> set[str]:
     }
     out |= {normalise(t["text"]) for t in json.loads(demo_dialogue.read_text())["turns"]}
     return out
+
+
+# --------------------------------------------------------------------------- other writers, agent
+
+
+def bitext_responses(root: Path, rules: AgentRules) -> Iterator[Example]:
+    """Bitext's written answers as spoken agent turns (cut by :meth:`AgentRules.spoken`),
+    labelled by the pre-written rules; split with the request they answer, so a request and
+    its answer always land in the same split."""
+    with (root / "bitext" / "bitext_responses.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            text = rules.spoken(row["response"])
+            if not text:
+                continue
+            yield Example(
+                text,
+                "agent",
+                rules.labels(text, "bitext"),
+                "bitext_response",
+                "public",
+                public_split(row["instruction"]),
+            )
+
+
+def asr_channel(path: Path, examples: Iterable[Example]) -> Iterator[Example]:
+    """What Whisper heard when a training turn was spoken (``cxguard.train.asr_channel``),
+    with the labels of the turn it came from; training split only."""
+    if not path.exists():
+        return
+    by_text = {(e.speaker, e.text): e for e in examples if e.split == "train"}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        origin = by_text.get((row["speaker"], row["text"]))
+        if origin is None or not row["asr"].strip():
+            continue  # the text is no longer a training turn
+        yield Example(
+            row["asr"],
+            origin.speaker,
+            origin.labels,
+            f"asr.{origin.source}",
+            origin.origin,
+            "train",
+        )

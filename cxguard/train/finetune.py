@@ -27,7 +27,7 @@ LR_ENCODER = 4e-5
 LR_HEAD = 2e-3
 SCALE = 20.0  # logits = SCALE * W·unit_embedding: unit vectors need a temperature
 MAX_CUSTOMER_PUBLIC = 2500  # seeded sample of public customer turns (all labels)
-MAX_AGENT_PUBLIC = 500  # real agent negatives (SGD system turns)
+MAX_AGENT_PUBLIC = 1500  # real agent turns other people wrote (SGD system turns, Bitext answers)
 FROZEN_LAYERS = 3  # embeddings and the lowest layers stay as pre-trained: faster on 2 cores
 
 

@@ -16,8 +16,10 @@ CUSTOMER: Final[dict[str, str]] = {
 AGENT: Final[dict[str, str]] = {
     "agent.payment_arrangement": "discloses or offers a payment arrangement: plan, installments, "
     "deferral, extension, hardship program, split payments — however phrased",
-    "agent.escalation": "transfers / escalates the caller to a human, supervisor or other team",
-    "agent.processes_closure": "closes or cancels the account or service itself",
+    "agent.escalation": "hands the caller to a human, supervisor or other team now (transfer, "
+    "connect, queue); not a call-back, an offer to transfer, a retention pitch or a fee warning",
+    "agent.processes_closure": "closes or cancels the account or service itself (not a card, "
+    "an autopay, a payment or an appointment)",
     "agent.retention_offer": "offers a discount or incentive so that the caller does not leave",
     "agent.unauthorized_commitment": "guarantees, promises or waives (refund, fee, outcome)",
     "agent.requests_verification": "asks the caller for identity-verification details",
