@@ -92,7 +92,8 @@ class CallSession:
             s: VadSegmenter(s, started.sample_rate, self._vad_options(s))
             for s in ("agent", "customer")
         }
-        self._next_index = 0
+        # A reconnect (or a call recovered after a restart) continues the call's numbering.
+        self._next_index = services.evidence.next_turn_index(started.info)
         self._position_ms = 0.0
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         self._open: dict[Speaker, _OpenTurn] = {}
@@ -157,11 +158,14 @@ class CallSession:
                 error = str(exc)
             if turn.partial:
                 # Indices are given when a turn closes, so this is the one it will most likely get.
+                self._services.evidence.spool_segment(self.info, turn, turn_index=self._next_index)
                 piece = _PendingPiece(self._next_index, turn, future, error, now, speech_end)
                 self._items.put_nowait(piece)
                 continue
             index = self._next_index
             self._next_index += 1
+            # Durable until judged: a crash before the verdicts leaves it for the restart.
+            self._services.evidence.spool_segment(self.info, turn, turn_index=index)
             metrics.TURNS.labels(speaker=turn.speaker).inc()
             self._items.put_nowait(_PendingTurn(index, turn, future, error, now, speech_end))
 
@@ -172,6 +176,8 @@ class CallSession:
         for seg in self._segmenters.values():
             self._turns(seg.flush(), self._position_ms)
         self._ended = True
+        end_ms = at_ms if at_ms is not None else self._position_ms
+        self._services.evidence.submit_event(self.info, "stream_ended", end_ms, {"reason": reason})
         self._items.put_nowait(_Finish(at_ms if at_ms is not None else self._position_ms, reason))
 
     async def wait_closed(self) -> CallSummary:

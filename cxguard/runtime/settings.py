@@ -80,6 +80,54 @@ class HandoffSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """Durability of the evidence and alerts (see docs/evidence.md)."""
+
+    state_dir: str | None = None
+    """Local files: the write-ahead spool and the alert outbox. None: next to a SQLite
+    ledger (``<ledger>.state/``), else ``./cxguard-state``. One per sidecar process."""
+    key: str | None = None
+    """HMAC key (>= 16 bytes) signing chain heads; better ``key_file`` or the environment
+    (``CXGUARD_EVIDENCE_KEY`` / ``CXGUARD_EVIDENCE_KEY_FILE``). Never stored in the ledger."""
+    key_file: str | None = None
+    timeout_s: float = 5.0
+    """Bound on one database call (statement, lock, busy timeouts; the watchdog)."""
+    ack_wait_ms: float = 200.0
+    """How long a verdict waits for the ledger before its alert goes out saying the
+    evidence is pending (it is already durable in the spool)."""
+    spool_audio: bool = True
+    """Spool closed segments' audio until their turn is judged (re-judged after a crash)."""
+    reconnect_window_s: float = 3600.0
+    """At start, remember the numbering of calls seen this long ago (a reconnect goes on)."""
+
+    def key_bytes(self) -> bytes | None:
+        if self.key_file:
+            try:
+                return Path(self.key_file).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the evidence key file {self.key_file}: {exc}"
+                ) from exc
+        return self.key.encode("utf-8") if self.key else None
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """One extra alert/handoff sink (``cxguard.sinks.registry``), beside the implicit ones
+    (log; Redis when ``redis_url`` is set; handoff webhook; Twilio per tenant)."""
+
+    type: str
+    name: str | None = None
+    """Unique name (default: the type)."""
+    kinds: tuple[str, ...] = ("alert", "handoff")
+    tenants: tuple[str, ...] = ()
+    """Only these tenants' messages (empty: all)."""
+    severities: tuple[str, ...] = ()
+    max_age_s: float | None = None
+    options: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -102,6 +150,8 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    sinks: tuple[SinkSettings, ...] = ()
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)
@@ -126,7 +176,15 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         settings = _ADAPTER.validate_python(raw, strict=False)
     except pydantic.ValidationError as exc:
         raise ConfigError(f"invalid config {path or '(defaults)'}: {exc}") from exc
-    return _with_env_tenant(settings, os.environ)
+    return _with_env_evidence_key(_with_env_tenant(settings, os.environ), os.environ)
+
+
+def _with_env_evidence_key(settings: Settings, env: os._Environ[str] | dict[str, str]) -> Settings:
+    key, key_file = env.get("CXGUARD_EVIDENCE_KEY"), env.get("CXGUARD_EVIDENCE_KEY_FILE")
+    if not key and not key_file:
+        return settings
+    ledger = replace(settings.ledger, key=key or settings.ledger.key, key_file=key_file or None)
+    return replace(settings, ledger=ledger)
 
 
 def _with_env_tenant(settings: Settings, env: os._Environ[str] | dict[str, str]) -> Settings:

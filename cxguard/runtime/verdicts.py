@@ -37,6 +37,17 @@ class VerdictPipeline:
         self._turns: dict[int, TurnText] = {}
         self._last: TurnText | None = None
 
+    def restore(self, history: Sequence[TurnText | ControlEvent]) -> None:
+        """After a restart: replay what the ledger holds of this call (its verdicts are stored
+        already) so the conversation state is as it was before the turns still to judge."""
+        for item in history:
+            if isinstance(item, TurnText):
+                self._conversation.evaluate(item)
+                self._turns[item.index] = item
+                self._last = item
+            else:
+                self._conversation.observe(item)
+
     async def event(self, event: ControlEvent | Gap | Dtmf, summary: CallSummary) -> None:
         evidence = self._services.evidence
         if isinstance(event, ControlEvent):
@@ -186,13 +197,16 @@ class VerdictPipeline:
         # ledger is down, supervisors are still told (a violation must not go unheard), and
         # the alert says the evidence is missing.
         try:
-            await services.evidence.write(self._info, text, verdicts)
+            receipt = await services.evidence.write(self._info, text, verdicts)
         except EvidenceError as exc:
             metrics.PIPELINE_ERRORS.inc()
             log.error("call %s: verdicts NOT stored: %s", self._info.call_id, exc)
             verdicts = [
                 replace(v, evidence=f"{v.evidence} [evidence not stored: {exc}]") for v in verdicts
             ]
+        else:  # durable in the spool; the ledger may lag (then the alert says so)
+            if receipt.note:
+                verdicts = [replace(v, evidence=f"{v.evidence} [{receipt.note}]") for v in verdicts]
         published = time.monotonic()
         skip = alerted or set()
         alerts = [
