@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -118,9 +120,13 @@ def make_engine(url: sa.URL, options: LedgerOptions) -> sa.Engine:
         assert path is not None
         if not path.is_file():
             raise EvidenceError(f"no ledger at {path}")
-        # mode=ro: SQLite itself refuses to create or write (the URI form is needed for it).
-        kwargs["connect_args"]["uri"] = True
-        url = url.set(database=f"file:{path.resolve()}?mode=ro")
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+        def read_only_connection() -> sqlite3.Connection:
+            # mode=ro: SQLite itself refuses to create the file or write to it.
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+        kwargs = {"creator": read_only_connection}
     engine = sa.create_engine(url, echo=options.echo, **kwargs)
 
     @event.listens_for(engine, "connect")

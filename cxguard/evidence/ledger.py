@@ -105,7 +105,12 @@ class EvidenceLedger:
         )
         with _db_errors("open the database"):
             self._engine = make_engine(self.url, self._options)
-            self._check_schema()
+        try:
+            with _db_errors("open the database"):
+                self._check_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @property
     def read_only(self) -> bool:

@@ -245,8 +245,9 @@ def update_call(conn: sa.Connection, event: Mapping[str, Any], op: LedgerOp, now
         values |= {"started_at_ms": event["at_ms"], "ended_at_ms": None, "end_reason": None}
         if op.owner:
             values["owner"] = op.owner
-        if op.source:
-            values["source"] = op.source
+        source = op.source or data.get("source")
+        if isinstance(source, str) and source:
+            values["source"] = source[:32]
     else:
         reason = data.get("reason")
         values |= {

@@ -355,8 +355,12 @@ class EvidenceWriter:
         """Flush appends, give the drainer ``drain_s`` to empty the spool, then stop; what
         is still spooled is stored by the next start."""
         await asyncio.to_thread(self._appender.shutdown, True)
-        deadline = time.monotonic() + drain_s
-        while time.monotonic() < deadline and (await asyncio.to_thread(self.spool.depth)) > 0:
+        started = time.monotonic()
+        while (await asyncio.to_thread(self.spool.depth)) > 0:
+            waited = time.monotonic() - started
+            # A ledger that is down now will not come back in time: do not hold the exit.
+            if waited > drain_s or (self.ledger_error is not None and waited > 1.0):
+                break
             self._wake.set()
             await asyncio.sleep(0.05)
         self._stop.set()
