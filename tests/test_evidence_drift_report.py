@@ -86,9 +86,10 @@ def test_detects_a_drop_and_records_it(ledger: EvidenceLedger) -> None:
 
 
 def test_thresholds_and_tenants(ledger: EvidenceLedger) -> None:
-    assert detect_drift(
-        ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10), record=True
-    ) == []
+    assert (
+        detect_drift(ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10), record=True)
+        == []
+    )
     few = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=5), record=False)
     assert {f.assertion_id for f in few} == {"greet", "rare"}
     globex = detect_drift(ledger, "globex", now=NOW, record=False)
