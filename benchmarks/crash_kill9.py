@@ -42,7 +42,12 @@ REDIS = "redis://127.0.0.1:6379/0"
 def closed_turns_offline() -> int:
     """Turns the session cuts from the demo call: the same VAD, fed the same 20 ms frames."""
     v = VadSettings()
-    options = VadOptions(v.aggressiveness, v.hangover_ms, v.min_turn_ms, v.max_turn_ms)
+    options = VadOptions(
+        aggressiveness=v.aggressiveness,
+        hangover_ms=v.hangover_ms,
+        min_turn_ms=v.min_turn_ms,
+        max_turn_ms=v.max_turn_ms,
+    )
     count = 0
     for speaker, track in zip(("agent", "customer"), load_tracks(*demo_audio()), strict=True):
         seg = VadSegmenter(speaker, 8000, options)  # type: ignore[arg-type]
@@ -119,6 +124,7 @@ async def run(calls: int) -> dict[str, Any]:
             await asyncio.sleep(0.5)
         recovery_s = time.monotonic() - started
         await demo_call(url, 0.0, True, call_sid=sids[0])  # a reconnect after the restart
+        await asyncio.sleep(3.0)  # let the server read what the socket holds before SIGTERM
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(300)
