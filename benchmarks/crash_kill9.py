@@ -1,5 +1,8 @@
 """kill -9 of ``cxguard serve`` with a backlog of closed turns, then restart and reconnect.
 
+The kill comes once the server has read every stream to its end (its ``stream_ended`` is
+spooled), so every turn of every call is closed and most are not judged yet.
+
 Starts ``cxguard serve`` (SQLite ledger, alerts on the shared Redis under a fresh tenant),
 streams ``--calls`` copies of the bundled demo call as fast as the socket takes them (so
 their turns close long before ASR can judge them), kills the process with SIGKILL once every
@@ -32,6 +35,7 @@ from cxguard.audio.codec import ulaw_decode
 from cxguard.audio.vad import VadOptions, VadSegmenter
 from cxguard.evidence.engine import LedgerOptions
 from cxguard.evidence.ledger import EvidenceLedger
+from cxguard.evidence.spool import Spool
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.settings import VadSettings
 from cxguard.runtime.simulate import FRAME_MS, FRAME_SAMPLES, load_tracks
@@ -82,6 +86,25 @@ def health(port: int, timeout_s: float = 180.0) -> dict[str, Any]:
             time.sleep(0.2)
 
 
+def streams_ended(db: Path) -> set[str]:
+    """Calls whose ``stream_ended`` the server recorded (spooled or in the ledger): it has read
+    all of their audio, so every turn of theirs is closed."""
+    spool_path = db.with_name(db.name + ".state") / "spool.db"
+    found: set[str] = set()
+    if spool_path.exists():
+        spool = Spool(spool_path, read_only=True)
+        try:
+            for _, op in spool.peek(1_000_000):
+                if op.table == "events" and op.rows[0]["kind"] == "stream_ended":
+                    found.add(op.call_id)
+        finally:
+            spool.close()
+    if db.exists():
+        with EvidenceLedger(str(db), LedgerOptions(read_only=True)) as ledger:
+            found |= {e["call_id"] for e in ledger.events(kind="stream_ended")}
+    return found
+
+
 def counts(db: Path) -> dict[str, dict[str, Any]]:
     with EvidenceLedger(str(db), LedgerOptions(read_only=True)) as ledger:
         out = {}
@@ -114,6 +137,10 @@ async def run(calls: int) -> dict[str, Any]:
     try:
         await asyncio.to_thread(health, port)
         sids = await asyncio.gather(*(demo_call(url, 0.0, True) for _ in range(calls)))
+        deadline = time.monotonic() + 120  # the server may still be reading the sockets
+        while not set(sids) <= await asyncio.to_thread(streams_ended, db):
+            assert time.monotonic() < deadline, "the server did not read the streams"
+            await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         before = counts(db)

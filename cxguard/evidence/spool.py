@@ -109,9 +109,12 @@ class Spool:
             raise EvidenceError(f"cannot open the evidence spool {self.path}: {exc}") from exc
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _tx(self, what: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; ``durable=False`` skips the fsync (for bookkeeping whose loss
+        only means a replay, which is harmless)."""
         with self._lock:
             try:
+                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
@@ -149,7 +152,7 @@ class Spool:
         return [(int(i), LedgerOp.from_record(json.loads(str(b)))) for i, b in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
-        with self._tx("remove stored ops") as db:
+        with self._tx("remove stored ops", durable=False) as db:  # a replay is skipped
             db.executemany("DELETE FROM ops WHERE id = ?", [(i,) for i in ids])
 
     def depth(self) -> int:
@@ -196,7 +199,7 @@ class Spool:
 
     def judged(self, judged: Judged) -> None:
         """Drop segments whose turn is judged (or recorded as a gap)."""
-        with self._tx("drop judged segments") as db:
+        with self._tx("drop judged segments", durable=False) as db:
             self._drop_judged(db, judged)
 
     def pending(self, tenant: str, call_id: str) -> list[SpooledSegment]:

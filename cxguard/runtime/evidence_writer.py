@@ -95,17 +95,22 @@ class EvidenceWriter:
         ledger: EvidenceLedger,
         spool: Spool,
         *,
+        audio: Spool | None = None,
         owner: str = "",
         ack_wait_s: float = 0.2,
         spool_audio: bool = True,
     ) -> None:
         self.ledger = ledger
         self.spool = spool
+        self.audio = audio or spool
+        """Where closed segments' audio waits (its own file and thread: a burst of audio
+        never queues ahead of a verdict)."""
         self.owner = owner
         self._ack_wait_s = ack_wait_s
         self._spool_audio = spool_audio
-        # One thread appends (a call's writes keep their order), one drains.
+        # One thread appends (a call's writes keep their order), one drains, one keeps audio.
         self._appender = ThreadPoolExecutor(1, thread_name_prefix="evidence-spool")
+        self._audio_io = ThreadPoolExecutor(1, thread_name_prefix="evidence-audio")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
@@ -129,9 +134,11 @@ class EvidenceWriter:
         )
         directory = state_dir(settings)
         spool = Spool(directory / "spool.db")
+        audio = Spool(directory / "segments.db")
         return cls(
             ledger,
             spool,
+            audio=audio,
             owner=instance_id(directory),
             ack_wait_s=lset.ack_wait_ms / 1000.0,
             spool_audio=lset.spool_audio,
@@ -153,7 +160,7 @@ class EvidenceWriter:
     def seed(self, progress: CallProgress) -> None:
         """Remember a call's numbering from the ledger (and the spool), e.g. at restart."""
         n = self._number(progress.tenant, progress.call_id)
-        seg, turn = self.spool.segment_progress(progress.tenant, progress.call_id)
+        seg, turn = self.audio.segment_progress(progress.tenant, progress.call_id)
         n.next_turn = max(n.next_turn, progress.next_turn, turn)
         n.next_segment = max(n.next_segment, progress.next_segment, seg)
         n.closed_turns = max(n.closed_turns, turn)
@@ -169,11 +176,13 @@ class EvidenceWriter:
     # ------------------------------------------------------------------ writes
 
     async def _append(self, ops: Sequence[LedgerOp], judged: Judged | None = None) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._appender, self.spool.append, ops, judged
-        )
+        await asyncio.get_running_loop().run_in_executor(self._appender, self.spool.append, ops)
         self._wake.set()
         metrics.SPOOL_DEPTH.inc(len(ops))
+        if judged is not None:
+            # After the turn's write is durable; a crash in between leaves segments of a
+            # stored turn, which the restart recognises and drops.
+            self.segments_done(judged)
 
     async def write(
         self, info: CallInfo, text: TurnText | None, verdicts: Sequence[Verdict]
@@ -289,16 +298,23 @@ class EvidenceWriter:
 
         def put() -> None:
             try:
-                self.spool.put_segment(spooled)
+                self.audio.put_segment(spooled)
             except EvidenceError as exc:
                 log.error("call %s: segment %d not spooled: %s", info.call_id, index, exc)
 
-        self._appender.submit(put)
+        self._audio_io.submit(put)
         return index
 
     def segments_done(self, judged: Judged) -> None:
         """Drop spooled segments whose turn was recorded another way (a gap)."""
-        self._appender.submit(self.spool.judged, judged)
+
+        def drop() -> None:
+            try:
+                self.audio.judged(judged)
+            except EvidenceError as exc:
+                log.error("call %s: judged segments not dropped: %s", judged.call_id, exc)
+
+        self._audio_io.submit(drop)
 
     # ------------------------------------------------------------------ draining
 
@@ -355,6 +371,7 @@ class EvidenceWriter:
         """Flush appends, give the drainer ``drain_s`` to empty the spool, then stop; what
         is still spooled is stored by the next start."""
         await asyncio.to_thread(self._appender.shutdown, True)
+        await asyncio.to_thread(self._audio_io.shutdown, True)
         started = time.monotonic()
         while (await asyncio.to_thread(self.spool.depth)) > 0:
             waited = time.monotonic() - started
@@ -371,6 +388,8 @@ class EvidenceWriter:
             log.warning("%d evidence writes left in the spool %s", left, self.spool.path)
         self.ledger.close()
         self.spool.close()
+        if self.audio is not self.spool:
+            self.audio.close()
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -65,7 +65,7 @@ def plan(services: Services) -> list[CallToRecover]:
     ev = services.evidence
     _wait_for_spool(services, 10.0)
     unended = ev.ledger.calls_to_recover(ev.owner)
-    with_segments = ev.spool.segment_calls()
+    with_segments = ev.audio.segment_calls()
     window = services.settings.ledger.reconnect_window_s
     recent = ev.ledger.recent_calls(ev.owner, time.time() - window) if window > 0 else []
     todo: list[CallToRecover] = []
@@ -74,10 +74,10 @@ def plan(services: Services) -> list[CallToRecover]:
         ev.seed(progress)
         if progress.state == "ended":
             if (tenant, call_id) in with_segments:  # judged; its marks were just not cleared
-                ev.spool.judged(Judged(tenant, call_id, progress.next_turn - 1))
+                ev.audio.judged(Judged(tenant, call_id, progress.next_turn - 1))
             continue
         if (tenant, call_id) in unended or (tenant, call_id) in with_segments:
-            todo.append(CallToRecover(progress, ev.spool.pending(tenant, call_id)))
+            todo.append(CallToRecover(progress, ev.audio.pending(tenant, call_id)))
     return todo
 
 
