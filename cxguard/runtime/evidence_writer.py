@@ -342,10 +342,18 @@ class EvidenceWriter:
                 ops = [op for _, op in batch]
                 try:
                     self.ledger.apply(ops)
-                except EvidenceError as exc:
+                except Exception as exc:  # anything: the writes stay spooled, retried
                     if self.ledger_error is None:
-                        log.error("%s; writes wait in the spool", exc)
-                    self.ledger_error = str(exc).removeprefix("evidence ledger could not write: ")
+                        log.error(
+                            "%s; writes wait in the spool",
+                            exc,
+                            exc_info=not isinstance(exc, EvidenceError),
+                        )
+                    self.ledger_error = (
+                        str(exc).removeprefix("evidence ledger could not write: ")
+                        if isinstance(exc, EvidenceError)
+                        else f"internal error ({type(exc).__name__})"
+                    )
                     metrics.LEDGER_WRITE_FAILURES.inc()
                     if self._stop.wait(backoff):
                         return

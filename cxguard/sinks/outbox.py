@@ -297,7 +297,12 @@ class Outbox:
         pruned = 0.0
         while not self._closing:
             worker.wake.clear()
-            batch = await self._run_io(self.store.pending, route.sink.name, opts.batch)
+            try:
+                batch = await self._run_io(self.store.pending, route.sink.name, opts.batch)
+            except SinkError as exc:  # the outbox file itself: say so, try again
+                log.error("outbox unreadable for sink %s: %s", route.sink.name, exc)
+                await asyncio.sleep(opts.retry_max_s)
+                continue
             if not batch:
                 if time.monotonic() - pruned > 600:
                     pruned = time.monotonic()
