@@ -100,6 +100,7 @@ async def run_mode(mode: str, calls: int, outage_s: float, at_s: float) -> dict[
         "mode": mode,
         "calls": calls,
         "outage_s": outage_s,
+        "outage_at_s": at_s,
         "turns": len(seen.turns),
         "owed_during_outage": len(during),
         **delivery(owed, entries),
