@@ -21,6 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from support_services import PostgresCluster, RedisServer, free_port
 
+from cxguard.evidence import LedgerOptions, Spool
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.model import Alert, CallInfo, TurnText, Verdict
 from cxguard.runtime.server import running_sidecar
@@ -234,6 +235,25 @@ def _ready(port: int, timeout_s: float = 120.0) -> dict[str, Any]:
     raise TimeoutError("the sidecar did not become ready")
 
 
+def _streams_ended(db: Path) -> set[str]:
+    spool = db.with_name(db.name + ".state") / "spool.db"
+    found: set[str] = set()
+    if spool.exists():
+        reader = Spool(spool, read_only=True)
+        try:
+            found |= {
+                op.call_id
+                for _, op in reader.peek(100_000)
+                if op.table == "events" and op.rows[0]["kind"] == "stream_ended"
+            }
+        finally:
+            reader.close()
+    if db.exists():
+        with EvidenceLedger(str(db), LedgerOptions(read_only=True)) as ledger:
+            found |= {e["call_id"] for e in ledger.events(kind="stream_ended")}
+    return found
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cxguard.cli", *args], capture_output=True, text=True, timeout=120
@@ -253,15 +273,20 @@ async def test_kill9_with_a_backlog_then_restart_and_reconnect(tmp_path: Path) -
     try:
         await asyncio.to_thread(_ready, port)
         sids = await asyncio.gather(*(_stream(url, fast=True) for _ in range(3)))
-        server.send_signal(signal.SIGKILL)  # streams ended, their turns still being judged
+        deadline = time.monotonic() + 60  # until the server has read every stream to its end
+        while not set(sids) <= _streams_ended(db):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        server.send_signal(signal.SIGKILL)  # every turn closed, most still being judged
         server.wait(10)
         with EvidenceLedger(str(db)) as ledger:
             judged_before = len(ledger.turns())
         assert judged_before < 12  # a backlog was left: the test can fail
+        # (every one of the 12 turns was closed: the server had read all the audio)
 
         server = _serve(config)
         await asyncio.to_thread(_ready, port)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while _ready(port)["recovering"]:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.5)

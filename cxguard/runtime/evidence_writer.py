@@ -113,6 +113,8 @@ class EvidenceWriter:
         self._audio_io = ThreadPoolExecutor(1, thread_name_prefix="evidence-audio")
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._urgent = threading.Event()  # closing: retry now, not after the backoff
+        self._failed_at = 0.0
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
         self._waiters_lock = threading.Lock()
         self._numbering: OrderedDict[tuple[str, str], _Numbering] = OrderedDict()
@@ -355,7 +357,10 @@ class EvidenceWriter:
                         else f"internal error ({type(exc).__name__})"
                     )
                     metrics.LEDGER_WRITE_FAILURES.inc()
-                    if self._stop.wait(backoff):
+                    self._failed_at = time.monotonic()
+                    if self._urgent.wait(backoff):
+                        time.sleep(0.05)
+                    if self._stop.is_set():
                         return
                     backoff = min(2.0, backoff * 2)
                     continue
@@ -381,10 +386,12 @@ class EvidenceWriter:
         await asyncio.to_thread(self._appender.shutdown, True)
         await asyncio.to_thread(self._audio_io.shutdown, True)
         started = time.monotonic()
+        self._urgent.set()
         while (await asyncio.to_thread(self.spool.depth)) > 0:
             waited = time.monotonic() - started
-            # A ledger that is down now will not come back in time: do not hold the exit.
-            if waited > drain_s or (self.ledger_error is not None and waited > 1.0):
+            # A ledger that still fails now will not come back in time: do not hold the exit.
+            failing = self.ledger_error is not None and self._failed_at > started
+            if waited > drain_s or (failing and waited > 1.0):
                 break
             self._wake.set()
             await asyncio.sleep(0.05)
