@@ -118,6 +118,10 @@ class EvidenceLedger:
 
     def _check_schema(self) -> None:
         with self._engine.connect() as conn, Watchdog(conn, self._options.timeout_s + 1):
+            if not self.read_only:
+                # BEGIN IMMEDIATE: a read transaction that later writes would fail at once
+                # (SQLITE_BUSY, no busy wait) when another process wrote meanwhile.
+                conn.execution_options(**{WRITE_OPTION: True})
             names = set(sa.inspect(conn).get_table_names())
             if "calls" in names and "ledger_meta" not in names:
                 raise EvidenceError(
@@ -128,7 +132,6 @@ class EvidenceLedger:
                 if "ledger_meta" not in names:
                     raise EvidenceError("no evidence ledger in this database")
             else:
-                conn.commit()
                 metadata.create_all(conn)
                 insert = sqlite_insert if self._sqlite else pg_insert
                 conn.execute(
