@@ -17,6 +17,7 @@ import typer
 from cxguard.errors import CxguardError
 
 if TYPE_CHECKING:
+    from cxguard.evidence.heads import HeadKey
     from cxguard.evidence.ledger import EvidenceLedger
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Evaluate every AI-agent turn of live calls against behavioural policies.",
 )
-evidence_app = typer.Typer(no_args_is_help=True, help="Read the evidence ledger.")
+evidence_app = typer.Typer(no_args_is_help=True, help="Read and check the evidence ledger.")
 policy_app = typer.Typer(no_args_is_help=True, help="Work with policy packs.")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(policy_app, name="policy")
@@ -59,13 +60,16 @@ def _fail(exc: CxguardError) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def _ledger(url: str | None) -> Iterator[EvidenceLedger]:
-    """The ledger at ``url`` (default: the settings' one), closed after; errors exit 2."""
+def _ledger(url: str | None, *, write: bool = False) -> Iterator[EvidenceLedger]:
+    """The ledger at ``url`` (default: the settings' one), closed after; errors exit 2.
+
+    Read-only unless ``write``: a read command never creates a database or writes a row."""
+    from cxguard.evidence.engine import LedgerOptions
     from cxguard.evidence.ledger import EvidenceLedger
     from cxguard.runtime.settings import Settings
 
     try:
-        ledger = EvidenceLedger(url or Settings().evidence_url)
+        ledger = EvidenceLedger(url or Settings().evidence_url, LedgerOptions(read_only=not write))
     except CxguardError as exc:
         raise _fail(exc) from exc
     try:
@@ -289,15 +293,44 @@ def eval_(
         raise _fail(exc) from exc
 
 
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key", envvar="CXGUARD_EVIDENCE_KEY", help="Evidence HMAC key (prefer --key-file)."
+    ),
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--key-file", envvar="CXGUARD_EVIDENCE_KEY_FILE", dir_okay=False),
+]
+
+
+def _key(key: str | None, key_file: Path | None) -> HeadKey | None:
+    from cxguard.evidence.heads import HeadKey
+
+    try:
+        if key_file is not None:
+            return HeadKey(key_file.read_bytes().rstrip(b"\r\n"))
+        return HeadKey(key.encode("utf-8")) if key else None
+    except OSError as exc:
+        raise _fail(CxguardError(f"cannot read the key file: {exc}")) from exc
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
 @evidence_app.command("export")
 def evidence_export(
     evidence: EvidenceOpt = None,
     call: Annotated[str | None, typer.Option("--call")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    turns: Annotated[bool, typer.Option("--turns", help="Turn rows instead of verdicts.")] = False,
 ) -> None:
-    """Print the ledger as JSON lines (one per turn and assertion)."""
+    """Print the ledger as JSON lines: one per turn and assertion (``turn`` is the
+    speaker-turn index; ``trigger_turn`` and ``segments`` say what was judged), or with
+    ``--turns`` one per speaker turn with its VAD segments."""
     with _ledger(evidence) as ledger:
-        for row in ledger.export(call_id=call, tenant=tenant):
+        rows = ledger.turns(call, tenant) if turns else ledger.export(call_id=call, tenant=tenant)
+        for row in rows:
             sys.stdout.write(json.dumps(row, default=str) + "\n")
 
 
@@ -305,12 +338,73 @@ def evidence_export(
 def evidence_verify(
     evidence: EvidenceOpt = None,
     call: Annotated[str | None, typer.Option("--call")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    key: KeyOpt = None,
+    key_file: KeyFileOpt = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
+    ] = None,
+    spool: Annotated[
+        Path | None, typer.Option("--spool", help="The sidecar's spool.db (default: found).")
+    ] = None,
+    allow_open: Annotated[
+        bool, typer.Option("--allow-open", help="Calls still live are not a problem.")
+    ] = False,
 ) -> None:
-    """Check the hash chains; exit 1 if any row was changed, removed or reordered."""
+    """Check the ledger; exit 1 if a row was changed, removed or reordered, a signed head does
+    not match (``--key``), a turn is missing with no recorded gap, a call never ended, or
+    writes are still spooled. Names interrupted calls. Reads only."""
+    from cxguard.evidence.heads import parse_heads
+
+    head_key = _key(key, key_file)
+    kept = []
+    if heads is not None:
+        try:
+            kept = parse_heads(heads.read_text(encoding="utf-8"), str(heads))
+        except CxguardError as exc:
+            raise _fail(exc) from exc
     with _ledger(evidence) as ledger:
-        report = ledger.verify(call_id=call)
+        pending = _spooled(ledger, spool)
+        report = ledger.verify(
+            call_id=call,
+            tenant=tenant,
+            key=head_key,
+            heads=kept,
+            pending=pending,
+            allow_open=allow_open,
+        )
     typer.echo(json.dumps(report.as_dict(), default=str))
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _spooled(ledger: EvidenceLedger, path: Path | None) -> dict[tuple[str, str], int]:
+    """Writes still in the spool (read-only; none when there is no spool file)."""
+    from cxguard.evidence.engine import sqlite_path
+    from cxguard.evidence.spool import Spool
+
+    if path is None:
+        db = sqlite_path(ledger.url)
+        path = (db.with_name(db.name + ".state") if db else Path("cxguard-state")) / "spool.db"
+        if not path.is_file():
+            return {}
+    spool = Spool(path, read_only=True)
+    try:
+        return spool.pending_counts()
+    finally:
+        spool.close()
+
+
+@evidence_app.command("heads")
+def evidence_heads(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+) -> None:
+    """Print every chain head with its HMAC as JSON lines: keep them outside the database
+    (another host, a WORM bucket) and check the ledger against them with ``verify --heads``."""
+    with _ledger(evidence) as ledger:
+        for head in ledger.heads(tenant):
+            sys.stdout.write(head.to_json() + "\n")
 
 
 @evidence_app.command("report")
@@ -318,14 +412,18 @@ def evidence_report(
     evidence: EvidenceOpt = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    record: Annotated[
+        bool, typer.Option("--record", help="Store drift findings in the ledger.")
+    ] = False,
 ) -> None:
-    """Governance report: outcomes and pass rate per assertion, failures, drift, chain status."""
+    """Governance report: outcomes and pass rate per assertion, failures, drift, chain status.
+    Writes nothing unless ``--record``."""
     from cxguard.evidence.drift import detect_drift
     from cxguard.evidence.report import governance_report
 
-    with _ledger(evidence) as ledger:
+    with _ledger(evidence, write=record) as ledger:
         tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
-        drift = [f for t in tenants for f in detect_drift(ledger, t)]
+        drift = [f for t in tenants for f in detect_drift(ledger, t, record=record)]
         report = governance_report(ledger, tenant, drift=drift)
     typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
 

@@ -243,7 +243,12 @@ def _assert_nowhere(call: Captured, secrets: dict[str, str]) -> None:
         "log": call.log.getvalue().splitlines(),
     }
     assert stores["ledger"] and stores["log"]
-    blob = b"".join(p.read_bytes() for p in call.db.parent.glob(call.db.name + "*"))
+    # Every file the evidence path wrote: the ledger (and its WAL) and the local state next
+    # to it (write-ahead spool, alert outbox, spooled segment audio).
+    files = [p for p in call.db.parent.rglob("*") if p.is_file() and p.name.startswith("ev.db")]
+    files += [p for p in call.db.parent.glob(call.db.name + ".state/**/*") if p.is_file()]
+    assert any(".state" in str(p) for p in files), "the local evidence state was not searched"
+    blob = b"".join(p.read_bytes() for p in files)
     for name, number in secrets.items():
         if len(number) >= 7:  # (three digits occur by chance in any binary file)
             assert number.encode() not in blob, name

@@ -9,6 +9,7 @@ recorded and alerted while the call's remaining turns are still judged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.model import CallInfo, Speaker, TurnText, Verdict
+from cxguard.policy.calls import CallJudge
 from cxguard.policy.conversation import AssertionResult, Conversation
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.offline import evaluate_transcript
@@ -206,11 +208,11 @@ async def test_faults_are_recorded_and_alerted_and_judging_goes_on(
         services.listeners.append(bad_listener)
         write = services.evidence.write
 
-        async def failing_write(*args: Any) -> None:
+        async def failing_write(*args: Any) -> Any:
             calls["write"] += 1
             if calls["write"] == 2:
                 raise OSError(28, "No space left on device")
-            await write(*args)
+            return await write(*args)
 
         services.evidence.write = failing_write  # type: ignore[method-assign]
 
@@ -232,7 +234,8 @@ async def test_faults_are_recorded_and_alerted_and_judging_goes_on(
     assert {e["stage"] for e in errors} == {"policy evaluate", "listener", "evidence write"}
     assert any(e["error"].startswith("RuntimeError: index 64") for e in errors)
     assert any(e["error"].startswith("OSError: [Errno 28]") for e in errors)
-    assert events[-1]["kind"] == "call_ended"
+    # Delivery receipts (alert.delivered) may follow it; call_ended ends the call's own record.
+    assert [e["kind"] for e in events if not e["kind"].startswith("alert.")][-1] == "call_ended"
 
     # Every turn was judged: the broken one undetermined, the others as usual.
     assert len(recorder.turns) == 4
@@ -254,3 +257,24 @@ async def test_faults_are_recorded_and_alerted_and_judging_goes_on(
     assert len(undetermined) == 1 and len(undetermined[0]["assertions"]) >= 1
     # One line each, no tracebacks.
     assert not [r for r in caplog.records if r.name.startswith("cxguard") and r.exc_info]
+
+
+async def test_a_failure_while_finishing_still_ends_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last item of a call failing must not leave its pipeline waiting for more."""
+
+    def broken_finish(self: CallJudge, at_ms: float) -> list[Any]:
+        raise RuntimeError("finish broke")
+
+    monkeypatch.setattr(CallJudge, "finish", broken_finish)
+    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}")
+    call_id, recorder, _ = await asyncio.wait_for(
+        _call(settings, DATA / "closure" / "agent.wav", DATA / "closure" / "customer.wav"),
+        timeout=120,
+    )
+    events = _events(settings.evidence_url, call_id)
+    errors = [e["data"] for e in events if e["kind"] == "pipeline.error"]
+    assert [e["stage"] for e in errors] == ["finish"]
+    assert "call_ended" in [e["kind"] for e in events]
+    assert recorder.turns  # the turns before the end were judged as usual

@@ -13,7 +13,6 @@ from cxguard.evidence import (
     EvidenceLedger,
     detect_drift,
     governance_report,
-    tenant_stream,
 )
 from cxguard.evidence.drift import two_proportion_z
 from cxguard.model import Outcome, Verdict
@@ -71,20 +70,26 @@ def test_two_proportion_z() -> None:
 
 
 def test_detects_a_drop_and_records_it(ledger: EvidenceLedger) -> None:
-    findings = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=30))
+    opts = DriftOptions(min_samples=30)
+    assert detect_drift(ledger, "acme", now=NOW, options=opts)  # found, not recorded
+    assert ledger.findings() == []
+    findings = detect_drift(ledger, "acme", now=NOW, options=opts, record=True)
     assert [(f.assertion_id, f.direction) for f in findings] == [("greet", "drop")]
     (f,) = findings
     assert (f.baseline_n, f.recent_n) == (100, 50)  # undetermined counts, n/a does not
     assert f.baseline_rate == pytest.approx(0.95) and f.recent_rate == pytest.approx(0.6)
     assert f.z < -3
-    (event,) = ledger.events(tenant="acme", kind="drift_detected")
-    assert event["call_id"] == tenant_stream("acme")
+    (event,) = ledger.findings(tenant="acme", kind="drift_detected")
+    assert ledger.events(kind="drift_detected") == []  # never under a call id
     assert event["data"]["assertion_id"] == "greet" and event["data"]["direction"] == "drop"
     assert ledger.verify(tenant="acme").ok
 
 
 def test_thresholds_and_tenants(ledger: EvidenceLedger) -> None:
-    assert detect_drift(ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10)) == []
+    assert (
+        detect_drift(ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10), record=True)
+        == []
+    )
     few = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=5), record=False)
     assert {f.assertion_id for f in few} == {"greet", "rare"}
     globex = detect_drift(ledger, "globex", now=NOW, record=False)
@@ -93,7 +98,7 @@ def test_thresholds_and_tenants(ledger: EvidenceLedger) -> None:
     ]
     # Windows that hold no verdicts find nothing.
     assert detect_drift(ledger, "acme", now=NOW + 30 * DAY, record=False) == []
-    assert ledger.events(kind="drift_detected") == []
+    assert ledger.findings(kind="drift_detected") == []
 
 
 def test_governance_report(url: str, ledger: EvidenceLedger) -> None:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cxguard.errors import EvidenceError
-from cxguard.evidence import EvidenceLedger, tenant_stream
+from cxguard.evidence import EvidenceLedger
 from cxguard.evidence.chain import row_hash
 from cxguard.model import TurnText, Verdict
 
@@ -110,7 +110,7 @@ def test_turns_of_both_speakers_and_events(ledger: EvidenceLedger) -> None:
     assert call["ended_at_ms"] == 3000.0 and call["end_reason"] == "stop"
     assert ledger.outcome_counts() == {"a": {"fail": 1}, "b": {"pass": 1}}
     assert ledger.failures() == {"a": [("CA1", 1)]}
-    assert ledger.head("CA1")[0] == 7
+    assert ledger.head("acme", "CA1")[0] == 7
 
 
 def test_undetermined_turn_and_odd_values(ledger: EvidenceLedger) -> None:
@@ -125,12 +125,16 @@ def test_undetermined_turn_and_odd_values(ledger: EvidenceLedger) -> None:
     assert ledger.verify().ok
 
 
-def test_tenant_stream_holds_events_of_no_call(ledger: EvidenceLedger) -> None:
-    ledger.record_event(None, "acme", "drift_detected", None, {"assertion_id": "a"})
-    (event,) = ledger.events(tenant="acme", kind="drift_detected")
-    assert event["call_id"] == tenant_stream("acme") and event["at_ms"] is None
-    assert ledger.calls() == []  # tenant streams are not calls
-    assert ledger.verify().ok
+def test_tenant_findings_have_their_own_chain(ledger: EvidenceLedger) -> None:
+    """Findings of no call (drift) are keyed by tenant: no call id is reserved for them."""
+    ledger.record_finding("acme", "drift_detected", {"assertion_id": "a"})
+    ledger.record_event("tenant:acme", "acme", "call_started", 0.0, {})  # just a call id
+    (finding,) = ledger.findings(tenant="acme", kind="drift_detected")
+    assert finding["data"] == {"assertion_id": "a"} and finding["seq"] == 0
+    assert [c["call_id"] for c in ledger.calls()] == ["tenant:acme"]
+    assert ledger.findings(tenant="globex") == []
+    report = ledger.verify(allow_open=True)
+    assert report.ok and report.rows_checked == 2
 
 
 # --------------------------------------------------------------------------- redaction before write
@@ -199,7 +203,7 @@ def test_modified_row_with_recomputed_hash_breaks_the_next_link(
     with engine.begin() as conn:  # a careful forger also recomputes the row's own hash
         row = dict(conn.execute(sa.text("SELECT * FROM turns WHERE seq = 1")).one()._mapping)
         row["text"] = "something else"
-        for key in ("model_ids",):  # JSON columns come back as text from a raw SQLite read
+        for key in ("model_ids", "segments"):  # JSON columns are text in a raw SQLite read
             if isinstance(row[key], str):
                 row[key] = json.loads(row[key])
         forged = row_hash("turns", row)
@@ -230,8 +234,9 @@ def test_deleted_tail_is_found(url: str, ledger: EvidenceLedger) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM events WHERE kind = 'call_ended'")
     engine.dispose()
-    ((table, _seq, reason),) = _problems(ledger)
+    (table, _seq, reason), unended = _problems(ledger)
     assert table == "calls" and "rows at the end deleted" in reason
+    assert "call never ended" in unended[2]  # and, with call_ended gone, it looks live
 
 
 def test_reordered_rows_are_found(url: str, ledger: EvidenceLedger) -> None:
@@ -258,9 +263,11 @@ def test_tenant_isolation(ledger: EvidenceLedger) -> None:
     assert {e["call_id"] for e in ledger.events(tenant="acme")} == {"CA1"}
     assert [c["call_id"] for c in ledger.calls("globex")] == ["CB1"]
     assert ledger.failures("globex") == {"a": [("CB1", 1)]}
-    with pytest.raises(EvidenceError, match="another tenant"):
-        ledger.write_verdicts([verdict("CA1", 9, "a", tenant="globex")])
-    assert ledger.verify().ok  # the refused write left nothing behind
+    # The same call id in another tenant is another call, with its own chain.
+    ledger.write_verdicts([verdict("CA1", 9, "a", tenant="globex")])
+    assert ledger.head("acme", "CA1")[0] == 7 and ledger.head("globex", "CA1")[0] == 1
+    assert {r["tenant"] for r in ledger.export(call_id="CA1")} == {"acme", "globex"}
+    assert ledger.verify().ok
 
 
 @pytest.mark.parametrize(
@@ -324,8 +331,10 @@ def test_threads_writing_calls_keep_every_chain_intact(ledger: EvidenceLedger) -
             shared, own = f"shared-{worker % 3}", f"own-{worker}"
             for i in range(15):
                 for call in (shared, own):
+                    # Two workers share a call: each its own turn indices, none missing.
+                    index = i if call == own else 2 * i + worker // 3
                     ledger.write_turn(
-                        call, "acme", TurnText(i, "agent", f"w{worker} {i}", i, i + 1)
+                        call, "acme", TurnText(index, "agent", f"w{worker} {i}", i, i + 1)
                     )
                     ledger.write_verdicts([verdict(call, i, f"a{worker}"), verdict(call, i, "b")])
                     ledger.record_event(call, "acme", "control", float(i), {"w": worker})
@@ -341,7 +350,7 @@ def test_threads_writing_calls_keep_every_chain_intact(ledger: EvidenceLedger) -
     report = ledger.verify()
     assert report.ok, str(report)
     assert report.calls_checked == 9 and report.rows_checked == 6 * 2 * 15 * 4
-    assert ledger.head("shared-0")[0] == 2 * 15 * 4
+    assert ledger.head("acme", "shared-0")[0] == 2 * 15 * 4
 
 
 def test_two_ledgers_on_one_sqlite_file_share_a_chain(tmp_path: Path) -> None:

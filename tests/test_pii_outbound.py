@@ -61,7 +61,7 @@ def test_event_data_is_redacted_and_the_callers_number_masked(tmp_path: Path) ->
             },
         )
         (event,) = ledger.events("C1")
-        assert ledger.verify("C1").ok
+        assert ledger.verify("C1", allow_open=True).ok  # the chain; the call is still live
     data = event["data"]
     assert data["participant.ani"] == "[PHONE]"
     assert data["participant.dnis"] == "+18005550199"  # the number called is the business's

@@ -8,7 +8,14 @@ import logging
 import pytest
 
 from cxguard.model import Alert, HandoffRequest, Verdict
-from cxguard.sinks import ConsoleAlertSink, to_json, to_json_dict
+from cxguard.sinks import (
+    ConsoleAlertSink,
+    alert_message,
+    build_sink,
+    handoff_message,
+    to_json,
+    to_json_dict,
+)
 
 VERDICT = Verdict(
     call_id="CA9",
@@ -65,12 +72,12 @@ def test_to_json_dict_of_each_type() -> None:
         to_json_dict("not a verdict")  # type: ignore[arg-type]
 
 
-def test_console_sink_logs(caplog: pytest.LogCaptureFixture) -> None:
+async def test_console_sink_logs(caplog: pytest.LogCaptureFixture) -> None:
     sink = ConsoleAlertSink(as_json=True)
     with caplog.at_level(logging.INFO, logger="cxguard.alerts"):
         sink.publish(Alert(VERDICT, "violation", "agent disclosed a balance"))
         sink.publish_handoff(HANDOFF)
-    sink.close()
+    await sink.close()
     first, second = caplog.records
     assert first.levelno == logging.WARNING and first.name == "cxguard.alerts"
     text = first.getMessage()
@@ -86,3 +93,22 @@ def test_console_sink_on_a_given_logger(caplog: pytest.LogCaptureFixture) -> Non
     (record,) = caplog.records
     assert record.name == log.name and record.levelno == logging.ERROR
     assert '"type"' not in record.getMessage()
+
+
+async def test_console_sink_delivers_outbox_messages(caplog: pytest.LogCaptureFixture) -> None:
+    """As an outbox sink it logs what the outbox replays, from the stored JSON alone."""
+    sink = build_sink("console", "log", {"logger": "tests.sinks.outbox"})
+    assert sink.name == "log"
+    alert = alert_message(Alert(VERDICT, "violation", "agent disclosed a balance"))
+    with caplog.at_level(logging.INFO, logger="tests.sinks.outbox"):
+        await sink.deliver(alert)
+        await sink.deliver(handoff_message(HANDOFF))
+    first, second = caplog.records
+    assert "violation [acme] call=CA9 turn=3 assertion=no_unauthenticated_balance" in (
+        first.getMessage()
+    )
+    assert second.levelno == logging.ERROR and "assertion=escalate" in second.getMessage()
+    with pytest.raises(Exception, match="unknown options"):
+        build_sink("console", "log", {"colour": True})
+    with pytest.raises(Exception, match="unknown sink type"):
+        build_sink("pager", "p", {})

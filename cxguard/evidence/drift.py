@@ -5,8 +5,8 @@ nothing about the agent, while an ``undetermined`` one is never counted as a pas
 ASR failures shows as a drop). Windows are wall-clock, on ``decided_at``:
 ``[now - recent_s, now)`` against the ``baseline_s`` before it. A finding needs enough
 verdicts on both sides, a two-proportion z statistic of at least ``z_threshold`` and a change
-of at least ``min_delta``; findings are recorded as ``drift_detected`` events on the tenant's
-chain.
+of at least ``min_delta``; with ``record=True`` findings are stored as ``drift_detected``
+findings on the tenant's own chain (never under a call id: no call id is reserved).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def detect_drift(
     *,
     options: DriftOptions | None = None,
     now: float | None = None,
-    record: bool = True,
+    record: bool = False,
 ) -> list[DriftFinding]:
     """Assertions of ``tenant`` whose recent pass rate moved away from the baseline."""
     opts = options or DriftOptions()
@@ -105,5 +105,5 @@ def detect_drift(
         )
     if record:
         for finding in findings:
-            ledger.record_event(None, tenant, "drift_detected", None, finding.to_dict())
+            ledger.record_finding(tenant, "drift_detected", finding.to_dict())
     return findings

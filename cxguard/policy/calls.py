@@ -33,10 +33,11 @@ cannot be applied) raises :class:`~cxguard.errors.PolicyError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Speaker, TurnText
 from cxguard.policy.engine import AssertionResult, PolicyEngine, check_event
 from cxguard.policy.turns import (
@@ -126,6 +127,27 @@ class CallJudge:
         return self._turns.open_turn
 
     # ------------------------------------------------------------------ inputs
+
+    def restore(self, history: Sequence[TurnText | ControlEvent]) -> None:
+        """Replay what the ledger holds of this call before new segments arrive (a second
+        session of the call, or a restart): the turns and events were judged already and
+        their verdicts are stored, so the results are dropped; the state (agent turn count,
+        intent, authentication, open obligations) is as it was. The stored text is the
+        redacted one, so a number read across the two sessions is not completed here."""
+        for item in history:
+            if isinstance(item, TurnText):
+                self._conversation.evaluate(item)
+                continue
+            try:
+                check_event(item)
+            except PolicyError:
+                continue  # recorded as it was refused live; it changed nothing then either
+            self._conversation.observe(item)
+        if history:
+            # Whatever the stored turns held for a handoff grace was decided by the session
+            # that judged them (its verdicts are stored): let it go unreported.
+            last = max(h.end_ms if isinstance(h, TurnText) else h.at_ms for h in history)
+            self._conversation.advance(last + self.options.handoff_grace_ms + 1.0)
 
     def segment(self, seg: HeardSegment) -> list[JudgeOutput]:
         return self._apply(self._turns.segment(seg), seg.index)

@@ -73,6 +73,22 @@ DUPLICATE_HEADERS = Counter(
     ["header"],
     registry=REGISTRY,
 )
+SPOOL_DEPTH = Gauge(
+    "cxguard_evidence_spool_depth",
+    "Evidence writes durable in the local spool, not yet in the ledger.",
+    registry=REGISTRY,
+)
+LEDGER_WRITE_FAILURES = Counter(
+    "cxguard_ledger_write_failures_total",
+    "Attempts to move spooled writes into the ledger that failed (retried).",
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "cxguard_outbox_deliveries_total",
+    "Outbox delivery state changes per sink (delivered, retrying, failed).",
+    ["sink", "state"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

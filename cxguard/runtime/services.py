@@ -1,5 +1,6 @@
-"""The process-wide parts every call shares: one ASR model, one policy engine, one ledger,
-the alert and handoff sinks. Built once by :meth:`Services.start`, closed by :meth:`close`."""
+"""The process-wide parts every call shares: one ASR model, one policy engine, one ledger
+behind its spool, the alert outbox and its sinks. Built once by :meth:`Services.start`
+(which also recovers what a crash left), closed by :meth:`close`."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from threadpoolctl import threadpool_limits
 
 from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
+from cxguard.errors import EvidenceError
 from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import PolicyPack, default_pack_path, load_pack
 from cxguard.runtime.asr_worker import AsrWorker, BatchFn
 from cxguard.runtime.evidence_writer import EvidenceWriter
-from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher
+from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher, open_outbox
 from cxguard.runtime.settings import Settings
+from cxguard.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +81,14 @@ class Services:
     evidence: EvidenceWriter
     alerts: AlertDispatcher
     handoff: HandoffDispatcher
+    outbox: Outbox
     listeners: list[Listener] = field(default_factory=list)
     early_listeners: list[Listener] = field(default_factory=list)
     _policy_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy")
     )
+    recovery: asyncio.Task[Any] | None = None
+    """Judging what a crash left (see :mod:`cxguard.runtime.recovery`), in the background."""
 
     @classmethod
     async def start(
@@ -106,11 +112,42 @@ class Services:
             max_wait_ms=a.max_wait_ms,
             batch_size=a.batch_size,
         )
-        evidence = await asyncio.to_thread(EvidenceWriter.open, settings.evidence_url)
-        alerts = AlertDispatcher(settings.redis_url, evidence)
-        handoff = HandoffDispatcher(settings, alerts, evidence)
+        evidence = await asyncio.to_thread(EvidenceWriter.open, settings)
+        outbox, alerts = open_outbox(settings, evidence)
+        outbox.start()
+        handoff = HandoffDispatcher(alerts, evidence)
         model_ids = {**engine.model_ids, "asr": model_id or "unknown"}
-        return cls(settings, worker, engine, pack.hash, model_ids, evidence, alerts, handoff)
+        services = cls(
+            settings, worker, engine, pack.hash, model_ids, evidence, alerts, handoff, outbox
+        )
+        await services._start_recovery()
+        return services
+
+    async def _start_recovery(self) -> None:
+        """Seed the numbering of calls a crash left (before any call connects), then judge
+        their unjudged turns in the background. A ledger that cannot be read now is tried
+        again in the background."""
+        from cxguard.runtime import recovery
+
+        async def later() -> recovery.RecoverySummary:
+            while True:
+                try:
+                    calls = await asyncio.to_thread(recovery.plan, self)
+                    break
+                except EvidenceError as exc:
+                    log.error("recovery waits for the ledger: %s", exc)
+                    await asyncio.sleep(5.0)
+            return await recovery.recover(self, calls)
+
+        try:
+            calls = await asyncio.to_thread(recovery.plan, self)
+        except EvidenceError as exc:
+            log.error("recovery postponed, the ledger cannot be read: %s", exc)
+            self.recovery = asyncio.get_running_loop().create_task(later())
+            return
+        if calls:
+            log.warning("%d calls were interrupted; judging what they left", len(calls))
+            self.recovery = asyncio.get_running_loop().create_task(recovery.recover(self, calls))
 
     async def run_policy(self, fn: Callable[[A], T], arg: A) -> T:
         """Policy evaluation may run ONNX models: keep it off the event loop."""
@@ -140,11 +177,18 @@ class Services:
         return errors
 
     def health(self) -> dict[str, Any]:
-        return {"asr_queue_depth": self.asr.depth, "redis": self.alerts.redis_configured}
+        return {
+            "asr_queue_depth": self.asr.depth,
+            "redis": self.alerts.redis_configured,
+            "ledger": "ok" if self.evidence.ledger_error is None else "unavailable",
+            "recovering": self.recovery is not None and not self.recovery.done(),
+        }
 
     async def close(self) -> None:
+        if self.recovery is not None and not self.recovery.done():
+            self.recovery.cancel()
+            await asyncio.gather(self.recovery, return_exceptions=True)
         await self.asr.close()
-        await self.alerts.close()
-        await self.handoff.close()
+        await self.outbox.close()
         await self.evidence.close()
         self._policy_pool.shutdown(wait=True)

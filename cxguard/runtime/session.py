@@ -86,12 +86,17 @@ class _AudioFault:
 
 
 @dataclass
+class _Restore:
+    """Replay the call's stored history before its first new segment (a reconnect)."""
+
+
+@dataclass
 class _Finish:
     at_ms: float
     reason: str
 
 
-_Item = _PendingSegment | _Tick | ControlEvent | Gap | Dtmf | _AudioFault | _Finish
+_Item = _Restore | _PendingSegment | _Tick | ControlEvent | Gap | Dtmf | _AudioFault | _Finish
 
 
 class CallSession:
@@ -102,12 +107,20 @@ class CallSession:
         self._segmenters: dict[Speaker, VadSegmenter] = {
             s: VadSegmenter(s, started.sample_rate, self._vad_options(s)) for s in SPEAKERS
         }
-        self._next_segment = 0
+        # A reconnect (or a call recovered after a restart) continues the call's numbering,
+        # and the conversation it had so far is replayed from the ledger first.
+        first_turn = services.evidence.next_turn_index(started.info)
+        self._next_segment = services.evidence.next_segment_index(started.info)
         self._track_ms: dict[Speaker, float] = {}
         self._last_tick_ms = 0.0
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
+        if first_turn > 0:
+            self._items.put_nowait(_Restore())
         self._judge = CallJudge(
-            services.engine, dict(self.info.parameters), settings.turns.options()
+            services.engine,
+            dict(self.info.parameters),
+            settings.turns.options(),
+            first_turn_index=first_turn,
         )
         self._timing: dict[int, SegmentTiming] = {}
         self._verdicts = VerdictPipeline(services, self.info)
@@ -197,6 +210,9 @@ class CallSession:
                 error = str(exc)
             metrics.SEGMENTS.labels(speaker=seg.speaker).inc()
             item = _PendingSegment(self._next_segment, seg, future, error, now, speech_end)
+            # Durable until its turn is judged: a crash before the verdicts leaves it for the
+            # restart (runtime/recovery.py).
+            self._services.evidence.spool_segment(self.info, seg, segment_index=item.index)
             self._next_segment += 1
             self._items.put_nowait(item)
 
@@ -210,7 +226,9 @@ class CallSession:
             except Exception as exc:
                 self._items.put_nowait(_AudioFault(exc, self._heard_ms))
         self._ended = True
-        self._items.put_nowait(_Finish(at_ms if at_ms is not None else self._heard_ms, reason))
+        end_ms = at_ms if at_ms is not None else self._heard_ms
+        self._services.evidence.submit_event(self.info, "stream_ended", end_ms, {"reason": reason})
+        self._items.put_nowait(_Finish(end_ms, reason))
 
     async def wait_closed(self) -> CallSummary:
         if not self._ended:
@@ -225,11 +243,14 @@ class CallSession:
         try:
             while True:
                 item = await self._items.get()
-                try:
-                    if isinstance(item, _Finish):
-                        finish = item
+                if isinstance(item, _Finish):
+                    finish = item
+                    try:
                         await self._judged(self._judge.finish, item.at_ms)
-                        return
+                    except Exception as exc:  # the call ends all the same (no item follows)
+                        await self._verdicts.failure("finish", exc, item.at_ms, self.summary)
+                    return
+                try:
                     await self._process(item)
                 except Exception as exc:
                     # One item failed: record and alert it, go on with the call.
@@ -240,7 +261,9 @@ class CallSession:
             metrics.ACTIVE_CALLS.labels(source=self.info.source).dec()
 
     async def _process(self, item: _Item) -> None:
-        if isinstance(item, _PendingSegment):
+        if isinstance(item, _Restore):
+            await self._restore()
+        elif isinstance(item, _PendingSegment):
             heard = await self._heard(item)
             await self._judged(self._judge.segment, heard)
         elif isinstance(item, _Tick):
@@ -252,6 +275,15 @@ class CallSession:
             await self._verdicts.event(item, self.summary)
         elif isinstance(item, _AudioFault):
             await self._verdicts.failure("audio", item.error, item.at_ms, self.summary)
+
+    async def _restore(self) -> None:
+        """A second session of a call already in the ledger: replay its stored turns and
+        control events so ``agent_turn``, obligations and state go on where they were."""
+        ledger = self._services.evidence.ledger
+        info = self.info
+        progress = await asyncio.to_thread(ledger.call_progress, info.tenant, info.call_id)
+        await self._services.run_policy(self._judge.restore, progress.history)
+        self._verdicts.remember(progress.turns)
 
     async def _judged(self, step: Callable[[A], list[JudgeOutput]], arg: A) -> None:
         """One step of the judge, off the event loop; deliver what it decided."""

@@ -18,7 +18,9 @@ Field metadata tells the loader what a value is (see ``docs/configuration.md``):
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -134,6 +136,47 @@ class HandoffSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """Durability of the evidence and alerts (see docs/evidence.md)."""
+
+    state_dir: str | None = field(default=None, metadata=PATH)
+    """Local files: the write-ahead spool and the alert outbox. None: next to a SQLite
+    ledger (``<ledger>.state/``), else ``./cxguard-state``. One per sidecar process."""
+    key: str | None = field(default=None, metadata=SECRET)
+    """HMAC key (>= 16 bytes) signing chain heads; better ``key_file:`` / ``key_env:`` or the
+    environment (``CXGUARD_EVIDENCE_KEY`` / ``CXGUARD_EVIDENCE_KEY_FILE``). Never stored in
+    the ledger."""
+    timeout_s: float = 5.0
+    """Bound on one database call (statement, lock, busy timeouts; the watchdog)."""
+    ack_wait_ms: float = 200.0
+    """How long a verdict waits for the ledger before its alert goes out saying the
+    evidence is pending (it is already durable in the spool)."""
+    spool_audio: bool = True
+    """Spool closed segments' audio until their turn is judged (re-judged after a crash)."""
+    reconnect_window_s: float = 3600.0
+    """At start, remember the numbering of calls seen this long ago (a reconnect goes on)."""
+
+    def key_bytes(self) -> bytes | None:
+        return self.key.encode("utf-8") if self.key else None
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """One extra alert/handoff sink (``cxguard.sinks.registry``), beside the implicit ones
+    (log; Redis when ``redis_url`` is set; handoff webhook; Twilio per tenant)."""
+
+    type: str
+    name: str | None = None
+    """Unique name (default: the type)."""
+    kinds: tuple[str, ...] = ("alert", "handoff")
+    tenants: tuple[str, ...] = ()
+    """Only these tenants' messages (empty: all)."""
+    severities: tuple[str, ...] = ()
+    max_age_s: float | None = None
+    options: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -171,6 +214,8 @@ class Settings:
     caller_id_key: str | None = field(default=None, metadata=SECRET)
     """Secret for keyed hashes of callers' numbers and names (``participant.ani``, ``From``
     …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    sinks: tuple[SinkSettings, ...] = ()
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)
@@ -181,4 +226,17 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     (command-line flags). Raises :class:`ConfigError` naming file:line."""
     from cxguard.runtime.settings_loader import load
 
-    return load(path, overrides)
+    return _with_env_evidence_key(load(path, overrides), os.environ)
+
+
+def _with_env_evidence_key(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """``CXGUARD_EVIDENCE_KEY`` (or ``_FILE``, a file holding it) signs chain heads."""
+    key, key_file = env.get("CXGUARD_EVIDENCE_KEY"), env.get("CXGUARD_EVIDENCE_KEY_FILE")
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"CXGUARD_EVIDENCE_KEY_FILE: cannot read {key_file}: {exc}") from None
+    if not key:
+        return settings
+    return replace(settings, ledger=replace(settings.ledger, key=key))

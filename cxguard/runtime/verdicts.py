@@ -23,6 +23,7 @@ from cxguard.policy.calls import Backchannel, Decided, Early, Failed, Judged, Ju
 from cxguard.policy.engine import AssertionResult
 from cxguard.runtime import metrics
 from cxguard.runtime.services import Services
+from cxguard.sinks.messages import derive_alert_id
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,13 @@ class VerdictPipeline:
         self._undetermined_severity = services.engine.pack.spec.undetermined.severity
         # pii: masks each turn as produced and every other text of the call against it.
         self._pii = pii.RedactionWindow(services.engine.pii_options)
+
+    def remember(self, turns: Sequence[TurnText]) -> None:
+        """Turns of this call judged before (a reconnect, a restart), stored redacted: later
+        verdicts about them (an obligation one of them opened) are anchored to them, and the
+        redaction window knows their digits."""
+        for turn in turns:
+            self._turns[turn.index] = replace(turn, text=self._pii.push(turn))
 
     # ------------------------------------------------------------------ from the session
 
@@ -164,7 +172,10 @@ class VerdictPipeline:
         )
         message = f"call {self._info.call_id}: {where} failed ({text}); judging goes on"
         try:
-            await self._services.alerts.publish(Alert(verdict, "error", message))
+            alert = Alert(verdict, "error", message)
+            # Several errors may hit one turn: each is its own alert, not a retry of the first.
+            alert_id = derive_alert_id(alert, where, str(summary.errors))
+            await self._services.alerts.publish(replace(alert, alert_id=alert_id))
         except Exception as exc:
             log.error(
                 "call %s: error alert not published: %s", self._info.call_id, error_summary(exc)
@@ -324,7 +335,7 @@ class VerdictPipeline:
         # the alert says the evidence is missing.
         skip = alerted or set()
         try:
-            await services.evidence.write(self._info, text, verdicts)
+            receipt = await services.evidence.write(self._info, text, verdicts)
         except Exception as exc:
             why = error_summary(exc)
             verdicts = [
@@ -333,6 +344,9 @@ class VerdictPipeline:
             skip = set()  # a failure alerted mid-turn is alerted again: its record is missing
             at = text.end_ms if text is not None else verdicts[0].end_ms if verdicts else 0.0
             await self.failure("evidence write", exc, at, summary, text.index if text else None)
+        else:  # durable in the spool; the ledger may lag, and then the alert says so
+            if receipt.note:
+                verdicts = [replace(v, evidence=f"{v.evidence} [{receipt.note}]") for v in verdicts]
         published = time.monotonic()
         alerts = _alerts(verdicts, skip, self._undetermined_severity)
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
@@ -401,4 +415,7 @@ def _alert(verdict: Verdict, early: bool = False) -> Alert:
         "mid-turn, while the agent is still speaking" if early else f"on turn {verdict.turn_index}"
     )
     message = f"{verdict.assertion_id} failed {when}: {verdict.evidence}"
-    return Alert(verdict, kind, message)
+    alert = Alert(verdict, kind, message)
+    # A mid-turn alert and the turn's verdict of record are two alerts (the second goes out
+    # when the first's evidence could not be stored).
+    return replace(alert, alert_id=derive_alert_id(alert, "early")) if early else alert

@@ -1,34 +1,44 @@
-"""Where alerts and handoff requests go: Redis (streams + pub/sub) and the log.
+"""Where alerts and handoff requests go: one durable outbox in front of a registry of sinks
+(the log, Redis Streams + pub/sub, handoff webhooks, Twilio call redirects).
 
-Network sinks share the async surface :class:`AlertSink` (``ConsoleAlertSink`` has the same
-methods, synchronous); callers catch :class:`~cxguard.errors.SinkError` /
-:class:`~cxguard.errors.SinkUnavailable` only. The runtime redacts verdicts before
-handing them over, and every payload is redacted once more as it is serialised
+Every message is put in the :class:`~cxguard.sinks.outbox.Outbox` first (a local file) and
+delivered to each sink at least once, in order, deduplicated by its stable id
+(:mod:`~cxguard.sinks.messages`). Callers catch :class:`~cxguard.errors.SinkError` /
+:class:`~cxguard.errors.SinkUnavailable` only. The runtime redacts verdicts before handing
+them over, and every payload is redacted once more as it is serialised
 (:mod:`cxguard.sinks.serialization`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from cxguard.model import Alert, HandoffRequest
 from cxguard.sinks.console import ConsoleAlertSink
+from cxguard.sinks.messages import (
+    OutboxMessage,
+    alert_message,
+    derive_alert_id,
+    handoff_key,
+    handoff_message,
+)
+from cxguard.sinks.outbox import Outbox, OutboxOptions, OutboxStore, Route, Sink
 from cxguard.sinks.redis_alerts import RedisAlertSink, validate_tenant
+from cxguard.sinks.registry import SINK_TYPES, build_sink
 from cxguard.sinks.serialization import to_json, to_json_dict
 
-
-class AlertSink(Protocol):
-    async def publish(self, alert: Alert) -> None: ...
-
-    async def publish_handoff(self, req: HandoffRequest) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 __all__ = [
-    "AlertSink",
+    "SINK_TYPES",
     "ConsoleAlertSink",
+    "Outbox",
+    "OutboxMessage",
+    "OutboxOptions",
+    "OutboxStore",
     "RedisAlertSink",
+    "Route",
+    "Sink",
+    "alert_message",
+    "build_sink",
+    "derive_alert_id",
+    "handoff_key",
+    "handoff_message",
     "to_json",
     "to_json_dict",
     "validate_tenant",

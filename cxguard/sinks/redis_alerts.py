@@ -3,15 +3,21 @@ pub/sub on a channel of the same name (live dashboards).
 
 Keys, with the default prefix ``cxguard``::
 
-    cxguard:{tenant}:alerts      XADD (MAXLEN ~ stream_maxlen) + PUBLISH of the same JSON
+    cxguard:{tenant}:alerts      XADD (MAXLEN ~ stream_maxlen) + PUBLISH of the same JSON,
+                                 once per alert id
+    cxguard:{tenant}:alert:{alert id}                        SET NX EX, its dedupe marker
     cxguard:{tenant}:handoffs    XADD + PUBLISH, once per idempotency key
     cxguard:{tenant}:handoff:{sha256(idempotency key)[:32]}   SET NX EX, the dedupe marker
 
-Each stream entry has the fields ``data`` (the JSON of :func:`to_json`), ``kind``,
-``call_id``, ``assertion_id``. The runtime passes verdicts whose ``text``/``evidence`` are
-already redacted (``cxguard.pii.RedactionWindow``) and :func:`to_json` redacts every free-text
-field again on the way out (``cxguard.pii.redact``). Redis outages raise
-:class:`~cxguard.errors.SinkUnavailable`; other Redis errors :class:`~cxguard.errors.SinkError`.
+Keys are per tenant: one tenant's entries never land on another's stream, whatever call ids
+they use. Each stream entry has the fields ``data`` (the JSON of :func:`to_json`), ``kind``,
+``tenant``, ``call_id``, ``assertion_id`` and, for alerts, ``alert_id``. Marking and appending
+run in one Lua script, so an alert delivered again (the outbox retries after a timeout whose
+command Redis did run) is appended once. The runtime passes verdicts whose ``text``/``evidence``
+are already redacted (``cxguard.pii.RedactionWindow``) and :func:`to_json` redacts every
+free-text field again on the way out (``cxguard.pii.redact``). Redis outages raise
+:class:`~cxguard.errors.SinkUnavailable`; other Redis errors :class:`~cxguard.errors.SinkError`;
+neither names the server.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,8 +34,9 @@ import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from cxguard.errors import SinkError, SinkUnavailable
+from cxguard.errors import ConfigError, SinkError, SinkUnavailable
 from cxguard.model import Alert, HandoffRequest
+from cxguard.sinks.messages import OutboxMessage, handoff_from
 from cxguard.sinks.serialization import to_json
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,18 @@ return false
 """
 
 
+_ALERT_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    'data', ARGV[3], 'kind', ARGV[4], 'tenant', ARGV[5], 'call_id', ARGV[6],
+    'assertion_id', ARGV[7], 'alert_id', ARGV[8])
+  redis.call('PUBLISH', KEYS[2], ARGV[3])
+  return id
+end
+return false
+"""
+
+
 def validate_tenant(tenant: str) -> str:
     """``tenant`` if it is safe inside a key (``[A-Za-z0-9_.-]{1,64}``), else SinkError."""
     if not TENANT_RE.fullmatch(tenant):
@@ -61,13 +80,21 @@ def _redis_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (rexc.ConnectionError, rexc.TimeoutError, TimeoutError, OSError) as exc:
-        raise SinkUnavailable(f"redis unavailable while trying to {action}: {exc}") from exc
+        log.debug("redis: could not %s: %s", action, exc)
+        raise SinkUnavailable(
+            f"redis unavailable while trying to {action} ({type(exc).__name__})"
+        ) from exc
     except rexc.RedisError as exc:
-        raise SinkError(f"redis refused to {action}: {exc}") from exc
+        log.debug("redis: refused to %s: %s", action, exc)
+        raise SinkError(f"redis refused to {action} ({type(exc).__name__})") from exc
 
 
 class RedisAlertSink:
-    """``RedisAlertSink("redis://127.0.0.1:6379/0")``; use from one event loop."""
+    """``RedisAlertSink("redis://127.0.0.1:6379/0")``; use from one event loop.
+
+    As an outbox sink (:meth:`deliver`) it takes alerts and handoffs."""
+
+    name = "redis"
 
     def __init__(
         self,
@@ -99,6 +126,60 @@ class RedisAlertSink:
         except ValueError as exc:
             raise SinkError(f"invalid redis URL: {exc}") from exc
         self._handoff_script = self._redis.register_script(_HANDOFF_LUA)
+        self._alert_script = self._redis.register_script(_ALERT_LUA)
+
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any]) -> RedisAlertSink:
+        """Registry factory: ``url`` (required), ``stream_maxlen``, ``key_prefix``,
+        ``timeout_s``, ``dedupe_ttl_s``."""
+        known = {"url", "stream_maxlen", "key_prefix", "timeout_s", "dedupe_ttl_s"}
+        unknown = set(options) - known
+        if unknown or "url" not in options:
+            raise ConfigError(
+                f"sink {name!r} (redis): needs 'url'; unknown options {sorted(unknown)}"
+            )
+        sink = cls(
+            str(options["url"]),
+            int(options.get("stream_maxlen", 100_000)),
+            key_prefix=str(options.get("key_prefix", "cxguard")),
+            timeout_s=float(options.get("timeout_s", 2.0)),
+            retries=0,
+            handoff_ttl_s=int(options.get("dedupe_ttl_s", 24 * 3600)),
+        )
+        sink.name = name
+        return sink
+
+    def accepts(self, message: OutboxMessage) -> bool:
+        return True
+
+    def alert_marker_key(self, tenant: str, alert_id: str) -> str:
+        return f"{self._prefix}:{validate_tenant(tenant)}:alert:{alert_id}"
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        """Append the message once per id (a repeat is a no-op), as one Lua script."""
+        if message.kind == "handoff":
+            await self.publish_handoff(handoff_from(message))
+            return
+        data = message.data()
+        verdict = data.get("verdict", {})
+        keys = [
+            self.alert_marker_key(message.tenant, message.message_id),
+            self.alerts_key(message.tenant),
+        ]
+        args: list[str | int] = [
+            self._ttl,
+            self._maxlen,
+            message.body,
+            str(data.get("kind", "")),
+            message.tenant,
+            message.call_id,
+            str(verdict.get("assertion_id", "")),
+            message.message_id,
+        ]
+        with _redis_errors("publish an alert"):
+            entry = await self._alert_script(keys=keys, args=args)
+        if entry is None:
+            log.debug("alert %s already on the stream", message.message_id)
 
     def alerts_key(self, tenant: str) -> str:
         return f"{self._prefix}:{validate_tenant(tenant)}:alerts"
@@ -122,8 +203,10 @@ class RedisAlertSink:
         fields: dict[Any, Any] = {
             "data": payload,
             "kind": alert.kind,
+            "tenant": v.tenant,
             "call_id": v.call_id,
             "assertion_id": v.assertion_id,
+            "alert_id": alert.alert_id,
         }
         with _redis_errors("publish an alert"):
             async with self._redis.pipeline(transaction=True) as pipe:

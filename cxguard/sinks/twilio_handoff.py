@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
 from cxguard.errors import ConfigError, SinkError
 from cxguard.model import HandoffRequest
+from cxguard.sinks.messages import OutboxMessage, handoff_from
 from cxguard.sinks.webhook import RetryOptions, check_url, make_client, post_with_retries
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,9 @@ def check_twiml(twiml: str) -> str:
 
 
 class TwilioCallRedirect:
+    """As an outbox sink (:meth:`deliver`) it takes the handoffs :meth:`accepts`; each
+    outbox attempt is one request (``retries`` 0 from the registry)."""
+
     name = "twilio"
 
     def __init__(
@@ -74,8 +80,39 @@ class TwilioCallRedirect:
         self._retry = RetryOptions(retries=retries, backoff_s=backoff_s)
         self._client = make_client(timeout_s)
 
-    def accepts(self, request: HandoffRequest) -> bool:
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any]) -> TwilioCallRedirect:
+        """Registry factory: ``auth_token`` (required), ``account_sid``, ``twiml``,
+        ``api_base``, ``timeout_s``, ``tenant``."""
+        known = {"auth_token", "account_sid", "twiml", "api_base", "timeout_s", "tenant"}
+        unknown = set(options) - known
+        if unknown or not options.get("auth_token"):
+            raise ConfigError(
+                f"sink {name!r} (twilio-redirect): needs 'auth_token'; unknown {sorted(unknown)}"
+            )
+        sid = options.get("account_sid")
+        tenant = options.get("tenant")
+        sink = cls(
+            None if sid is None else str(sid),
+            str(options["auth_token"]),
+            str(options.get("twiml", DEFAULT_TWIML)),
+            str(options.get("api_base", "https://api.twilio.com")),
+            float(options.get("timeout_s", 2.0)),
+            retries=0,
+            tenant=None if tenant is None else str(tenant),
+        )
+        sink.name = name
+        return sink
+
+    def accepts(self, request: HandoffRequest | OutboxMessage) -> bool:
+        if isinstance(request, OutboxMessage):
+            if request.kind != "handoff":
+                return False
+            request = handoff_from(request)
         return request.source == "twilio" and self._tenant in (None, request.tenant)
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        await self.send(handoff_from(message))
 
     def call_url(self, request: HandoffRequest) -> str:
         account = request.account_sid or self._account_sid

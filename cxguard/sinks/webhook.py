@@ -35,11 +35,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from cxguard.errors import ConfigError, SinkError, SinkUnavailable
 from cxguard.model import HandoffRequest
+from cxguard.sinks.messages import OutboxMessage, handoff_from
 from cxguard.sinks.serialization import to_json
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,11 @@ def verify_signature(
 
 
 class WebhookHandoff:
-    """POSTs each :class:`HandoffRequest` to one URL (see the module docstring)."""
+    """POSTs each :class:`HandoffRequest` to one URL (see the module docstring).
+
+    As an outbox sink (:meth:`deliver`, handoffs only) each outbox attempt is one POST
+    (``retries`` 0 from the registry): the outbox does the retrying, and keeps the
+    request's ``Idempotency-Key``."""
 
     name = "webhook"
 
@@ -188,8 +194,34 @@ class WebhookHandoff:
         )
         self._client = make_client(timeout_s)
 
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any]) -> WebhookHandoff:
+        """Registry factory: ``url`` (required), ``secret``, ``timeout_s``."""
+        unknown = set(options) - {"url", "secret", "timeout_s"}
+        if unknown or "url" not in options:
+            raise ConfigError(
+                f"sink {name!r} (handoff-webhook): needs 'url'; unknown {sorted(unknown)}"
+            )
+        secret = options.get("secret")
+        sink = cls(
+            str(options["url"]),
+            str(secret).encode() if secret else None,
+            float(options.get("timeout_s", 2.0)),
+            retries=0,
+        )
+        sink.name = name
+        return sink
+
+    def accepts(self, message: OutboxMessage) -> bool:
+        return message.kind == "handoff"
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        await self._post(handoff_from(message), message.body.encode("utf-8"))
+
     async def send(self, request: HandoffRequest) -> None:
-        body = to_json(request).encode("utf-8")
+        await self._post(request, to_json(request).encode("utf-8"))
+
+    async def _post(self, request: HandoffRequest, body: bytes) -> None:
 
         def headers() -> dict[str, str]:
             ts = str(int(time.time()))
