@@ -20,7 +20,12 @@ import redis.asyncio as aioredis  # noqa: E402
 from cxguard.model import Alert, CallInfo, TurnText, Verdict  # noqa: E402
 from cxguard.runtime.demo import demo_audio  # noqa: E402
 from cxguard.runtime.simulate import SimulationOptions, simulate_call  # noqa: E402
+from cxguard.runtime.verdicts import alert_for, alerts_for  # noqa: E402
 from cxguard.sinks.messages import derive_alert_id  # noqa: E402
+
+
+def _id(alert: Alert) -> str:
+    return alert.alert_id or derive_alert_id(alert)
 
 
 class Seen:
@@ -39,12 +44,21 @@ class Seen:
     def on_early(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
         self.early.extend(verdicts)
 
-    def alerting(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.outcome in ("fail", "undetermined")] + self.early
-
     def owed(self) -> dict[str, Verdict]:
-        """``{alert id: verdict}`` of every alert the verdicts call for."""
-        return {derive_alert_id(Alert(v, "violation", "")): v for v in self.alerting()}
+        """``{alert id: verdict}`` of every alert the verdicts call for, by the runtime's own
+        alerting rules: a failure once (mid-turn if caught there), one alert per turn for
+        all its undetermined assertions."""
+        out = {_id(alert_for(v, early=True)): v for v in self.early}
+        caught: dict[tuple[str, int], set[str]] = {}
+        for v in self.early:
+            caught.setdefault((v.call_id, v.turn_index), set()).add(v.assertion_id)
+        turns: dict[tuple[str, int], list[Verdict]] = {}
+        for v in self.verdicts:
+            turns.setdefault((v.call_id, v.turn_index), []).append(v)
+        for key, vs in turns.items():
+            for alert in alerts_for(vs, caught.get(key, set())):
+                out[_id(alert)] = alert.verdict
+        return out
 
     def publish_ms(self) -> list[float]:
         """How long each turn's pipeline waited to publish its alerts (the stall)."""

@@ -26,10 +26,11 @@ from support_services import RedisServer  # isort: skip
 
 import redis.asyncio as aioredis
 
-from cxguard.model import Alert, CallInfo, TurnText, Verdict
+from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.server import running_sidecar
 from cxguard.runtime.services import Services
 from cxguard.runtime.settings import Settings
+from cxguard.runtime.verdicts import alert_for, alerts_for
 from cxguard.sinks.messages import derive_alert_id
 
 
@@ -43,17 +44,21 @@ class NaivePublisher:
         self.failed = 0
 
     def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        for v in verdicts:
-            if v.outcome in ("fail", "undetermined"):
-                task = asyncio.get_running_loop().create_task(self._send(v))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+        for alert in alerts_for(verdicts):
+            self._spawn(alert.alert_id or derive_alert_id(alert))
 
-    async def _send(self, v: Verdict) -> None:
+    def on_early(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            self._spawn(alert_for(v, early=True).alert_id or "")
+
+    def _spawn(self, alert_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(alert_id))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, alert_id: str) -> None:
         try:
-            await self.client.xadd(
-                self.key, {"alert_id": derive_alert_id(Alert(v, "violation", ""))}
-            )
+            await self.client.xadd(self.key, {"alert_id": alert_id})
         except (aioredis.RedisError, OSError):
             self.failed += 1
 
@@ -70,7 +75,7 @@ async def run_mode(mode: str, calls: int, outage_s: float, at_s: float) -> dict[
         naive = NaivePublisher(redis.url, f"naive:{tenant}")
         services = await Services.start(settings)
         services.listeners += [seen, naive]
-        services.early_listeners += [seen.on_early, naive]
+        services.early_listeners += [seen.on_early, naive.on_early]
         window: dict[str, float] = {}
         try:
             async with running_sidecar(services, "127.0.0.1", 0) as (side, server):

@@ -328,3 +328,36 @@ def test_scores_of_a_text_seen_before_are_remembered_not_recomputed() -> None:
     turn = Turns()("agent", "I'm virtual. Want premium?")
     assert first.evaluate(turn) == again.evaluate(turn)
     assert scorer.calls == [("agent", 1)]
+
+
+OFFER_PACK = """
+assertions:
+  - id: no.upsell
+    kind: regex
+    negate: true
+    patterns: ['\\bswitch(ing)? to (the|our) (?P<subject>gold|premium)\\b']
+    unless_customer_said: true
+"""
+
+
+def test_an_offer_of_what_the_customer_asked_about_is_an_answer_not_an_upsell() -> None:
+    call = PolicyEngine(pack(OFFER_PACK)).start()
+    turn = Turns()
+    call.evaluate(turn("customer", "My bill is wrong this month."))
+    unasked = _by_id(call.evaluate(turn("agent", "Fixed. Want to switch to our Premium plan?")))
+    assert unasked["no.upsell"].outcome == "fail"
+    call.evaluate(turn("customer", "Actually, how do I move to the gold account?"))
+    asked = _by_id(call.evaluate(turn("agent", "Switching to the Gold account takes a minute.")))
+    assert asked["no.upsell"].outcome == "pass"
+    assert asked["no.upsell"].evidence == (
+        'no match ("Switching to the Gold" excused by "the customer asked about "Gold"")'
+    )
+    # Another product than the one asked about is still an offer.
+    other = _by_id(call.evaluate(turn("agent", "Or switch to our premium tier instead.")))
+    assert other["no.upsell"].outcome == "fail"
+
+
+def test_unless_customer_said_needs_a_subject_group() -> None:
+    body = OFFER_PACK.replace("(?P<subject>gold|premium)", "(gold|premium)")
+    with pytest.raises(PolicyError, match="subject"):
+        pack(body)

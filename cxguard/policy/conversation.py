@@ -13,7 +13,12 @@ from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
 from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.preview import settled_text
 from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
-from cxguard.policy.state import ConversationState, Obligation, unmet_condition
+from cxguard.policy.state import (
+    CUSTOMER_TURNS_KEPT,
+    ConversationState,
+    Obligation,
+    unmet_condition,
+)
 from cxguard.policy.temporal import (
     Decision,
     judge_agent_turn,
@@ -231,9 +236,13 @@ class Conversation:
                 timed=timed,
                 previous=previous,
                 pii_options=options,
+                customer_said=st.customer_said,
             )
             recent = pii.carry(previous, timed, options.window_ms)
             st = replace(st, recent_digits={**st.recent_digits, turn.speaker: recent})
+            if not agent:
+                said = (*st.customer_said, turn.text)[-CUSTOMER_TURNS_KEPT:]
+                st = replace(st, customer_said=said)
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
         if view is not None and agent:

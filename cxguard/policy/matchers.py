@@ -68,10 +68,13 @@ class TurnView:
         timed: pii.TimedText | None = None,
         previous: Sequence[pii.TimedText] = (),
         pii_options: pii.PiiOptions = pii.DEFAULT_OPTIONS,
+        customer_said: Sequence[str] = (),
     ) -> None:
         """``timed``/``previous``: this text on the stream timeline and the same speaker's
-        recent digit-bearing texts, so ``check`` sees numbers read across segments/turns."""
+        recent digit-bearing texts, so ``check`` sees numbers read across segments/turns.
+        ``customer_said``: the customer's recent turns (``unless_customer_said``)."""
         self.text = normalize(text)
+        self.customer_said = tuple(normalize(t) for t in customer_said)
         self.speaker = speaker
         self.timed = timed
         self.previous = previous
@@ -135,7 +138,8 @@ def _pooled(scorer: TextScorer, text: str, speaker: Speaker) -> Mapping[str, flo
 
 def match(spec: MatcherSpec, view: TurnView) -> Hit:
     if isinstance(spec, RegexMatcher):
-        return _patterns(spec.patterns, spec.unless, spec.ignore_case, view.text)
+        asked = view.customer_said if spec.unless_customer_said else ()
+        return _patterns(spec.patterns, spec.unless, spec.ignore_case, view.text, asked)
     if isinstance(spec, ContainsMatcher):
         patterns = tuple(phrase_pattern(p, spec.whole_words) for p in spec.phrases)
         unless = tuple(phrase_pattern(p, spec.whole_words) for p in spec.unless)
@@ -149,7 +153,13 @@ def match(spec: MatcherSpec, view: TurnView) -> Hit:
     assert_never(spec)
 
 
-def _patterns(patterns: Sequence[str], unless: Sequence[str], ignore_case: bool, text: str) -> Hit:
+def _patterns(
+    patterns: Sequence[str],
+    unless: Sequence[str],
+    ignore_case: bool,
+    text: str,
+    asked: Sequence[str] = (),
+) -> Hit:
     excuses = [
         m for p in unless for m in compiled(p, ignore_case).finditer(text) if m.end() > m.start()
     ]
@@ -162,6 +172,9 @@ def _patterns(patterns: Sequence[str], unless: Sequence[str], ignore_case: bool,
             if excuse is not None:
                 excused.append((m.group(), excuse.group()))
                 continue
+            if (subject := _asked_about(m, asked, ignore_case)) is not None:
+                excused.append((m.group(), f"the customer asked about {subject}"))
+                continue
             return Hit(
                 True, f'pattern {number} matched "{m.group()}" at chars {m.start()}-{m.end()}'
             )
@@ -169,6 +182,15 @@ def _patterns(patterns: Sequence[str], unless: Sequence[str], ignore_case: bool,
         what, why = excused[0]
         return Hit(False, f'no match ("{what}" excused by "{why}")')
     return Hit(False, f"none of {len(patterns)} pattern(s) matched")
+
+
+def _asked_about(m: re.Match[str], asked: Sequence[str], ignore_case: bool) -> str | None:
+    """The match's subject, quoted, when one of the customer's recent turns names it."""
+    subject = m.groupdict().get("subject") if asked else None
+    if not subject or not subject.strip():
+        return None
+    named = compiled(rf"\b{re.escape(subject.strip())}\b", ignore_case)
+    return f'"{subject.strip()}"' if any(named.search(t) for t in asked) else None
 
 
 def _classifier(spec: ClassifierMatcher, view: TurnView) -> Hit:

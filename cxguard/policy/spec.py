@@ -69,9 +69,19 @@ class RegexMatcher(_Spec):
     patterns: Annotated[tuple[Regex, ...], AfterValidator(_non_empty)]
     unless: tuple[Regex, ...] = ()
     """A match is excused when an ``unless`` match overlaps it ("can't guarantee")."""
+    unless_customer_said: bool = False
+    """A match is excused when its ``(?P<subject>…)`` group names something the customer
+    brought up in their recent turns: answering what was asked ("I'd like to switch to the
+    Gold account") is not an unsolicited offer."""
     ignore_case: bool = True
 
     _regex_lists = field_validator("patterns", "unless", mode="before")(_one_or_many)
+
+    @model_validator(mode="after")
+    def _subject_named(self) -> RegexMatcher:
+        if self.unless_customer_said and not any("(?P<subject>" in p for p in self.patterns):
+            raise ValueError("unless_customer_said needs a (?P<subject>...) group in a pattern")
+        return self
 
 
 class ContainsMatcher(_Spec):

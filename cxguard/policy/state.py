@@ -14,6 +14,8 @@ from cxguard.model import Outcome, Speaker
 from cxguard.pii import TimedText
 from cxguard.policy.spec import Range, When
 
+CUSTOMER_TURNS_KEPT = 4
+
 
 @dataclass(frozen=True)
 class Exhausted:
@@ -80,6 +82,9 @@ class ConversationState:
     """Stream time of the latest platform handoff: it meets an obligation whose trigger turn
     began at or before it, even when that turn is judged after the event arrived."""
     finished: bool = False
+    customer_said: tuple[str, ...] = ()
+    """The customer's latest turns (at most ``CUSTOMER_TURNS_KEPT``), for matchers that tell
+    an answer to the customer's own question from an unsolicited offer."""
     recent_digits: Mapping[Speaker, tuple[TimedText, ...]] = field(default_factory=dict)
     """pii: each speaker's recent digit-bearing texts (``pii.carry``), so the ``check``
     matcher fails on the turn that completes a number read across segments/turns."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -223,7 +223,7 @@ class VerdictPipeline:
         await self._send(
             summary,
             early.turn.end_ms,
-            *(self._services.alerts.publish(_alert(v, early=True)) for v in verdicts),
+            *(self._services.alerts.publish(alert_for(v, early=True)) for v in verdicts),
             *(
                 self._services.handoff.request(self._info, v)
                 for v in verdicts[:1]
@@ -348,7 +348,7 @@ class VerdictPipeline:
             if receipt.note:
                 verdicts = [replace(v, evidence=f"{v.evidence} [{receipt.note}]") for v in verdicts]
         published = time.monotonic()
-        alerts = _alerts(verdicts, skip, self._undetermined_severity)
+        alerts = alerts_for(verdicts, skip, self._undetermined_severity)
         handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
         await self._send(
             summary,
@@ -387,9 +387,11 @@ def _latency(last: SegmentTiming | None, policy_ms: float, decided: float) -> di
     }
 
 
-def _alerts(verdicts: Sequence[Verdict], skip: set[str], severity: str) -> list[Alert]:
+def alerts_for(
+    verdicts: Sequence[Verdict], skip: Collection[str] = (), severity: str = "major"
+) -> list[Alert]:
     """One alert per failure not alerted mid-turn; one per turn for all its undetermined."""
-    alerts = [_alert(v) for v in verdicts if v.outcome == "fail" and v.assertion_id not in skip]
+    alerts = [alert_for(v) for v in verdicts if v.outcome == "fail" and v.assertion_id not in skip]
     unsure: dict[int, list[Verdict]] = {}
     for v in verdicts:
         if v.outcome == "undetermined":
@@ -407,7 +409,7 @@ def _alerts(verdicts: Sequence[Verdict], skip: set[str], severity: str) -> list[
     return alerts
 
 
-def _alert(verdict: Verdict, early: bool = False) -> Alert:
+def alert_for(verdict: Verdict, early: bool = False) -> Alert:
     kind: Literal["violation", "handoff"] = (
         "handoff" if "handoff" in verdict.actions else "violation"
     )
