@@ -327,7 +327,9 @@ def main() -> int:
             "audiohook_client_secret": base64.b64encode(SECRET).decode(),
             "stream_token": TOKEN,
         }
-        config.write_text(json.dumps({"tenants": [tenant]}), encoding="utf-8")
+        # Twilio signs the URL it dialled: the server checks against public_url + path.
+        settings = {"tenants": [tenant], "public_url": f"ws://127.0.0.1:{port}"}
+        config.write_text(json.dumps(settings), encoding="utf-8")
         evidence += ["--config", str(config)]
     with log_path.open("wb") as log_file:
         server = subprocess.Popen(
