@@ -265,32 +265,76 @@ class StreamArgs:
 
 @app.command("eval")
 def eval_(
-    transcript: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Transcripts (.jsonl), folders of them, stereo calls (.wav …)."),
+    ] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy pack (default: billing).")] = None,
     no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
     config: Annotated[
-        Path | None, typer.Option(help="Server settings file (its turns: section).")
+        Path | None, typer.Option(help="Server settings file (its asr:, vad:, turns:).")
+    ] = None,
+    agent: Annotated[Path | None, typer.Option(help="A call's agent track.")] = None,
+    customer: Annotated[Path | None, typer.Option(help="The same call's customer track.")] = None,
+    agent_channel: Annotated[
+        int, typer.Option(min=0, max=1, help="Stereo calls: the agent's channel (1 = right).")
+    ] = 1,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="K=V call parameter (recordings).")
+    ] = None,
+    agent_version: Annotated[
+        str | None, typer.Option("--agent-version", help="The agent release being gated.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="fail, undetermined, mismatch (default fail,mismatch)."),
     ] = None,
 ) -> None:
-    """Evaluate a JSONL transcript offline with the live engine; one JSON line per (speaker
-    turn, assertion). Turns are built from the lines as the live path builds them from
-    segments (``turns:`` settings of ``--config``)."""
-    from cxguard.policy.offline import evaluate_transcript, load_transcript
-    from cxguard.runtime.services import load_engine
-    from cxguard.runtime.settings import load_settings
+    """Gate a release: judge test calls offline with the live engine (transcripts, and
+    recordings transcribed with the live ASR, VAD and turn settings; no server). One JSON line
+    per (speaker turn, assertion) on stdout, a summary naming the release on stderr. Exit 0:
+    nothing unexpected; 1: violations or mismatches (``--fail-on``); 2: bad input."""
+    from cxguard.policy.gate import DEFAULT_FAIL_ON, FAIL_ON_CHOICES, Status
+    from cxguard.runtime.eval import EvalRequest, run_gate
 
+    wanted: set[Status] = set()
+    for item in fail_on or []:
+        for name in filter(None, (n.strip() for n in item.split(","))):
+            if name not in FAIL_ON_CHOICES:
+                raise typer.BadParameter(f"--fail-on takes {', '.join(FAIL_ON_CHOICES)}: {name!r}")
+            wanted.add(name)
+    if (agent is None) != (customer is None):
+        raise typer.BadParameter("--agent and --customer go together")
+    params = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param expects K=V, got {item!r}")
+        params[key] = value
+    request = EvalRequest(
+        paths=tuple(paths or ()),
+        pairs=((agent, customer),) if agent is not None and customer is not None else (),
+        policy=policy,
+        classifiers=not no_classifiers,
+        config=config,
+        agent_channel=agent_channel,
+        parameters=params,
+        agent_version=agent_version,
+    )
+    if not request.paths and not request.pairs:
+        raise typer.BadParameter("give transcripts, folders, or --agent/--customer")
+    gating = frozenset(wanted) or DEFAULT_FAIL_ON
     try:
-        settings = load_settings(
-            config, policy=str(policy) if policy else None, classifiers=not no_classifiers
-        )
-        engine, _ = load_engine(settings)
-        rows = evaluate_transcript(
-            load_transcript(transcript), engine, options=settings.turns.options()
-        )
-        for row in rows:
-            sys.stdout.write(json.dumps(row) + "\n")
+        report = run_gate(request, lambda row: sys.stdout.write(json.dumps(row) + "\n"))
     except CxguardError as exc:
         raise _fail(exc) from exc
+    if junit is not None:
+        from cxguard.policy.gate import junit_xml
+
+        junit.write_text(junit_xml(report, gating), encoding="utf-8")
+    typer.echo(json.dumps({"summary": report.summary(gating)}), err=True)
+    raise typer.Exit(report.exit_code(gating))
 
 
 KeyOpt = Annotated[

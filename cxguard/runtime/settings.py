@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from cxguard.asr.decoding import DEFAULT_FALLBACKS
+from cxguard.audio.vad import VadOptions
 from cxguard.errors import ConfigError
 from cxguard.policy.turns import TurnOptions
 
@@ -72,6 +73,18 @@ class VadSettings:
     """Cut agent speech into segments of this length so a monologue without pauses is
     transcribed and previewed while it goes on (e.g. 4000). Off by default: a segment cut
     mid-phrase transcribes worse (measured on the demo call)."""
+
+    def options(self, speaker: str) -> VadOptions:
+        """The segmenter options of ``speaker``'s track (live and ``cxguard eval`` alike)."""
+        max_ms = self.max_turn_ms
+        if speaker == "agent" and self.agent_max_turn_ms:
+            max_ms = self.agent_max_turn_ms
+        return VadOptions(
+            aggressiveness=self.aggressiveness,
+            hangover_ms=self.hangover_ms,
+            min_turn_ms=self.min_turn_ms,
+            max_turn_ms=max_ms,
+        )
 
 
 @dataclass(frozen=True)
