@@ -451,6 +451,43 @@ def evidence_heads(
             sys.stdout.write(head.to_json() + "\n")
 
 
+@evidence_app.command("migrate")
+def evidence_migrate(evidence: EvidenceOpt = None) -> None:
+    """Bring an older ledger to this version's schema (additive: columns are added, nothing
+    is rewritten, every chain still verifies). Prints the schema version."""
+    from cxguard.evidence.schema import SCHEMA_VERSION
+
+    with _ledger(evidence, write=True):
+        pass
+    typer.echo(json.dumps({"schema_version": SCHEMA_VERSION}))
+
+
+@evidence_app.command("note")
+def evidence_note(
+    text: Annotated[str, typer.Option("--text", help="What was done (remediation).")],
+    by: Annotated[str, typer.Option("--by", help="Who did it.")],
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    call: Annotated[str | None, typer.Option("--call", help="A call id.")] = None,
+    finding: Annotated[str | None, typer.Option("--finding", help="A drift finding id.")] = None,
+    turn: Annotated[int | None, typer.Option("--turn", help="The call's turn it is about.")] = None,
+    assertion: Annotated[str | None, typer.Option("--assertion")] = None,
+) -> None:
+    """Record a remediation note on a call or a drift finding: a chained ledger row, shown by
+    ``evidence report``. The tenant defaults to the settings' default tenant."""
+    from cxguard.runtime.settings import Settings
+
+    about: dict[str, object] = {}
+    if turn is not None:
+        about["turn"] = turn
+    if assertion:
+        about["assertion"] = assertion
+    who = tenant or Settings().default_tenant
+    with _ledger(evidence, write=True) as ledger:
+        ledger.annotate(who, "note", text, by, call_id=call, finding_id=finding, about=about)
+    typer.echo(json.dumps({"tenant": who, "call": call, "finding": finding, "recorded": True}))
+
+
 @evidence_app.command("report")
 def evidence_report(
     evidence: EvidenceOpt = None,

@@ -196,10 +196,12 @@ class Verdict:
     """The VAD segments of the judged turn."""
     agent_version: str = ""
     """The voice agent's own version when the platform passes one (``agent_version``)."""
-
-    @property
-    def release(self) -> Release:
-        return Release(self.policy_hash, dict(self.model_ids), self.agent_version)
+    release_id: str = ""
+    """:attr:`Release.id` of what judged it (pack, models, agent version)."""
+    intent: str = ""
+    """The caller intent when it was decided ("" = none known)."""
+    mode: Literal["live", "shadow"] = "live"
+    """``shadow``: recorded, never alerted nor handed off."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
+import yaml
 
 from cxguard.audio.files import read_audio
+from cxguard.evidence import EvidenceLedger
+from cxguard.evidence.engine import LedgerOptions
 from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.policy.pack import default_pack_path
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.eval import EvalRequest, run_gate
 from cxguard.runtime.server import running_sidecar
@@ -129,34 +134,95 @@ def _key(turn: Any, assertion: Any, outcome: Any) -> tuple[int, str, str]:
     return int(turn), str(assertion), str(outcome)
 
 
+SHADOW = "shadow.no_account_talk"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _shadow_pack(tmp_path: Path) -> Path:
+    """The billing pack plus a shadow assertion that fails (and would hand off) whenever the
+    agent says "account" or "payment": judged and recorded on every agent turn, never raised."""
+    pack = yaml.safe_load(default_pack_path().read_text(encoding="utf-8"))
+    pack["assertions"].append(
+        {
+            "id": SHADOW,
+            "kind": "regex",
+            "description": "Trial: the agent avoids the words account and payment.",
+            "severity": "critical",
+            "mode": "shadow",
+            "negate": True,
+            "patterns": [r"\b(account|payment)\b"],
+            "on_fail": ["alert", "handoff"],
+            "drift_threshold": 0.2,
+        }
+    )
+    path = tmp_path / "shadow.yaml"
+    path.write_text(yaml.safe_dump(pack, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.mark.slow
 async def test_a_two_track_call_gets_the_same_verdicts_offline_as_through_serve(
     tmp_path: Path,
 ) -> None:
+    """Also: every stored verdict names the release the gate named, the release and its
+    framework are recorded once, and a shadow assertion is recorded but never alerted."""
     agent, customer = demo_audio()
+    pack = _shadow_pack(tmp_path)
+    params = {**PARAMS, "agent_version": "v1"}
     rows: list[dict[str, Any]] = []
-    report = run_gate(EvalRequest(pairs=((agent, customer),), parameters=PARAMS), rows.append)
+    request = EvalRequest(pairs=((agent, customer),), parameters=params, policy=pack)
+    report = run_gate(request, rows.append)
     offline = {_key(r["turn"], r["assertion"], r["verdict"]) for r in rows}
-    assert report.release.model_ids["asr"]
-    assert {c.status for c in report.cases} >= {"ok", "fail"}
+    assert report.release.model_ids["asr"] and report.release.agent_version == "v1"
+    assert {c.status for c in report.cases} >= {"ok", "fail", "shadow"}
+    shadow_fails = {k for k in offline if k[1] == SHADOW and k[2] == "fail"}
+    assert shadow_fails
 
     tenant = f"gate{uuid.uuid4().hex[:8]}"
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}")
+    db = tmp_path / "ev.db"
+    settings = Settings(
+        port=0, evidence_url=f"sqlite:///{db}", redis_url=REDIS_URL, policy=str(pack)
+    )
     services = await Services.start(settings)
     recorder = _Recorder()
     services.listeners.append(recorder)
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
     try:
         async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
             port = next(iter(server.sockets)).getsockname()[1]
-            options = SimulationOptions(fast=True, parameters={**PARAMS, "tenant": tenant})
+            options = SimulationOptions(fast=True, parameters={**params, "tenant": tenant})
             played = await simulate_call(f"ws://127.0.0.1:{port}/twilio", agent, customer, options)
             assert played.close_code == 1000
             await side.drain()
     finally:
         await services.close()
+        alerts = await client.xrange(f"cxguard:{tenant}:alerts")
+        handoffs = await client.xrange(f"cxguard:{tenant}:handoffs")
+        keys = [k async for k in client.scan_iter(f"cxguard:{tenant}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
     live = {_key(v.turn_index, v.assertion_id, v.outcome) for v in recorder.verdicts}
     assert offline == live
-    assert any(outcome == "fail" for _, _, outcome in live)
+    assert any(outcome == "fail" for _, a, outcome in live if a != SHADOW)
+
+    alerted = {json.loads(f["data"])["verdict"]["assertion_id"] for _, f in alerts}
+    assert alerted and SHADOW not in alerted
+    assert len(handoffs) == 1  # the closure's, not the shadow assertion's
+    with EvidenceLedger(f"sqlite:///{db}", LedgerOptions(read_only=True)) as led:
+        stored = list(led.export(tenant=tenant))
+        releases = led.findings(tenant, "release")
+        assert led.verify(tenant=tenant).ok
+    assert {r["release_id"] for r in stored} == {report.release.id}
+    assert {r["agent_version"] for r in stored} == {"v1"}
+    assert {(r["turn"], r["verdict"]) for r in stored if r["mode"] == "shadow"} >= {
+        (t, o) for t, _, o in shadow_fails
+    }
+    assert {r["assertion"] for r in stored if r["mode"] == "shadow"} == {SHADOW}
+    assert len(releases) == 1
+    framework = releases[0]["data"]["policy"]
+    modes = {a["id"]: a["mode"] for a in framework["assertions"]}
+    assert modes[SHADOW] == "shadow" and modes["disclosure.ai_identifies"] == "live"
 
     # The same call as one stereo file (customer left, agent right) through the CLI.
     stereo = tmp_path / "call.wav"
@@ -169,11 +235,13 @@ async def test_a_two_track_call_gets_the_same_verdicts_offline_as_through_serve(
         w.setframerate(8000)
         w.writeframes(both.astype("<i2").tobytes())
     args = [f"--param={k}={v}" for k, v in PARAMS.items()]
-    result = _eval(stereo, *args, "--agent-version", "v7", "--junit", tmp_path / "stereo.xml")
+    result = _eval(
+        stereo, *args, "--policy", pack, "--agent-version", "v1", "--junit", tmp_path / "s.xml"
+    )
     assert result.returncode == 1, result.stderr  # the demo call has violations
     summary = _summary(result)
-    assert summary["release_parts"]["agent_version"] == "v7"
-    assert summary["release_parts"]["model_ids"]["asr"]
+    assert summary["release"] == report.release.id
+    assert summary["shadow"] == len(shadow_fails)
     cli_rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert {_key(r["turn"], r["assertion"], r["verdict"]) for r in cli_rows} == live
-    assert int(ET.parse(tmp_path / "stereo.xml").getroot().get("failures") or 0) > 0
+    assert int(ET.parse(tmp_path / "s.xml").getroot().get("failures") or 0) > 0

@@ -116,6 +116,8 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
         "actions": [],
         "trigger_turn": None,
         "phase": "turn",
+        "intent": None,
+        "mode": "live",
     }
     rest = [(r["lines"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
     # The two customer lines are one turn, partly unreadable: its heard words raise the

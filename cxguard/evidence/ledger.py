@@ -38,10 +38,13 @@ from cxguard.evidence.engine import (
     summarise_db_error,
 )
 from cxguard.evidence.heads import HeadKey, SignedHead
+from cxguard.evidence.migrate import migrate, needs_migration
 from cxguard.evidence.rows import (
     LedgerOp,
     event_op,
     finding_op,
+    note_data,
+    stable_op_id,
     turn_op,
     update_call,
     verdict_ops,
@@ -142,7 +145,17 @@ class EvidenceLedger:
             version = conn.execute(
                 sa.select(ledger_meta.c.value).where(ledger_meta.c.key == "schema_version")
             ).scalar_one_or_none()
+            if needs_migration(version) and not self.read_only:
+                assert version is not None
+                added = migrate(conn, version)
+                log.warning("evidence ledger migrated to schema %s (%s)", SCHEMA_VERSION, added)
+                version = SCHEMA_VERSION
             conn.commit()
+        if needs_migration(version):
+            raise EvidenceError(
+                f"ledger schema version {version!r} is older than {SCHEMA_VERSION}: migrate it "
+                "with `cxguard evidence migrate --evidence URL` (additive, chains still verify)"
+            )
         if version != SCHEMA_VERSION:
             raise EvidenceError(f"ledger schema version {version!r}, expected {SCHEMA_VERSION}")
 
@@ -313,6 +326,43 @@ class EvidenceLedger:
     def record_finding(self, tenant: str, kind: str, data: Mapping[str, Any] | None) -> None:
         """A finding about a tenant that belongs to no call (``drift_detected``), on the
         tenant's own chain."""
+        self.apply([finding_op(tenant, kind, data)])
+
+    def record_once(self, tenant: str, kind: str, key: str, data: Mapping[str, Any]) -> bool:
+        """A finding stored at most once per ``(tenant, kind, key)`` whoever records it (a
+        ``release`` seen, a ``drift_detected`` finding); True if it was new."""
+        op = finding_op(tenant, kind, data, op_id=stable_op_id(kind, tenant, key))
+        return self.apply([op]) == 1
+
+    def annotate(
+        self,
+        tenant: str,
+        kind: str,
+        text: str,
+        by: str,
+        *,
+        call_id: str | None = None,
+        finding_id: str | None = None,
+        about: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A remediation ``note`` or an ``ack`` (console acknowledgement) by ``by``: a chained
+        event on the call's chain, or a chained finding on the tenant's chain naming the
+        finding (``finding_id``). ``about`` adds context (``turn``, ``assertion``,
+        ``alert_id``). The call or finding must exist: a note never creates a chain."""
+        if (call_id is None) == (finding_id is None):
+            raise EvidenceError("a note is about one call or one finding")
+        if call_id is not None:
+            with self._reading() as conn:
+                known = queries.call_heads(conn, call_id, tenant)
+            if not known:
+                raise EvidenceError(f"no call {call_id!r} of tenant {tenant!r} in the ledger")
+            data = note_data(kind, text, by, about)
+            self.apply([event_op(call_id, tenant, kind, None, data)])
+            return
+        assert finding_id is not None
+        if not any(f["data"].get("finding_id") == finding_id for f in self.findings(tenant)):
+            raise EvidenceError(f"no finding {finding_id!r} of tenant {tenant!r} in the ledger")
+        data = note_data(kind, text, by, {**dict(about or {}), "finding_id": finding_id})
         self.apply([finding_op(tenant, kind, data)])
 
     # ------------------------------------------------------------------ reads

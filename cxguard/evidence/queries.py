@@ -71,6 +71,10 @@ def export_row(row: sa.Row[Any]) -> dict[str, Any]:
         "decided_at": row.decided_at,
         "trigger_turn": row.trigger_turn,
         "segments": row.segments,
+        "release_id": row.release_id,
+        "agent_version": row.agent_version,
+        "intent": row.intent,
+        "mode": row.mode,
         "seq": row.seq,
         "row_hash": row.row_hash,
     }

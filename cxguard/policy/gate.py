@@ -7,7 +7,9 @@ Every (turn, assertion) verdict of every call becomes a :class:`GateCase` with a
 - ``mismatch``: a turn's lines label the assertion with a verdict it did not get (including a
   labelled verdict that was never decided);
 - ``fail``: a violation nobody expected;
-- ``undetermined``: a turn that could not be judged, unexpected.
+- ``undetermined``: a turn that could not be judged, unexpected;
+- ``shadow``: a ``fail`` or ``undetermined`` of a shadow assertion (``mode: shadow``), reported
+  apart and never gating (it is being tried out, not enforced), unless labelled.
 
 Labels are per line (``"expect": {"assertion": "fail"}``) and apply to the speaker turn the
 line is part of, as in :func:`~cxguard.policy.offline.score_expectations`. The gate fails on the
@@ -27,7 +29,7 @@ from typing import Any, Literal
 from cxguard.model import Release
 from cxguard.policy.offline import turns_of
 
-Status = Literal["ok", "fail", "undetermined", "mismatch"]
+Status = Literal["ok", "fail", "undetermined", "mismatch", "shadow"]
 FAIL_ON_CHOICES: tuple[Status, ...] = ("fail", "undetermined", "mismatch")
 DEFAULT_FAIL_ON: frozenset[Status] = frozenset({"fail", "mismatch"})
 
@@ -79,15 +81,17 @@ class GateReport:
             "policy": self.policy,
             "sources": len(self.sources),
             "verdicts": len(self.cases),
-            **{status: counts.get(status, 0) for status in ("ok", *FAIL_ON_CHOICES)},
+            **{status: counts.get(status, 0) for status in ("ok", *FAIL_ON_CHOICES, "shadow")},
             "fail_on": sorted(set(fail_on)),
             "exit": self.exit_code(fail_on),
         }
 
 
-def _status(verdict: str | None, expected: str | None) -> Status:
+def _status(verdict: str | None, expected: str | None, mode: object = "live") -> Status:
     if expected is not None:
         return "ok" if verdict == expected else "mismatch"
+    if verdict in ("fail", "undetermined") and mode == "shadow":
+        return "shadow"
     if verdict in ("fail", "undetermined"):
         return "fail" if verdict == "fail" else "undetermined"
     return "ok"
@@ -121,7 +125,7 @@ def transcript_cases(
                 assertion,
                 verdict,
                 expected,
-                _status(verdict, expected),
+                _status(verdict, expected, row.get("mode")),
                 str(row.get("evidence", "")),
                 str(row.get("text", "")),
             )
@@ -145,7 +149,7 @@ def recording_cases(source: str, rows: Sequence[Mapping[str, Any]]) -> list[Gate
             str(row["assertion"]),
             str(row["verdict"]),
             None,
-            _status(str(row["verdict"]), None),
+            _status(str(row["verdict"]), None, row.get("mode")),
             str(row.get("evidence", "")),
             str(row.get("text", "")),
         )

@@ -282,6 +282,8 @@ class _Rows:
                 "actions": list(r.actions),
                 "trigger_turn": r.trigger_turn,
                 "phase": phase,
+                "intent": r.intent,
+                "mode": r.mode,
             }
 
 
