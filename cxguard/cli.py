@@ -499,14 +499,86 @@ def evidence_report(
 ) -> None:
     """Governance report: outcomes and pass rate per assertion, failures, drift, chain status.
     Writes nothing unless ``--record``."""
-    from cxguard.evidence.drift import detect_drift
+    from cxguard.evidence.drift import detect_drift, record_findings
     from cxguard.evidence.report import governance_report
 
     with _ledger(evidence, write=record) as ledger:
         tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
-        drift = [f for t in tenants for f in detect_drift(ledger, t, record=record)]
+        drift = [f for t in tenants for f in detect_drift(ledger, t)]
+        if record:
+            record_findings(ledger, drift)
         report = governance_report(ledger, tenant, drift=drift)
     typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
+
+
+def _epoch(value: str | None, what: str) -> float | None:
+    """An ISO 8601 time (``2026-11-01``, ``2026-11-01T08:00:00Z``; naive = UTC) as epoch s."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what} is not an ISO 8601 time: {value!r}") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _tenants(ledger: EvidenceLedger, tenant: str | None) -> list[str]:
+    return [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
+
+
+@app.command()
+def drift(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Baselines start here (ISO 8601).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="The period ends here.")] = None,
+    recent_hours: Annotated[
+        float, typer.Option("--recent-hours", min=0.01, help="The recent window.")
+    ] = 24.0,
+    min_samples: Annotated[int, typer.Option("--min-samples", min=1)] = 30,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="FDR.")] = 0.05,
+    record: Annotated[
+        bool, typer.Option("--record", help="Append new findings to the ledger (once each).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Deviation-rate drift per (tenant, assertion, intent), within a release (recent window
+    vs the release's baseline) and across release changes (new vs old release): Fisher exact
+    test, Benjamini-Hochberg FDR, per-assertion thresholds from the pack. Reads only, unless
+    ``--record``. See docs/governance.md."""
+    from cxguard.evidence.drift import DAY, DriftOptions, detect_drift, record_findings
+
+    options = DriftOptions(
+        recent_s=recent_hours * 3600.0, baseline_s=7 * DAY, min_samples=min_samples, alpha=alpha
+    )
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    with _ledger(evidence, write=record) as ledger:
+        found = [
+            f
+            for t in _tenants(ledger, tenant)
+            for f in detect_drift(ledger, t, options=options, now=end, since=start)
+        ]
+        new = record_findings(ledger, found) if record else [False] * len(found)
+    for finding, fresh in zip(found, new, strict=True):
+        if as_json:
+            row = {**finding.to_dict(), **({"recorded": fresh} if record else {})}
+            sys.stdout.write(json.dumps(row) + "\n")
+            continue
+        typer.echo(
+            f"{finding.finding_id} {finding.kind:<14} {finding.tenant} {finding.assertion_id} "
+            f"intent={finding.intent or '(none)'} {finding.direction}: "
+            f"{finding.baseline_rate:.1%} (n={finding.baseline_n}) -> {finding.recent_rate:.1%} "
+            f"(n={finding.recent_n}), delta {finding.delta:+.1%} "
+            f"[{finding.ci_low:+.1%}, {finding.ci_high:+.1%}], p={finding.p_value:.2g} "
+            f"q={finding.q_value:.2g} release {finding.baseline_release_id} -> "
+            f"{finding.release_id}" + (" (recorded)" if fresh else "")
+        )
+    if not found and not as_json:
+        typer.echo("no drift")
 
 
 @policy_app.command("test")

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cxguard.errors import EvidenceError
-from cxguard.evidence import audit, progress, queries
+from cxguard.evidence import audit, progress, queries, rates
 from cxguard.evidence.chain import GENESIS, VerifyReport, row_hash
 from cxguard.evidence.engine import (
     DEFAULT_URL,
@@ -419,6 +419,24 @@ class EvidenceLedger:
         """``{assertion_id: [(call_id, turn_index), ...]}`` of failed verdicts, oldest first."""
         with self._reading() as conn:
             return queries.failures(conn, tenant, since, until, limit_per_assertion)
+
+    def rate_counts(
+        self, tenant: str, since: float | None = None, until: float | None = None
+    ) -> list[rates.Count]:
+        """Verdict counts by (release, assertion, intent, mode, outcome) decided in
+        ``[since, until)`` (:mod:`~cxguard.evidence.rates`)."""
+        with self._reading() as conn:
+            return rates.counts(conn, tenant, since, until)
+
+    def release_spans(self, tenant: str) -> list[rates.ReleaseSpan]:
+        with self._reading() as conn:
+            return rates.release_spans(conn, tenant)
+
+    def deviations(
+        self, tenant: str, since: float | None = None, until: float | None = None
+    ) -> list[Any]:
+        with self._reading() as conn:
+            return list(rates.deviations(conn, tenant, since, until))
 
     def head(self, tenant: str, call_id: str) -> tuple[int, str]:
         """``(row count, last row_hash)`` of a call's chain."""
