@@ -581,6 +581,42 @@ def drift(
         typer.echo("no drift")
 
 
+@policy_app.command("compare")
+def policy_compare(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
+    assertion: Annotated[str | None, typer.Option("--assertion")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """What promoting each shadow assertion would have changed over a period: alerts the
+    tenant got and would have got, failures on turns already alerted, new handoffs. Reads
+    only."""
+    from cxguard.evidence.compare import compare_shadow
+
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    with _ledger(evidence) as ledger:
+        rows = [
+            (t, impact)
+            for t in _tenants(ledger, tenant)
+            for impact in compare_shadow(ledger, t, start, end, assertion)
+        ]
+    for t, i in rows:
+        if as_json:
+            sys.stdout.write(json.dumps({"tenant": t, **i.to_dict()}) + "\n")
+        else:
+            typer.echo(
+                f"{t} {i.assertion_id} (shadow): {i.judged} judged, {i.fails} fail, "
+                f"{i.undetermined} undetermined; alerts {i.alerts_live} -> "
+                f"{i.alerts_if_promoted} ({i.added_alerts:+d}), {i.turns_alerted_anyway} on "
+                f"turns already alerted, {i.new_alert_turns} new turns, {i.calls_affected} calls, "
+                f"{i.new_handoff_calls} new handoffs"
+            )
+    if not rows and not as_json:
+        typer.echo("no shadow assertions in this period")
+
+
 @policy_app.command("test")
 def policy_test(
     path: Annotated[Path | None, typer.Argument(help="Policy pack (default: billing).")] = None,
