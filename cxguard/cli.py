@@ -492,23 +492,75 @@ def evidence_note(
 def evidence_report(
     evidence: EvidenceOpt = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="md, html, pdf or json.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here (pdf: required).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
+    key: KeyOpt = None,
+    key_file: KeyFileOpt = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
+    ] = None,
+    allow_open: Annotated[
+        bool, typer.Option("--allow-open", help="Calls still live are not a chain problem.")
+    ] = False,
+    browser: Annotated[str | None, typer.Option("--browser", help="pdf: Chromium.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     record: Annotated[
-        bool, typer.Option("--record", help="Store drift findings in the ledger.")
+        bool, typer.Option("--record", help="Also store new drift findings (writes).")
     ] = False,
 ) -> None:
-    """Governance report: outcomes and pass rate per assertion, failures, drift, chain status.
-    Writes nothing unless ``--record``."""
+    """The governance report: framework (releases, packs, intents, assertions), coverage,
+    pass rates (per assertion, per intent, per day), violations with notes and acks, shadow
+    assertions, drift with remediation, chain and key verification, retention, and the
+    mapping to EU AI Act Art. 12/50, NIST AI RMF MEASURE 2.4/MANAGE 4.1, PCI DSS
+    3.3.1/3.4.1/10.5.1. Reads only, unless ``--record``."""
     from cxguard.evidence.drift import detect_drift, record_findings
-    from cxguard.evidence.report import governance_report
+    from cxguard.evidence.heads import parse_heads
+    from cxguard.evidence.render import to_html, to_markdown
+    from cxguard.evidence.trail import governance_trail
 
+    fmt = "json" if as_json else fmt
+    if fmt not in ("md", "html", "pdf", "json"):
+        raise typer.BadParameter(f"--format is md, html, pdf or json, not {fmt!r}")
+    if fmt == "pdf" and out is None:
+        raise typer.BadParameter("--format pdf needs --out FILE")
+    head_key = _key(key, key_file)
+    kept = []
+    try:
+        if heads is not None:
+            kept = parse_heads(heads.read_text(encoding="utf-8"), str(heads))
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
     with _ledger(evidence, write=record) as ledger:
-        tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
-        drift = [f for t in tenants for f in detect_drift(ledger, t)]
         if record:
-            record_findings(ledger, drift)
-        report = governance_report(ledger, tenant, drift=drift)
-    typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
+            for t in _tenants(ledger, tenant):
+                record_findings(ledger, detect_drift(ledger, t, now=end, since=start))
+        doc = governance_trail(
+            ledger, tenant, since=start, until=end, key=head_key, heads=kept, allow_open=allow_open
+        )
+    try:
+        if fmt == "pdf":
+            from cxguard.runtime.pdf import html_to_pdf
+
+            assert out is not None
+            html_to_pdf(to_html(doc), out, browser=browser)
+            return
+        text = (
+            json.dumps(doc, default=str)
+            if fmt == "json"
+            else to_html(doc)
+            if fmt == "html"
+            else to_markdown(doc)
+        )
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    if out is not None:
+        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
 
 
 def _epoch(value: str | None, what: str) -> float | None:

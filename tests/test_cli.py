@@ -78,7 +78,7 @@ def test_demo_export_and_verify(tmp_path: Path) -> None:
     assert run("evidence", "verify", "--evidence", url).returncode == 0
     report = run("evidence", "report", "--evidence", url).stdout
     assert "governance report" in report and "Hash chain intact" in report
-    assert "`billing.closure_escalation`" in report
+    assert "billing.closure_escalation" in report
 
     import sqlite3
 

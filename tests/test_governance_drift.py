@@ -221,3 +221,11 @@ def test_drift_command_records_once_and_takes_a_note(url: str, ledger: EvidenceL
     assert stored["data"]["finding_id"] == planted["finding_id"]
     assert stored["data"]["by"] == "dana"
     assert ledger.verify(tenant="acme").ok
+
+    # The report shows the recorded finding with its remediation, and the release change.
+    report = _cli("evidence", "report", "--evidence", url, "--tenant", "acme", "--until", until)
+    assert report.returncode == 0, report.stderr
+    assert planted["finding_id"] in report.stdout
+    assert "note by dana: Payment classifier rolled back" in report.stdout
+    assert "release_change" in report.stdout
+    assert len(ledger.findings("acme", "note")) == 1  # the report recorded nothing

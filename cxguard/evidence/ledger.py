@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -62,6 +62,7 @@ from cxguard.evidence.schema import (
 from cxguard.model import TurnText, Verdict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TABLES: dict[str, sa.Table] = {**CHAINED, "findings": findings}
 
@@ -419,6 +420,12 @@ class EvidenceLedger:
         """``{assertion_id: [(call_id, turn_index), ...]}`` of failed verdicts, oldest first."""
         with self._reading() as conn:
             return queries.failures(conn, tenant, since, until, limit_per_assertion)
+
+    def query(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in one read transaction: the read queries of
+        :mod:`~cxguard.evidence.rates` (what reports are made of), writing nothing."""
+        with self._reading() as conn:
+            return fn(conn, *args)
 
     def rate_counts(
         self, tenant: str, since: float | None = None, until: float | None = None

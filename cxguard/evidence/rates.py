@@ -126,3 +126,104 @@ def deviations(
         until,
     )
     return list(conn.execute(stmt))
+
+
+def _day(conn: sa.Connection) -> Any:
+    """The UTC day (epoch days) of ``decided_at``, in SQL (PostgreSQL's CAST rounds)."""
+    days = verdicts.c.decided_at / 86400.0
+    if conn.dialect.name == "sqlite":
+        return sa.cast(days, sa.Integer)  # truncates: floor for positive times
+    return sa.cast(sa.func.floor(days), sa.Integer)
+
+
+def daily(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None
+) -> list[tuple[int, str, str, str, int]]:
+    """``(epoch day, assertion, mode, outcome, n)``, by day."""
+    day = _day(conn).label("day")
+    cols = (verdicts.c.assertion_id, verdicts.c.mode, verdicts.c.outcome)
+    stmt = _window(
+        sa.select(day, *cols, sa.func.count()).group_by(day, *cols).order_by(day),
+        tenant,
+        since,
+        until,
+    )
+    return [(int(d), a, m or "live", o, int(n)) for d, a, m, o, n in conn.execute(stmt)]
+
+
+def violations(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None, limit: int
+) -> list[dict[str, Any]]:
+    """``fail`` verdicts, oldest first (at most ``limit``)."""
+    stmt = _window(
+        sa.select(verdicts)
+        .where(verdicts.c.outcome == "fail")
+        .order_by(verdicts.c.decided_at, verdicts.c.id)
+        .limit(limit),
+        tenant,
+        since,
+        until,
+    )
+    return [
+        {
+            "call_id": r.call_id,
+            "turn": r.turn_index,
+            "assertion": r.assertion_id,
+            "severity": r.severity,
+            "mode": r.mode or "live",
+            "intent": r.intent or "",
+            "text": r.text,
+            "evidence": r.evidence,
+            "decided_at": r.decided_at,
+            "release_id": release_key(r.release_id, r.policy_hash),
+            "actions": r.actions,
+        }
+        for r in conn.execute(stmt)
+    ]
+
+
+def count_where(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None, outcome: str
+) -> int:
+    stmt = _window(
+        sa.select(sa.func.count()).select_from(verdicts).where(verdicts.c.outcome == outcome),
+        tenant,
+        since,
+        until,
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def undetermined_reasons(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None
+) -> list[tuple[str, int]]:
+    """Why verdicts were ``undetermined`` (their evidence), most frequent first."""
+    stmt = _window(
+        sa.select(verdicts.c.evidence, sa.func.count())
+        .where(verdicts.c.outcome == "undetermined")
+        .group_by(verdicts.c.evidence)
+        .order_by(sa.func.count().desc()),
+        tenant,
+        since,
+        until,
+    )
+    return [(str(e), int(n)) for e, n in conn.execute(stmt)]
+
+
+def judged_turns(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None
+) -> dict[str, int]:
+    """Speaker turns and calls the verdicts of the period judged: ``turns``, ``calls``."""
+    base = _window(sa.select(verdicts.c.call_id, verdicts.c.turn_index), tenant, since, until)
+    pairs = base.distinct().subquery()
+    turns = conn.execute(sa.select(sa.func.count()).select_from(pairs)).scalar_one()
+    callset = _window(sa.select(verdicts.c.call_id), tenant, since, until).distinct().subquery()
+    ncalls = conn.execute(sa.select(sa.func.count()).select_from(callset)).scalar_one()
+    return {"turns": int(turns), "calls": int(ncalls)}
+
+
+def judged_calls(
+    conn: sa.Connection, tenant: str, since: float | None, until: float | None
+) -> set[str]:
+    stmt = _window(sa.select(verdicts.c.call_id).distinct(), tenant, since, until)
+    return {str(c) for (c,) in conn.execute(stmt)}
