@@ -488,6 +488,42 @@ def evidence_note(
     typer.echo(json.dumps({"tenant": who, "call": call, "finding": finding, "recorded": True}))
 
 
+@evidence_app.command("purge")
+def evidence_purge(
+    evidence: EvidenceOpt = None,
+    config: ConfigOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    retention: Annotated[
+        str | None, typer.Option("--retention", help="6m, 12m or 6y (default: the settings').")
+    ] = None,
+    now: Annotated[str | None, typer.Option("--now", help="Purge as of (ISO 8601).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+) -> None:
+    """Remove ended calls past their tenant's retention (``ledger.retention``, a tenant's
+    ``retention``, or ``--retention``), keeping every chain verifiable: each purged call keeps
+    its signed head as a tombstone, recorded by a ``purge`` finding on the tenant's chain.
+    Prints one JSON line per tenant."""
+    from cxguard.runtime.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        by_name = {t.name: t for t in settings.tenants}
+        default = settings.ledger.retention
+        if retention is not None:
+            from cxguard.evidence.retention import retention_s
+
+            retention_s(retention)
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    at = _epoch(now, "--now")
+    with _ledger(evidence or settings.evidence_url, write=not dry_run) as ledger:
+        for t in _tenants(ledger, tenant):
+            known = by_name.get(t)
+            profile = retention or (known.retention_profile(default) if known else default)
+            summary = ledger.purge(t, profile, at, dry_run=dry_run)
+            sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+
+
 @evidence_app.command("report")
 def evidence_report(
     evidence: EvidenceOpt = None,

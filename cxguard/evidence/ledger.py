@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cxguard.errors import EvidenceError
-from cxguard.evidence import audit, progress, queries, rates
+from cxguard.evidence import audit, progress, queries, rates, retention
 from cxguard.evidence.chain import GENESIS, VerifyReport, row_hash
 from cxguard.evidence.engine import (
     DEFAULT_URL,
@@ -43,6 +43,7 @@ from cxguard.evidence.rows import (
     LedgerOp,
     event_op,
     finding_op,
+    finding_values,
     note_data,
     stable_op_id,
     turn_op,
@@ -365,6 +366,47 @@ class EvidenceLedger:
             raise EvidenceError(f"no finding {finding_id!r} of tenant {tenant!r} in the ledger")
         data = note_data(kind, text, by, {**dict(about or {}), "finding_id": finding_id})
         self.apply([finding_op(tenant, kind, data)])
+
+    def purge(
+        self, tenant: str, profile: str, now: float | None = None, *, dry_run: bool = False
+    ) -> retention.PurgeSummary:
+        """Remove the calls of ``tenant`` past ``profile``'s retention, each in its own
+        transaction with its tombstone (:mod:`~cxguard.evidence.retention`)."""
+        at = time.time() if now is None else now
+        cutoff = at - retention.retention_s(profile)
+        summary = retention.PurgeSummary(tenant, profile, cutoff, dry_run)
+        with self._reading() as conn:
+            candidates = [r.call_id for r in retention.due(conn, tenant, cutoff)]
+        for call_id in candidates:
+            if dry_run:
+                summary.calls.append(call_id)
+                continue
+            with self._writing() as conn:
+                heads = self._lock_heads(conn, [(tenant, "")], at)
+                # Re-read under the lock: the call may have moved on since.
+                still = [r for r in retention.due(conn, tenant, cutoff) if r.call_id == call_id]
+                if not still:
+                    continue
+                call = still[0]
+                removed = retention.remove_rows(conn, tenant, call_id)
+                data = {
+                    "call_id": call_id,
+                    "next_seq": int(call.next_seq),
+                    "head_hash": call.head_hash,
+                    "head_mac": call.head_mac,
+                    "rows": removed,
+                    "profile": profile,
+                    "cutoff": cutoff,
+                }
+                row = self._link(
+                    heads[(tenant, "")], "findings", finding_values(tenant, "purge", data), at
+                )
+                conn.execute(sa.insert(findings), [row])
+                self._store_heads(conn, heads)
+            summary.calls.append(call_id)
+            for name, n in removed.items():
+                summary.rows[name] = summary.rows.get(name, 0) + n
+        return summary
 
     # ------------------------------------------------------------------ reads
 

@@ -192,7 +192,12 @@ def failures(
 
 def call_heads(conn: sa.Connection, call_id: str | None, tenant: str | None) -> list[sa.Row[Any]]:
     stmt = sa.select(
-        calls.c.tenant, calls.c.call_id, calls.c.next_seq, calls.c.head_hash, calls.c.head_mac
+        calls.c.tenant,
+        calls.c.call_id,
+        calls.c.next_seq,
+        calls.c.head_hash,
+        calls.c.head_mac,
+        calls.c.state,
     ).order_by(calls.c.tenant, calls.c.call_id)
     return list(conn.execute(_of_call(stmt, calls, call_id, tenant)).all())
 

@@ -337,6 +337,17 @@ def _tenant_sections(t: dict[str, Any]) -> list[tuple[str, str, list[Block]]]:
     ]
     if ch["problems"]:
         chain.append(("table", (("problem",), [(p["message"],) for p in ch["problems"]])))
+    ret = t["retention"]
+    retention: list[Block] = [
+        (
+            "p",
+            f"Retention in force: profile {ret['profile']} (as of the last purge, "
+            f"{_iso(ret['last_purge'])}: calls last written before {_iso(ret['last_cutoff'])} "
+            f"removed); {ret['purged_calls']} calls purged, each a verified tombstone."
+            if ret["profile"]
+            else "No purge has run for this tenant: every call it ever had is in the ledger.",
+        )
+    ]
     return [
         (f"framework-{name}", f"Tenant {name}: evaluation framework", framework),
         (f"coverage-{name}", f"Tenant {name}: coverage", coverage),
@@ -346,6 +357,7 @@ def _tenant_sections(t: dict[str, Any]) -> list[tuple[str, str, list[Block]]]:
         (f"shadow-{name}", f"Tenant {name}: shadow assertions", shadow),
         (f"drift-{name}", f"Tenant {name}: drift and release changes", drift),
         (f"chain-{name}", f"Tenant {name}: chain and key verification", chain),
+        (f"retention-{name}", f"Tenant {name}: retention", retention),
     ]
 
 

@@ -36,8 +36,11 @@ from cxguard.evidence.rows import NOTE_KINDS
 from cxguard.model import OUTCOMES
 
 RETENTION = (
-    "No purge is configured: the ledger keeps every row it was given (cxguard never deletes "
-    "evidence). Keep at least 12 months, 3 immediately available (PCI DSS 10.5.1)."
+    "Calls are kept for their tenant's retention profile (6m by default; 12m, 6y) and removed "
+    "only by `cxguard evidence purge`, which keeps each purged call's signed head as a "
+    "tombstone and records the purge on the tenant's chain; findings (releases, drift, notes) "
+    "are never purged. PCI DSS 10.5.1 asks for 12 months of audit history, 3 immediately "
+    "available: use 12m or 6y for cardholder-data environments."
 )
 
 MAPPING: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -206,6 +209,7 @@ def tenant_trail(
         recorded.append({**f["data"], "recorded_at": f["recorded_at"], "notes": notes})
     current = detect_drift(ledger, tenant, options=drift_options, now=until, since=since)
     heads_now = ledger.heads(tenant)
+    purges = ledger.findings(tenant, "purge")
     return {
         "tenant": tenant,
         "framework": _framework(ledger, tenant, since, until),
@@ -234,6 +238,12 @@ def tenant_trail(
         },
         "shadow": [i.to_dict() for i in compare_shadow(ledger, tenant, since, until)],
         "drift": {"recorded": recorded, "current": [f.to_dict() for f in current]},
+        "retention": {
+            "profile": purges[-1]["data"].get("profile") if purges else None,
+            "purged_calls": len(purges),
+            "last_purge": purges[-1]["recorded_at"] if purges else None,
+            "last_cutoff": purges[-1]["data"].get("cutoff") if purges else None,
+        },
         "chain": {
             **chain.as_dict(),
             "heads": len(heads_now),

@@ -119,6 +119,16 @@ class TenantSettings:
     twilio_auth_token: str | None = field(default=None, metadata=SECRET)
     audiohook_api_key: str | None = field(default=None, metadata=SECRET)
     audiohook_client_secret: str | None = field(default=None, metadata=SECRET)
+    retention: str | None = None
+    """This tenant's retention profile (``6m``, ``12m``, ``6y``); None: ``ledger.retention``."""
+
+    def retention_profile(self, default: str) -> str:
+        from cxguard.evidence.retention import retention_s
+
+        profile = self.retention or default
+        retention_s(profile)  # an unknown profile is a ConfigError naming the choices
+        return profile
+
     """Base64, as Genesys shows it. Required with ``audiohook_api_key``."""
     audiohook_organization_ids: tuple[str, ...] = ()
     """Genesys organizations allowed to use this tenant's API key; empty allows any."""
@@ -168,6 +178,14 @@ class LedgerSettings:
     """Spool closed segments' audio until their turn is judged (re-judged after a crash)."""
     reconnect_window_s: float = 3600.0
     """At start, remember the numbering of calls seen this long ago (a reconnect goes on)."""
+    retention: str = "6m"
+    """How long calls are kept before ``cxguard evidence purge`` removes them: ``6m``,
+    ``12m`` or ``6y`` (a tenant's own ``retention`` wins; docs/governance.md)."""
+
+    def __post_init__(self) -> None:
+        from cxguard.evidence.retention import retention_s
+
+        retention_s(self.retention)
 
     def key_bytes(self) -> bytes | None:
         return self.key.encode("utf-8") if self.key else None
