@@ -62,7 +62,7 @@ body{font:13px/1.45 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1
 h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;border-bottom:2px solid #333;margin-top:28px}
 h3{font-size:14px;margin:16px 0 6px}table{border-collapse:collapse;width:100%;margin:6px 0 12px}
 th,td{border:1px solid #bbb;padding:3px 6px;vertical-align:top;text-align:left;font-size:11.5px}
-th{background:#eee}td{overflow-wrap:break-word}td.id{word-break:break-all}nav a{margin-right:10px}
+th{background:#eee}td{overflow-wrap:break-word}td.id{overflow-wrap:anywhere}nav a{margin-right:10px}
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:10px;
 height:10px;margin-right:4px}@page{size:A4;margin:14mm}@media print{h2{break-after:avoid}
 tr{break-inside:avoid}}
@@ -110,8 +110,9 @@ def _html_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def _cell(text: str) -> str:
-    # Identifiers (call ids, assertion ids, hashes) may break anywhere; prose only at spaces.
-    token = len(text) > 16 and " " not in text
+    # Cells holding identifiers (call ids, assertion ids, hashes) may break them anywhere;
+    # prose breaks only at spaces.
+    token = any(len(word) > 16 for word in text.split())
     return f'<td class="id">{_esc(text)}</td>' if token else f"<td>{_esc(text)}</td>"
 
 

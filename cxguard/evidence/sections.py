@@ -209,23 +209,17 @@ def _violations_blocks(t: dict[str, Any]) -> list[Block]:
             "table",
             (
                 (
-                    "decided",
-                    "call",
-                    "turn",
-                    "assertion",
-                    "severity",
+                    "call, turn, decided",
+                    "assertion (severity)",
                     "intent",
-                    "text",
+                    "agent said (redacted)",
                     "evidence",
                     "notes / acknowledgements",
                 ),
                 [
                     (
-                        iso(v["decided_at"]),
-                        v["call_id"],
-                        str(v["turn"]),
-                        v["assertion"],
-                        v["severity"],
+                        f"{v['call_id']} turn {v['turn']} {iso(v['decided_at'])}",
+                        f"{v['assertion']} ({v['severity']})",
                         v["intent"] or "—",
                         v["text"],
                         v["evidence"],
