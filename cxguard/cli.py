@@ -265,32 +265,76 @@ class StreamArgs:
 
 @app.command("eval")
 def eval_(
-    transcript: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Transcripts (.jsonl), folders of them, stereo calls (.wav …)."),
+    ] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy pack (default: billing).")] = None,
     no_classifiers: Annotated[bool, typer.Option("--no-classifiers")] = False,
     config: Annotated[
-        Path | None, typer.Option(help="Server settings file (its turns: section).")
+        Path | None, typer.Option(help="Server settings file (its asr:, vad:, turns:).")
+    ] = None,
+    agent: Annotated[Path | None, typer.Option(help="A call's agent track.")] = None,
+    customer: Annotated[Path | None, typer.Option(help="The same call's customer track.")] = None,
+    agent_channel: Annotated[
+        int, typer.Option(min=0, max=1, help="Stereo calls: the agent's channel (1 = right).")
+    ] = 1,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="K=V call parameter (recordings).")
+    ] = None,
+    agent_version: Annotated[
+        str | None, typer.Option("--agent-version", help="The agent release being gated.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="fail, undetermined, mismatch (default fail,mismatch)."),
     ] = None,
 ) -> None:
-    """Evaluate a JSONL transcript offline with the live engine; one JSON line per (speaker
-    turn, assertion). Turns are built from the lines as the live path builds them from
-    segments (``turns:`` settings of ``--config``)."""
-    from cxguard.policy.offline import evaluate_transcript, load_transcript
-    from cxguard.runtime.services import load_engine
-    from cxguard.runtime.settings import load_settings
+    """Gate a release: judge test calls offline with the live engine (transcripts, and
+    recordings transcribed with the live ASR, VAD and turn settings; no server). One JSON line
+    per (speaker turn, assertion) on stdout, a summary naming the release on stderr. Exit 0:
+    nothing unexpected; 1: violations or mismatches (``--fail-on``); 2: bad input."""
+    from cxguard.policy.gate import DEFAULT_FAIL_ON, FAIL_ON_CHOICES, Status
+    from cxguard.runtime.eval import EvalRequest, run_gate
 
+    wanted: set[Status] = set()
+    for item in fail_on or []:
+        for name in filter(None, (n.strip() for n in item.split(","))):
+            if name not in FAIL_ON_CHOICES:
+                raise typer.BadParameter(f"--fail-on takes {', '.join(FAIL_ON_CHOICES)}: {name!r}")
+            wanted.add(name)
+    if (agent is None) != (customer is None):
+        raise typer.BadParameter("--agent and --customer go together")
+    params = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param expects K=V, got {item!r}")
+        params[key] = value
+    request = EvalRequest(
+        paths=tuple(paths or ()),
+        pairs=((agent, customer),) if agent is not None and customer is not None else (),
+        policy=policy,
+        classifiers=not no_classifiers,
+        config=config,
+        agent_channel=agent_channel,
+        parameters=params,
+        agent_version=agent_version,
+    )
+    if not request.paths and not request.pairs:
+        raise typer.BadParameter("give transcripts, folders, or --agent/--customer")
+    gating = frozenset(wanted) or DEFAULT_FAIL_ON
     try:
-        settings = load_settings(
-            config, policy=str(policy) if policy else None, classifiers=not no_classifiers
-        )
-        engine, _ = load_engine(settings)
-        rows = evaluate_transcript(
-            load_transcript(transcript), engine, options=settings.turns.options()
-        )
-        for row in rows:
-            sys.stdout.write(json.dumps(row) + "\n")
+        report = run_gate(request, lambda row: sys.stdout.write(json.dumps(row) + "\n"))
     except CxguardError as exc:
         raise _fail(exc) from exc
+    if junit is not None:
+        from cxguard.policy.gate import junit_xml
+
+        junit.write_text(junit_xml(report, gating), encoding="utf-8")
+    typer.echo(json.dumps({"summary": report.summary(gating)}), err=True)
+    raise typer.Exit(report.exit_code(gating))
 
 
 KeyOpt = Annotated[
@@ -407,25 +451,258 @@ def evidence_heads(
             sys.stdout.write(head.to_json() + "\n")
 
 
+@evidence_app.command("migrate")
+def evidence_migrate(evidence: EvidenceOpt = None) -> None:
+    """Bring an older ledger to this version's schema (additive: columns are added, nothing
+    is rewritten, every chain still verifies). Prints the schema version."""
+    from cxguard.evidence.schema import SCHEMA_VERSION
+
+    with _ledger(evidence, write=True):
+        pass
+    typer.echo(json.dumps({"schema_version": SCHEMA_VERSION}))
+
+
+@evidence_app.command("note")
+def evidence_note(
+    text: Annotated[str, typer.Option("--text", help="What was done (remediation).")],
+    by: Annotated[str, typer.Option("--by", help="Who did it.")],
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    call: Annotated[str | None, typer.Option("--call", help="A call id.")] = None,
+    finding: Annotated[str | None, typer.Option("--finding", help="A drift finding id.")] = None,
+    turn: Annotated[int | None, typer.Option("--turn", help="The call's turn it is about.")] = None,
+    assertion: Annotated[str | None, typer.Option("--assertion")] = None,
+) -> None:
+    """Record a remediation note on a call or a drift finding: a chained ledger row, shown by
+    ``evidence report``. The tenant defaults to the settings' default tenant."""
+    from cxguard.runtime.settings import Settings
+
+    about: dict[str, object] = {}
+    if turn is not None:
+        about["turn"] = turn
+    if assertion:
+        about["assertion"] = assertion
+    who = tenant or Settings().default_tenant
+    with _ledger(evidence, write=True) as ledger:
+        ledger.annotate(who, "note", text, by, call_id=call, finding_id=finding, about=about)
+    typer.echo(json.dumps({"tenant": who, "call": call, "finding": finding, "recorded": True}))
+
+
+@evidence_app.command("purge")
+def evidence_purge(
+    evidence: EvidenceOpt = None,
+    config: ConfigOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    retention: Annotated[
+        str | None, typer.Option("--retention", help="6m, 12m or 6y (default: the settings').")
+    ] = None,
+    now: Annotated[str | None, typer.Option("--now", help="Purge as of (ISO 8601).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+) -> None:
+    """Remove ended calls past their tenant's retention (``ledger.retention``, a tenant's
+    ``retention``, or ``--retention``), keeping every chain verifiable: each purged call keeps
+    its signed head as a tombstone, recorded by a ``purge`` finding on the tenant's chain.
+    Prints one JSON line per tenant."""
+    from cxguard.runtime.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        by_name = {t.name: t for t in settings.tenants}
+        default = settings.ledger.retention
+        if retention is not None:
+            from cxguard.evidence.retention import retention_s
+
+            retention_s(retention)
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    at = _epoch(now, "--now")
+    with _ledger(evidence or settings.evidence_url, write=not dry_run) as ledger:
+        for t in _tenants(ledger, tenant):
+            known = by_name.get(t)
+            profile = retention or (known.retention_profile(default) if known else default)
+            summary = ledger.purge(t, profile, at, dry_run=dry_run)
+            sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+
+
 @evidence_app.command("report")
 def evidence_report(
     evidence: EvidenceOpt = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="md, html, pdf or json.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here (pdf: required).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
+    key: KeyOpt = None,
+    key_file: KeyFileOpt = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
+    ] = None,
+    allow_open: Annotated[
+        bool, typer.Option("--allow-open", help="Calls still live are not a chain problem.")
+    ] = False,
+    browser: Annotated[str | None, typer.Option("--browser", help="pdf: Chromium.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     record: Annotated[
-        bool, typer.Option("--record", help="Store drift findings in the ledger.")
+        bool, typer.Option("--record", help="Also store new drift findings (writes).")
     ] = False,
 ) -> None:
-    """Governance report: outcomes and pass rate per assertion, failures, drift, chain status.
-    Writes nothing unless ``--record``."""
-    from cxguard.evidence.drift import detect_drift
-    from cxguard.evidence.report import governance_report
+    """The governance report: framework (releases, packs, intents, assertions), coverage,
+    pass rates (per assertion, per intent, per day), violations with notes and acks, shadow
+    assertions, drift with remediation, chain and key verification, retention, and the
+    mapping to EU AI Act Art. 12/50, NIST AI RMF MEASURE 2.4/MANAGE 4.1, PCI DSS
+    3.3.1/3.4.1/10.5.1. Reads only, unless ``--record``."""
+    from cxguard.evidence.drift import detect_drift, record_findings
+    from cxguard.evidence.heads import parse_heads
+    from cxguard.evidence.render import to_html, to_markdown
+    from cxguard.evidence.trail import governance_trail
 
+    fmt = "json" if as_json else fmt
+    if fmt not in ("md", "html", "pdf", "json"):
+        raise typer.BadParameter(f"--format is md, html, pdf or json, not {fmt!r}")
+    if fmt == "pdf" and out is None:
+        raise typer.BadParameter("--format pdf needs --out FILE")
+    head_key = _key(key, key_file)
+    kept = []
+    try:
+        if heads is not None:
+            kept = parse_heads(heads.read_text(encoding="utf-8"), str(heads))
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
     with _ledger(evidence, write=record) as ledger:
-        tenants = [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
-        drift = [f for t in tenants for f in detect_drift(ledger, t, record=record)]
-        report = governance_report(ledger, tenant, drift=drift)
-    typer.echo(json.dumps(report.to_dict(), default=str) if as_json else report.to_markdown())
+        if record:
+            for t in _tenants(ledger, tenant):
+                record_findings(ledger, detect_drift(ledger, t, now=end, since=start))
+        doc = governance_trail(
+            ledger, tenant, since=start, until=end, key=head_key, heads=kept, allow_open=allow_open
+        )
+    try:
+        if fmt == "pdf":
+            from cxguard.runtime.pdf import html_to_pdf
+
+            assert out is not None
+            html_to_pdf(to_html(doc), out, browser=browser)
+            return
+        text = (
+            json.dumps(doc, default=str)
+            if fmt == "json"
+            else to_html(doc)
+            if fmt == "html"
+            else to_markdown(doc)
+        )
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+    if out is not None:
+        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+def _epoch(value: str | None, what: str) -> float | None:
+    """An ISO 8601 time (``2026-11-01``, ``2026-11-01T08:00:00Z``; naive = UTC) as epoch s."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{what} is not an ISO 8601 time: {value!r}") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _tenants(ledger: EvidenceLedger, tenant: str | None) -> list[str]:
+    return [tenant] if tenant else sorted({c["tenant"] for c in ledger.calls()})
+
+
+@app.command()
+def drift(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Baselines start here (ISO 8601).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="The period ends here.")] = None,
+    recent_hours: Annotated[
+        float, typer.Option("--recent-hours", min=0.01, help="The recent window.")
+    ] = 24.0,
+    min_samples: Annotated[int, typer.Option("--min-samples", min=1)] = 30,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="FDR.")] = 0.05,
+    record: Annotated[
+        bool, typer.Option("--record", help="Append new findings to the ledger (once each).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Deviation-rate drift per (tenant, assertion, intent), within a release (recent window
+    vs the release's baseline) and across release changes (new vs old release): Fisher exact
+    test, Benjamini-Hochberg FDR, per-assertion thresholds from the pack. Reads only, unless
+    ``--record``. See docs/governance.md."""
+    from cxguard.evidence.drift import DAY, DriftOptions, detect_drift, record_findings
+
+    options = DriftOptions(
+        recent_s=recent_hours * 3600.0, baseline_s=7 * DAY, min_samples=min_samples, alpha=alpha
+    )
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    with _ledger(evidence, write=record) as ledger:
+        found = [
+            f
+            for t in _tenants(ledger, tenant)
+            for f in detect_drift(ledger, t, options=options, now=end, since=start)
+        ]
+        new = record_findings(ledger, found) if record else [False] * len(found)
+    for finding, fresh in zip(found, new, strict=True):
+        if as_json:
+            row = {**finding.to_dict(), **({"recorded": fresh} if record else {})}
+            sys.stdout.write(json.dumps(row) + "\n")
+            continue
+        typer.echo(
+            f"{finding.finding_id} {finding.kind:<14} {finding.tenant} {finding.assertion_id} "
+            f"intent={finding.intent or '(none)'} {finding.direction}: "
+            f"{finding.baseline_rate:.1%} (n={finding.baseline_n}) -> {finding.recent_rate:.1%} "
+            f"(n={finding.recent_n}), delta {finding.delta:+.1%} "
+            f"[{finding.ci_low:+.1%}, {finding.ci_high:+.1%}], p={finding.p_value:.2g} "
+            f"q={finding.q_value:.2g} release {finding.baseline_release_id} -> "
+            f"{finding.release_id}" + (" (recorded)" if fresh else "")
+        )
+    if not found and not as_json:
+        typer.echo("no drift")
+
+
+@policy_app.command("compare")
+def policy_compare(
+    evidence: EvidenceOpt = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
+    assertion: Annotated[str | None, typer.Option("--assertion")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """What promoting each shadow assertion would have changed over a period: alerts the
+    tenant got and would have got, failures on turns already alerted, new handoffs. Reads
+    only."""
+    from cxguard.evidence.compare import compare_shadow
+
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    with _ledger(evidence) as ledger:
+        rows = [
+            (t, impact)
+            for t in _tenants(ledger, tenant)
+            for impact in compare_shadow(ledger, t, start, end, assertion)
+        ]
+    for t, i in rows:
+        if as_json:
+            sys.stdout.write(json.dumps({"tenant": t, **i.to_dict()}) + "\n")
+        else:
+            typer.echo(
+                f"{t} {i.assertion_id} (shadow): {i.judged} judged, {i.fails} fail, "
+                f"{i.undetermined} undetermined; alerts {i.alerts_live} -> "
+                f"{i.alerts_if_promoted} ({i.added_alerts:+d}), {i.turns_alerted_anyway} on "
+                f"turns already alerted, {i.new_alert_turns} new turns, {i.calls_affected} calls, "
+                f"{i.new_handoff_calls} new handoffs"
+            )
+    if not rows and not as_json:
+        typer.echo("no shadow assertions in this period")
 
 
 @policy_app.command("test")

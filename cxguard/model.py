@@ -10,6 +10,8 @@ and monotonic times are named as such (``*_wall``, ``*_mono``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -192,6 +194,45 @@ class Verdict:
     """For temporal assertions: the turn whose obligation this verdict judges."""
     segments: tuple[SegmentSpan, ...] = ()
     """The VAD segments of the judged turn."""
+    agent_version: str = ""
+    """The voice agent's own version when the platform passes one (``agent_version``)."""
+    release_id: str = ""
+    """:attr:`Release.id` of what judged it (pack, models, agent version)."""
+    intent: str = ""
+    """The caller intent when it was decided ("" = none known)."""
+    mode: Literal["live", "shadow"] = "live"
+    """``shadow``: recorded, never alerted nor handed off."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What judged a verdict: the policy pack, the models, and the agent being judged.
+
+    Drift compares like with like: a change of any part is a *release change*, not drift.
+    ``model_ids`` holds the classifier ids and ``asr`` (the speech model; absent when the
+    text did not come from speech)."""
+
+    policy_hash: str
+    model_ids: Mapping[str, str] = field(default_factory=dict)
+    agent_version: str = ""
+
+    @property
+    def id(self) -> str:
+        """``rel-`` and 16 hex digits of the SHA-256 of the canonical parts."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return "rel-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "policy_hash": self.policy_hash,
+            "model_ids": dict(sorted(self.model_ids.items())),
+            "agent_version": self.agent_version,
+        }
+
+
+AGENT_VERSION = "agent_version"
+"""The call parameter (Twilio ``<Parameter>``, AudioHook ``customConfig``) and control event
+that name the voice agent's version."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ def test_eval_prints_one_line_per_agent_turn_and_assertion(tmp_path: Path) -> No
         )
         + "\n"
     )
-    out = run("eval", str(transcript)).stdout.splitlines()
+    result = run("eval", str(transcript), check=False)
+    assert result.returncode == 1  # a violation fails the gate
+    out = result.stdout.splitlines()
     rows = [json.loads(line) for line in out]
     assert {r["line"] for r in rows if r["speaker"] == "agent"} == {0, 2, 5}
     by = {(r["line"], r["assertion"]): r["verdict"] for r in rows}
@@ -55,7 +57,7 @@ def test_eval_reports_bad_input_with_its_line(tmp_path: Path) -> None:
     transcript.write_text('{"speaker": "agent", "text": "hello"}\n{"speaker": 3}\n')
     result = run("eval", str(transcript), check=False)
     assert result.returncode == 2
-    assert "line 2" in result.stderr
+    assert f"{transcript}:2" in result.stderr
 
 
 def test_demo_export_and_verify(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_demo_export_and_verify(tmp_path: Path) -> None:
     assert run("evidence", "verify", "--evidence", url).returncode == 0
     report = run("evidence", "report", "--evidence", url).stdout
     assert "governance report" in report and "Hash chain intact" in report
-    assert "`billing.closure_escalation`" in report
+    assert "billing.closure_escalation" in report
 
     import sqlite3
 

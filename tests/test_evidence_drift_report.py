@@ -1,4 +1,4 @@
-"""Pass-rate drift and the governance report, on SQLite and a throwaway PostgreSQL database."""
+"""Deviation-rate drift and the governance report, on SQLite and a throwaway PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from cxguard.evidence import (
     detect_drift,
     governance_report,
 )
-from cxguard.evidence.drift import two_proportion_z
+from cxguard.evidence.drift import record_findings
+from cxguard.evidence.stats import benjamini_hochberg, fisher_exact, newcombe_interval
 from cxguard.model import Outcome, Verdict
 
 NOW = 1_700_000_000.0
@@ -63,41 +64,53 @@ def ledger(url: str) -> Iterator[EvidenceLedger]:
         yield led
 
 
-def test_two_proportion_z() -> None:
-    assert two_proportion_z(50, 100, 50, 100) == 0.0
-    assert two_proportion_z(95, 100, 30, 50) == pytest.approx(-5.422, abs=0.001)
-    assert two_proportion_z(0, 0, 3, 10) == 0.0
+def test_statistics_match_reference_values() -> None:
+    # R: fisher.test(matrix(c(1, 9, 11, 3), 2))$p.value = 0.002759456
+    assert fisher_exact(1, 9, 11, 3) == pytest.approx(0.002759456, rel=1e-6)
+    assert fisher_exact(5, 95, 20, 30) == pytest.approx(fisher_exact(20, 30, 5, 95))
+    assert fisher_exact(0, 0, 3, 10) == 1.0
+    assert fisher_exact(10, 10, 10, 10) == pytest.approx(1.0)
+    # BH on (0.01, 0.04, 0.03, 0.2): q = (0.04, 0.0533, 0.0533, 0.2)
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.2]) == pytest.approx(
+        [0.04, 0.16 / 3, 0.16 / 3, 0.2]
+    )
+    # Newcombe (1998) table II example: 56/70 vs 48/80 -> (0.0524, 0.3339) for p1 - p2.
+    low, high = newcombe_interval(48, 80, 56, 70)
+    assert (low, high) == pytest.approx((0.0524, 0.3339), abs=5e-4)
 
 
-def test_detects_a_drop_and_records_it(ledger: EvidenceLedger) -> None:
+def test_detects_a_rise_in_deviations_and_records_it_once(ledger: EvidenceLedger) -> None:
     opts = DriftOptions(min_samples=30)
-    assert detect_drift(ledger, "acme", now=NOW, options=opts)  # found, not recorded
-    assert ledger.findings() == []
-    findings = detect_drift(ledger, "acme", now=NOW, options=opts, record=True)
-    assert [(f.assertion_id, f.direction) for f in findings] == [("greet", "drop")]
-    (f,) = findings
+    found = detect_drift(ledger, "acme", now=NOW, options=opts)
+    assert ledger.findings() == []  # reading records nothing
+    assert [(f.assertion_id, f.kind, f.direction) for f in found] == [("greet", "drift", "worse")]
+    (f,) = found
     assert (f.baseline_n, f.recent_n) == (100, 50)  # undetermined counts, n/a does not
-    assert f.baseline_rate == pytest.approx(0.95) and f.recent_rate == pytest.approx(0.6)
-    assert f.z < -3
+    assert f.baseline_rate == pytest.approx(0.05) and f.recent_rate == pytest.approx(0.4)
+    assert f.ci_low < f.delta < f.ci_high and f.ci_low > 0
+    assert f.q_value <= 0.05
+    assert record_findings(ledger, found) == [True]
+    assert record_findings(ledger, detect_drift(ledger, "acme", now=NOW + 60, options=opts)) == [
+        False
+    ]
     (event,) = ledger.findings(tenant="acme", kind="drift_detected")
     assert ledger.events(kind="drift_detected") == []  # never under a call id
-    assert event["data"]["assertion_id"] == "greet" and event["data"]["direction"] == "drop"
+    assert event["data"]["assertion_id"] == "greet" and event["data"]["finding_id"] == f.finding_id
     assert ledger.verify(tenant="acme").ok
 
 
 def test_thresholds_and_tenants(ledger: EvidenceLedger) -> None:
-    assert (
-        detect_drift(ledger, "acme", now=NOW, options=DriftOptions(z_threshold=10), record=True)
-        == []
-    )
-    few = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=5), record=False)
+    assert detect_drift(ledger, "acme", now=NOW, options=DriftOptions(alpha=1e-12)) == []
+    big = DriftOptions(default_threshold=0.5)
+    assert detect_drift(ledger, "acme", now=NOW, options=big) == []
+    few = detect_drift(ledger, "acme", now=NOW, options=DriftOptions(min_samples=5))
     assert {f.assertion_id for f in few} == {"greet", "rare"}
-    globex = detect_drift(ledger, "globex", now=NOW, record=False)
+    globex = detect_drift(ledger, "globex", now=NOW)
     assert [(f.assertion_id, f.baseline_rate, f.recent_rate) for f in globex] == [
-        ("greet", 1.0, 0.0)
+        ("greet", 0.0, 1.0)
     ]
     # Windows that hold no verdicts find nothing.
-    assert detect_drift(ledger, "acme", now=NOW + 30 * DAY, record=False) == []
+    assert detect_drift(ledger, "acme", now=NOW + 30 * DAY) == []
     assert ledger.findings(kind="drift_detected") == []
 
 
@@ -128,7 +141,7 @@ def test_governance_report(url: str, ledger: EvidenceLedger) -> None:
     md = report.to_markdown()
     assert "| `greet` | 150 | 125 | 15 | 0 | 10 | 83.3% |" in md
     assert "`b-greet-9` turn 5" in md and "Hash chain intact" in md
-    assert "pass rate drop 95.0% → 60.0%" in md
+    assert "deviation rate worse 5.0% → 40.0%" in md
 
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:

@@ -105,6 +105,9 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
         "lines": [0],
         "turn": 0,
         "speaker": "agent",
+        "start": 0.0,
+        "end": 2.0,
+        "text": "Hi, I'm a virtual assistant.",
         "assertion": "disclosure.ai_identifies",
         "verdict": "pass",
         "evidence": 'pattern 1 matched "virtual assistant" at chars 10-27',
@@ -113,6 +116,8 @@ def test_rows_events_finish_and_blank_lines(engine: PolicyEngine) -> None:
         "actions": [],
         "trigger_turn": None,
         "phase": "turn",
+        "intent": None,
+        "mode": "live",
     }
     rest = [(r["lines"], r["turn"], r["assertion"], r["verdict"], r["phase"]) for r in rows[6:]]
     # The two customer lines are one turn, partly unreadable: its heard words raise the

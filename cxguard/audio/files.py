@@ -22,7 +22,7 @@ from cxguard.audio.codec import ulaw_encode
 from cxguard.audio.resample import resample
 from cxguard.errors import AudioError
 
-__all__ = ["read_audio", "read_wav_ulaw", "write_wav_pcm16", "write_wav_ulaw"]
+__all__ = ["read_audio", "read_channels", "read_wav_ulaw", "write_wav_pcm16", "write_wav_ulaw"]
 
 _WAVE_FORMAT_MULAW = 7
 
@@ -33,9 +33,27 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
     Raises :class:`~cxguard.errors.AudioError` when the file is missing, undecodable or has no
     audio stream.
     """
+    packed, source_rate = _decode(path)
+    if not len(packed):
+        return np.zeros(0, dtype=np.int16)
+    return resample(_downmix(packed), source_rate, sample_rate)
+
+
+def read_channels(path: str | Path, sample_rate: int) -> list[npt.NDArray[np.int16]]:
+    """Each channel of the first audio stream of ``path`` as int16 PCM at ``sample_rate``
+    (a stereo call recording: one speaker per channel)."""
+    packed, source_rate = _decode(path)
+    return [
+        resample(np.ascontiguousarray(packed[:, c]), source_rate, sample_rate)
+        for c in range(packed.shape[1])
+    ]
+
+
+def _decode(path: str | Path) -> tuple[npt.NDArray[np.int16], int]:
+    """Samples as ``(n, channels)`` int16 at the file's own rate."""
     pieces: list[npt.NDArray[np.int16]] = []
-    source_rate = 0
-    # Convert the sample format only; channels and rate are handled below, where they are exact.
+    source_rate, channels = 0, 1
+    # Convert the sample format only; channels and rate are handled by the callers, exactly.
     to_s16 = av.AudioResampler(format="s16")
     try:
         with _open(path) as container:
@@ -45,16 +63,16 @@ def read_audio(path: str | Path, sample_rate: int) -> npt.NDArray[np.int16]:
                 source_rate = frame.sample_rate
                 channels = frame.layout.nb_channels
                 for out in to_s16.resample(frame):
-                    packed = np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1, channels)
-                    pieces.append(_downmix(packed))
+                    pieces.append(
+                        np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1, channels)
+                    )
     except av.error.FFmpegError as exc:
         raise AudioError(f"{path}: cannot decode audio: {exc}") from exc
     except OSError as exc:
         raise AudioError(f"{path}: cannot read: {exc}") from exc
     if not pieces:
-        return np.zeros(0, dtype=np.int16)
-    pcm = np.concatenate(pieces)
-    return resample(pcm, source_rate, sample_rate)
+        return np.zeros((0, channels), dtype=np.int16), source_rate
+    return np.concatenate(pieces), source_rate
 
 
 def _open(path: str | Path) -> Any:

@@ -18,7 +18,7 @@ HMAC when a key is given, and completeness:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from cxguard.evidence import queries
 from cxguard.evidence.chain import ChainEnd, ChainProblem, ChainRow, VerifyReport, check_chain
 from cxguard.evidence.heads import HeadKey, SignedHead
+from cxguard.evidence.retention import PURGED
 from cxguard.evidence.rows import LIFECYCLE
 from cxguard.evidence.schema import CHAINED, findings
 
@@ -105,8 +106,10 @@ def _check_heads(
     ends: Mapping[tuple[str, str], ChainEnd],
     hashes: Mapping[tuple[str, str], Mapping[int, str]],
     key: HeadKey | None,
+    purged: Set[tuple[str, str]] = frozenset(),
 ) -> list[ChainProblem]:
-    """Every head a third party kept must still be on its chain."""
+    """Every head a third party kept must still be on its chain (for a purged call: not
+    beyond its tombstone; the rows an earlier head named are gone by retention)."""
     problems = []
     for h in exported:
         where = (h.tenant, h.call_id)
@@ -123,6 +126,9 @@ def _check_heads(
             problem("an exported head's chain is gone from the ledger (deleted)")
         elif end.next_seq < h.next_seq:
             problem(f"chain cut back: {end.next_seq} rows, an exported head had {h.next_seq}")
+        elif where in purged:
+            if h.next_seq == end.next_seq and h.head_hash != end.head_hash:
+                problem("an exported head differs from the purged call's tombstone")
         elif h.next_seq and hashes.get(where, {}).get(h.next_seq - 1) != h.head_hash:
             problem(f"row {h.next_seq - 1} differs from the exported head (chain rewritten)")
     return problems
@@ -144,8 +150,20 @@ def verify(
     ends: dict[tuple[str, str], ChainEnd] = {}
     hashes: dict[tuple[str, str], dict[int, str]] = {}
     n_calls = n_rows = n_gaps = 0
+    tombstones = _tombstones(conn, tenant)
+    purged: set[tuple[str, str]] = set()
     for call in queries.call_heads(conn, call_id, tenant):
         where = (call.tenant, call.call_id)
+        if call.state == PURGED:
+            n_calls += 1
+            purged.add(where)
+            problems += _check_purged(conn, call, tombstones.get(where))
+            ends[where] = ChainEnd(int(call.next_seq), str(call.head_hash))
+            if key is not None and (why := key.check(call.head_mac, *where, *_end(ends[where]))):
+                problems.append(
+                    ChainProblem(*where, "calls", None, call.next_seq, why, "signature")
+                )
+            continue
         rows = [
             ChainRow(name, row)
             for name, table in CHAINED.items()
@@ -185,7 +203,7 @@ def verify(
         for h in heads
         if (tenant is None or h.tenant == tenant) and (call_id is None or h.call_id == call_id)
     ]
-    problems += _check_heads(wanted, ends, hashes, key)
+    problems += _check_heads(wanted, ends, hashes, key, purged)
     for (who, cid), n in sorted(pending.items()):
         if (tenant is None or who == tenant) and (call_id is None or cid == call_id) and n:
             reason = f"{n} writes still in the local spool"
@@ -200,6 +218,41 @@ def verify(
         gaps=n_gaps,
         signed=key is not None,
     )
+
+
+def _tombstones(conn: sa.Connection, tenant: str | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """``purge`` findings by the call they purged (their chain is verified with the tenant's)."""
+    stmt = sa.select(findings.c.tenant, findings.c.data).where(findings.c.kind == "purge")
+    if tenant is not None:
+        stmt = stmt.where(findings.c.tenant == tenant)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for who, data in conn.execute(stmt):
+        if isinstance(data, dict) and isinstance(data.get("call_id"), str):
+            out[(who, data["call_id"])] = data
+    return out
+
+
+def _check_purged(
+    conn: sa.Connection, call: Any, tombstone: Mapping[str, Any] | None
+) -> list[ChainProblem]:
+    where = (call.tenant, call.call_id)
+    problems = []
+    if tombstone is None:
+        reason = "call marked purged, but no purge finding on the tenant chain records it"
+        problems.append(ChainProblem(*where, "calls", None, None, reason))
+    elif (tombstone.get("next_seq"), tombstone.get("head_hash")) != (
+        int(call.next_seq),
+        str(call.head_hash),
+    ):
+        reason = "purged call's head differs from the head its purge finding recorded"
+        problems.append(ChainProblem(*where, "calls", None, None, reason))
+    left = sum(
+        len(queries.chain_rows(conn, t, call.tenant, call.call_id)) for t in CHAINED.values()
+    )
+    if left:
+        reason = f"call marked purged still has {left} rows"
+        problems.append(ChainProblem(*where, "calls", None, None, reason))
+    return problems
 
 
 def _end(end: ChainEnd) -> tuple[int, str]:

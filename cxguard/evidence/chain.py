@@ -17,14 +17,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from cxguard.evidence.schema import UNHASHED
+from cxguard.evidence.schema import HASHED_WHEN_SET, UNHASHED
 
 GENESIS = "0" * 64
 """``prev_hash`` of a chain's first row."""
 
 
 def canonical_json(table: str, row: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in row.items() if k not in UNHASHED}
+    body = {
+        k: v
+        for k, v in row.items()
+        if k not in UNHASHED and not (v is None and k in HASHED_WHEN_SET)
+    }
     body["__table__"] = table
     return json.dumps(
         body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cxguard.errors import EvidenceError
-from cxguard.evidence import audit, progress, queries
+from cxguard.evidence import audit, progress, queries, rates, retention
 from cxguard.evidence.chain import GENESIS, VerifyReport, row_hash
 from cxguard.evidence.engine import (
     DEFAULT_URL,
@@ -38,10 +38,14 @@ from cxguard.evidence.engine import (
     summarise_db_error,
 )
 from cxguard.evidence.heads import HeadKey, SignedHead
+from cxguard.evidence.migrate import migrate, needs_migration
 from cxguard.evidence.rows import (
     LedgerOp,
     event_op,
     finding_op,
+    finding_values,
+    note_data,
+    stable_op_id,
     turn_op,
     update_call,
     verdict_ops,
@@ -59,6 +63,7 @@ from cxguard.evidence.schema import (
 from cxguard.model import TurnText, Verdict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TABLES: dict[str, sa.Table] = {**CHAINED, "findings": findings}
 
@@ -142,7 +147,17 @@ class EvidenceLedger:
             version = conn.execute(
                 sa.select(ledger_meta.c.value).where(ledger_meta.c.key == "schema_version")
             ).scalar_one_or_none()
+            if needs_migration(version) and not self.read_only:
+                assert version is not None
+                added = migrate(conn, version)
+                log.warning("evidence ledger migrated to schema %s (%s)", SCHEMA_VERSION, added)
+                version = SCHEMA_VERSION
             conn.commit()
+        if needs_migration(version):
+            raise EvidenceError(
+                f"ledger schema version {version!r} is older than {SCHEMA_VERSION}: migrate it "
+                "with `cxguard evidence migrate --evidence URL` (additive, chains still verify)"
+            )
         if version != SCHEMA_VERSION:
             raise EvidenceError(f"ledger schema version {version!r}, expected {SCHEMA_VERSION}")
 
@@ -315,6 +330,84 @@ class EvidenceLedger:
         tenant's own chain."""
         self.apply([finding_op(tenant, kind, data)])
 
+    def record_once(self, tenant: str, kind: str, key: str, data: Mapping[str, Any]) -> bool:
+        """A finding stored at most once per ``(tenant, kind, key)`` whoever records it (a
+        ``release`` seen, a ``drift_detected`` finding); True if it was new."""
+        op = finding_op(tenant, kind, data, op_id=stable_op_id(kind, tenant, key))
+        return self.apply([op]) == 1
+
+    def annotate(
+        self,
+        tenant: str,
+        kind: str,
+        text: str,
+        by: str,
+        *,
+        call_id: str | None = None,
+        finding_id: str | None = None,
+        about: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A remediation ``note`` or an ``ack`` (console acknowledgement) by ``by``: a chained
+        event on the call's chain, or a chained finding on the tenant's chain naming the
+        finding (``finding_id``). ``about`` adds context (``turn``, ``assertion``,
+        ``alert_id``). The call or finding must exist: a note never creates a chain."""
+        if (call_id is None) == (finding_id is None):
+            raise EvidenceError("a note is about one call or one finding")
+        if call_id is not None:
+            with self._reading() as conn:
+                known = queries.call_heads(conn, call_id, tenant)
+            if not known:
+                raise EvidenceError(f"no call {call_id!r} of tenant {tenant!r} in the ledger")
+            data = note_data(kind, text, by, about)
+            self.apply([event_op(call_id, tenant, kind, None, data)])
+            return
+        assert finding_id is not None
+        if not any(f["data"].get("finding_id") == finding_id for f in self.findings(tenant)):
+            raise EvidenceError(f"no finding {finding_id!r} of tenant {tenant!r} in the ledger")
+        data = note_data(kind, text, by, {**dict(about or {}), "finding_id": finding_id})
+        self.apply([finding_op(tenant, kind, data)])
+
+    def purge(
+        self, tenant: str, profile: str, now: float | None = None, *, dry_run: bool = False
+    ) -> retention.PurgeSummary:
+        """Remove the calls of ``tenant`` past ``profile``'s retention, each in its own
+        transaction with its tombstone (:mod:`~cxguard.evidence.retention`)."""
+        at = time.time() if now is None else now
+        cutoff = at - retention.retention_s(profile)
+        summary = retention.PurgeSummary(tenant, profile, cutoff, dry_run)
+        with self._reading() as conn:
+            candidates = [r.call_id for r in retention.due(conn, tenant, cutoff)]
+        for call_id in candidates:
+            if dry_run:
+                summary.calls.append(call_id)
+                continue
+            with self._writing() as conn:
+                heads = self._lock_heads(conn, [(tenant, "")], at)
+                # Re-read under the lock: the call may have moved on since.
+                still = [r for r in retention.due(conn, tenant, cutoff) if r.call_id == call_id]
+                if not still:
+                    continue
+                call = still[0]
+                removed = retention.remove_rows(conn, tenant, call_id)
+                data = {
+                    "call_id": call_id,
+                    "next_seq": int(call.next_seq),
+                    "head_hash": call.head_hash,
+                    "head_mac": call.head_mac,
+                    "rows": removed,
+                    "profile": profile,
+                    "cutoff": cutoff,
+                }
+                row = self._link(
+                    heads[(tenant, "")], "findings", finding_values(tenant, "purge", data), at
+                )
+                conn.execute(sa.insert(findings), [row])
+                self._store_heads(conn, heads)
+            summary.calls.append(call_id)
+            for name, n in removed.items():
+                summary.rows[name] = summary.rows.get(name, 0) + n
+        return summary
+
     # ------------------------------------------------------------------ reads
 
     def export(
@@ -369,6 +462,30 @@ class EvidenceLedger:
         """``{assertion_id: [(call_id, turn_index), ...]}`` of failed verdicts, oldest first."""
         with self._reading() as conn:
             return queries.failures(conn, tenant, since, until, limit_per_assertion)
+
+    def query(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in one read transaction: the read queries of
+        :mod:`~cxguard.evidence.rates` (what reports are made of), writing nothing."""
+        with self._reading() as conn:
+            return fn(conn, *args)
+
+    def rate_counts(
+        self, tenant: str, since: float | None = None, until: float | None = None
+    ) -> list[rates.Count]:
+        """Verdict counts by (release, assertion, intent, mode, outcome) decided in
+        ``[since, until)`` (:mod:`~cxguard.evidence.rates`)."""
+        with self._reading() as conn:
+            return rates.counts(conn, tenant, since, until)
+
+    def release_spans(self, tenant: str) -> list[rates.ReleaseSpan]:
+        with self._reading() as conn:
+            return rates.release_spans(conn, tenant)
+
+    def deviations(
+        self, tenant: str, since: float | None = None, until: float | None = None
+    ) -> list[Any]:
+        with self._reading() as conn:
+            return list(rates.deviations(conn, tenant, since, until))
 
     def head(self, tenant: str, call_id: str) -> tuple[int, str]:
         """``(row count, last row_hash)`` of a call's chain."""

@@ -71,6 +71,10 @@ def export_row(row: sa.Row[Any]) -> dict[str, Any]:
         "decided_at": row.decided_at,
         "trigger_turn": row.trigger_turn,
         "segments": row.segments,
+        "release_id": row.release_id,
+        "agent_version": row.agent_version,
+        "intent": row.intent,
+        "mode": row.mode,
         "seq": row.seq,
         "row_hash": row.row_hash,
     }
@@ -188,7 +192,12 @@ def failures(
 
 def call_heads(conn: sa.Connection, call_id: str | None, tenant: str | None) -> list[sa.Row[Any]]:
     stmt = sa.select(
-        calls.c.tenant, calls.c.call_id, calls.c.next_seq, calls.c.head_hash, calls.c.head_mac
+        calls.c.tenant,
+        calls.c.call_id,
+        calls.c.next_seq,
+        calls.c.head_hash,
+        calls.c.head_mac,
+        calls.c.state,
     ).order_by(calls.c.tenant, calls.c.call_id)
     return list(conn.execute(_of_call(stmt, calls, call_id, tenant)).all())
 

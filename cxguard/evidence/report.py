@@ -101,8 +101,9 @@ class GovernanceReport:
             lines += ["", "## Drift", ""]
             for d in self.drift:
                 lines.append(
-                    f"- `{d.assertion_id}`: pass rate {d.direction} {d.baseline_rate:.1%} → "
-                    f"{d.recent_rate:.1%} (n={d.baseline_n}/{d.recent_n}, z={d.z:.2f})"
+                    f"- `{d.assertion_id}` / intent `{d.intent or '(none)'}` ({d.kind}): "
+                    f"deviation rate {d.direction} {d.baseline_rate:.1%} → {d.recent_rate:.1%} "
+                    f"(n={d.baseline_n}/{d.recent_n}, q={d.q_value:.3g})"
                 )
         lines += ["", "## Evidence chain", ""]
         if self.chain is None:

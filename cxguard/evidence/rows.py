@@ -10,6 +10,7 @@ op that was spooled can always be stored.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
@@ -118,7 +119,17 @@ def verdict_values(v: Verdict, now: float) -> dict[str, Any]:
         "decided_at": _finite("decided_at_wall", v.decided_at_wall) or now,
         "trigger_turn": None if v.trigger_turn is None else int(v.trigger_turn),
         "segments": _spans(v.segments),
+        "release_id": _name("release id", v.release_id, 32, empty=True),
+        "agent_version": _name("agent version", clean(v.agent_version), 128, empty=True),
+        "intent": _name("intent", clean(v.intent), 128, empty=True),
+        "mode": _mode(v.mode),
     }
+
+
+def _mode(mode: str) -> str:
+    if mode not in ("live", "shadow"):
+        raise EvidenceError(f"unknown assertion mode {mode!r}")
+    return mode
 
 
 def _kind(kind: str) -> str:
@@ -232,8 +243,18 @@ def event_op(
     return LedgerOp(new_op_id(), "events", tenant, call_id, (row,), owner, source[:32])
 
 
-def finding_op(tenant: str, kind: str, data: Mapping[str, Any] | None) -> LedgerOp:
-    return LedgerOp(new_op_id(), "findings", tenant, "", (finding_values(tenant, kind, data),))
+def finding_op(
+    tenant: str, kind: str, data: Mapping[str, Any] | None, *, op_id: str | None = None
+) -> LedgerOp:
+    row = finding_values(tenant, kind, data)
+    return LedgerOp(op_id or new_op_id(), "findings", tenant, "", (row,))
+
+
+def stable_op_id(*parts: str) -> str:
+    """An op id derived from what the write is about: the same finding (a release seen, a
+    drift finding) recorded twice, by two processes or two runs, is stored once."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:64]
 
 
 def update_call(conn: sa.Connection, event: Mapping[str, Any], op: LedgerOp, now: float) -> None:
@@ -258,3 +279,19 @@ def update_call(conn: sa.Connection, event: Mapping[str, Any], op: LedgerOp, now
         }
     key = (calls.c.tenant == event["tenant"]) & (calls.c.call_id == event["call_id"])
     conn.execute(sa.update(calls).where(key).values(**values))
+
+
+NOTE_KINDS = ("note", "ack")
+"""Remediation notes and acknowledgements: chained events on a call, or chained findings on
+the tenant (about a drift finding), written by :meth:`EvidenceLedger.annotate`."""
+
+
+def note_data(
+    kind: str, text: str, by: str, about: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    if kind not in NOTE_KINDS:
+        raise EvidenceError(f"a note's kind is one of {', '.join(NOTE_KINDS)}, not {kind!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise EvidenceError("a note needs a text")
+    _name("author", by, 128)
+    return {**dict(about or {}), "text": text.strip(), "by": by}

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+"""3 added the release columns of ``verdicts`` (see :data:`ADDED_COLUMNS`)."""
 
 metadata = sa.MetaData()
 
@@ -112,9 +113,15 @@ verdicts = _chained(
     sa.Column("decided_at", sa.Double, nullable=False),
     sa.Column("trigger_turn", sa.Integer, nullable=True),
     sa.Column("segments", sa.JSON, nullable=False),
+    # Schema 3. NULL on rows written before the migration (and then not hashed).
+    sa.Column("release_id", sa.String(32), nullable=True),
+    sa.Column("agent_version", sa.String(128), nullable=True),
+    sa.Column("intent", sa.String(128), nullable=True),
+    sa.Column("mode", sa.String(16), nullable=True),
     indexes=(
         sa.Index("ix_verdicts_export", "tenant", "call_id", "turn_index", "assertion_id", "id"),
         sa.Index("ix_verdicts_tenant_assertion", "tenant", "assertion_id", "decided_at"),
+        sa.Index("ix_verdicts_tenant_release", "tenant", "release_id", "decided_at"),
     ),
 )
 
@@ -159,6 +166,15 @@ ledger_meta = sa.Table(
 
 CHAINED: dict[str, sa.Table] = {"turns": turns, "verdicts": verdicts, "events": events}
 """The tables whose rows carry a call's hash chain, by name."""
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "3": ("release_id", "agent_version", "intent", "mode"),
+}
+"""``verdicts`` columns each schema version added (a migration adds them as NULL)."""
+
+HASHED_WHEN_SET = frozenset(c for cols in ADDED_COLUMNS.values() for c in cols)
+"""Columns hashed only when not NULL: a row written before they existed verifies as it was
+written, and a row written since (always with a value) breaks if one is cleared."""
 
 # Columns that are not part of a row's hashed content: ``id`` is assigned by the database
 # after the hash is computed, ``row_hash`` is the hash itself.

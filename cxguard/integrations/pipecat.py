@@ -71,7 +71,16 @@ with warnings.catch_warnings():
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from cxguard.errors import CxguardError
-from cxguard.model import ControlEvent, HandoffRequest, Outcome, Speaker, TurnText, Verdict
+from cxguard.model import (
+    AGENT_VERSION,
+    ControlEvent,
+    HandoffRequest,
+    Outcome,
+    Release,
+    Speaker,
+    TurnText,
+    Verdict,
+)
 from cxguard.policy.engine import AssertionResult, PolicyEngine
 
 log = logging.getLogger(__name__)
@@ -346,6 +355,8 @@ class PolicyGuard(FrameProcessor):
 
     def _blocks(self, verdict: Verdict) -> bool:
         wanted = self._options.enforce_assertions
+        if verdict.mode == "shadow":  # judged and reported, never enforced
+            return False
         return verdict.outcome in self._options.block_outcomes and (
             wanted is None or verdict.assertion_id in wanted
         )
@@ -353,7 +364,7 @@ class PolicyGuard(FrameProcessor):
     def _handoff(self, verdicts: Sequence[Verdict]) -> tuple[HandoffRequest, Verdict] | None:
         if self._handed_off:
             return None
-        verdict = next((v for v in verdicts if "handoff" in v.actions), None)
+        verdict = next((v for v in verdicts if "handoff" in v.actions and v.mode != "shadow"), None)
         if verdict is None:
             return None
         self._handed_off = True
@@ -370,6 +381,11 @@ class PolicyGuard(FrameProcessor):
         self, turn: TurnText | None, results: Sequence[AssertionResult], policy_ms: float
     ) -> list[Verdict]:
         now, o = time.time(), self._options
+        release = Release(
+            self._engine.pack.hash, self._engine.model_ids, o.parameters.get(AGENT_VERSION, "")
+        )
+        modes = {a.id: a.mode for a in self._engine.pack.assertions}
+        intent = self._conversation.state.intent or ""
         out = []
         for r in results:
             judged = self._turns.get(r.turn_index) or turn
@@ -383,6 +399,8 @@ class PolicyGuard(FrameProcessor):
                 severity=r.severity, actions=tuple(r.actions), scores=dict(r.scores),
                 policy_hash=self._engine.pack.hash, model_ids=self._engine.model_ids,
                 latency_ms={"policy": policy_ms}, decided_at_wall=now,
+                release_id=release.id, agent_version=release.agent_version,
+                intent=r.intent or intent, mode=modes.get(r.assertion_id, "live"),
             ))  # fmt: skip
         return out
 

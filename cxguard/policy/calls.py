@@ -119,6 +119,7 @@ class CallJudge:
         )
         self._turns: TurnAssembler[ControlEvent] = TurnAssembler(self.options, first_turn_index)
         self._early: dict[int, set[str]] = {}
+        self._modes = {a.id: a.mode for a in engine.pack.assertions}
         self._lost: str | None = None
         """Why the conversation state was given up (every later turn is undetermined)."""
 
@@ -204,7 +205,8 @@ class CallJudge:
         early = frozenset(self._early.pop(turn.index, set()))
         if self._lost is not None:
             why = f"policy state of the call lost ({self._lost})"
-            return [Judged(turn, tuple(self._engine.unjudged(turn, why)), reason, early)]
+            unjudged = self._stamp(self._engine.unjudged(turn, why))
+            return [Judged(turn, tuple(unjudged), reason, early)]
         results, out = self._guard(
             "evaluate", turn.index, lambda: self._conversation.evaluate(turn)
         )
@@ -212,11 +214,12 @@ class CallJudge:
             why = f"policy evaluation failed ({out[0].error.split(':')[0]})"
             try:
                 unread = replace(turn, text="", undetermined_reason=why)  # no scorer this time
-                results = self._conversation.evaluate(unread)
+                results = self._stamp(self._conversation.evaluate(unread))
             except Exception as exc:  # the conversation itself is broken
                 self._lost = _describe(exc)
                 out.append(Failed("evaluate", self._lost, turn.index))
-                results = self._engine.unjudged(turn, f"policy state of the call lost ({why})")
+                lost = f"policy state of the call lost ({why})"
+                results = self._stamp(self._engine.unjudged(turn, lost))
         return [*out, Judged(turn, tuple(results), reason, early)]
 
     def _observe(self, event: ControlEvent) -> list[JudgeOutput]:
@@ -244,6 +247,15 @@ class CallJudge:
         """``fn()``, or None and a :class:`Failed` when it raised. The engine replaces its
         state only once a call has succeeded, so a failed call leaves it as it was."""
         try:
-            return fn(), []
+            results = fn()
         except Exception as exc:  # third-party code (classifiers) runs in here
             return None, [Failed(stage, _describe(exc), turn_index)]
+        return self._stamp(results), []
+
+    def _stamp(self, results: Sequence[AssertionResult]) -> list[AssertionResult]:
+        """Each result with the caller intent it was decided under and its assertion's mode."""
+        intent = self._conversation.state.intent
+        return [
+            replace(r, intent=r.intent or intent, mode=self._modes.get(r.assertion_id, "live"))
+            for r in results
+        ]

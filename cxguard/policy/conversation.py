@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cxguard import pii
 from cxguard.errors import PolicyError
@@ -50,6 +50,11 @@ class AssertionResult:
     speaker: Speaker
     trigger_turn: int | None = None
     """For temporal assertions: the turn that opened the obligation this result closes."""
+    intent: str | None = None
+    """The caller intent of the conversation when the result was decided (drift is
+    measured per intent); stamped by :class:`~cxguard.policy.calls.CallJudge`."""
+    mode: Literal["live", "shadow"] = "live"
+    """``shadow``: recorded, never alerted nor handed off (the assertion's ``mode``)."""
 
 
 def check_event(event: ControlEvent) -> None:

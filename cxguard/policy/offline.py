@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from cxguard.errors import PolicyError
-from cxguard.model import OUTCOMES, SPEAKERS, ControlEvent, Speaker
+from cxguard.model import OUTCOMES, SPEAKERS, ControlEvent, Speaker, TurnText
+from cxguard.pii import redact
 from cxguard.policy.calls import CallJudge, Decided, Failed, Judged, JudgeOutput
 from cxguard.policy.engine import AssertionResult, PolicyEngine
 from cxguard.policy.turns import HeardSegment, TurnOptions
@@ -116,49 +117,92 @@ def _event(row: Mapping[str, Any], cursor: float, where: str) -> ControlEvent:
     return ControlEvent(name, cursor if at is None else at, data)
 
 
+@dataclass(frozen=True)
+class Tick:
+    """The stream moved on to ``at_ms``; ``speaking``: who the VAD hears, since when."""
+
+    at_ms: float
+    speaking: Mapping[Speaker, float | None]
+
+
+Step = HeardSegment | ControlEvent | Tick
+"""What a call's judge takes in, in stream order (as the live session queues it)."""
+
+
 def evaluate_transcript(
     lines: Iterable[Mapping[str, Any]],
     engine: PolicyEngine,
     parameters: Mapping[str, str] | None = None,
     options: TurnOptions | None = None,
+    *,
+    source: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Evaluate the transcript with a fresh conversation; see the module doc for the format.
-    Bad lines raise :class:`PolicyError` naming the 1-based line number; so does a failure of
-    evaluation itself (the live path would record it and carry on)."""
+    Bad lines raise :class:`PolicyError` naming the 1-based line number (as ``source:N``
+    when ``source`` names the file); so does a failure of evaluation itself (the live path
+    would record it and carry on)."""
     params = dict(parameters or {})
-    steps = _parse(lines, params)
-    judge = CallJudge(engine, params, options)
-    rows = _Rows()
-    cursor = 0.0
-    segments = [step for _, _, step in steps if isinstance(step, HeardSegment)]
-    for number, where, step in steps:
+    parsed = _parse(lines, params, source)
+    segments = [step for _, _, step in parsed if isinstance(step, HeardSegment)]
+    steps: list[tuple[str, Step]] = []
+    line_of: dict[int, int] = {}
+    for number, where, step in parsed:
         if isinstance(step, HeardSegment):
-            rows.line_of[step.index] = number
-            cursor = max(cursor, step.end_ms)
+            line_of[step.index] = number
             # Live, the VAD says who is speaking before their segment closes.
-            outputs = judge.tick(step.start_ms, _speaking(segments, step))
-            outputs += judge.segment(step)
+            steps.append((where, Tick(step.start_ms, _speaking(segments, step))))
         else:
-            cursor = max(cursor, step.at_ms)
-            outputs = judge.tick(step.at_ms, {})
+            steps.append((where, Tick(step.at_ms, {})))
+        steps.append((where, step))
+    end = max((_at(step) for _, step in steps), default=0.0)
+    yield from judge_steps(
+        steps, engine, params, options, end_ms=end if parsed else None, line_of=line_of
+    )
+
+
+def _at(step: Step) -> float:
+    return step.end_ms if isinstance(step, HeardSegment) else step.at_ms
+
+
+def judge_steps(
+    steps: Iterable[tuple[str, Step]],
+    engine: PolicyEngine,
+    parameters: Mapping[str, str] | None = None,
+    options: TurnOptions | None = None,
+    *,
+    end_ms: float | None,
+    line_of: Mapping[int, int] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Feed ``(where, step)`` to a fresh :class:`CallJudge` in order, then finish the call at
+    ``end_ms`` (None: the call had nothing to finish). Rows as in the module doc; ``line_of``
+    maps segment indices to input lines (without it, ``line``/``lines`` are segment
+    indices)."""
+    judge = CallJudge(engine, dict(parameters or {}), options)
+    rows = _Rows(line_of)
+    for where, step in steps:
+        if isinstance(step, HeardSegment):
+            outputs = judge.segment(step)
+        elif isinstance(step, Tick):
+            outputs = judge.tick(step.at_ms, step.speaking)
+        else:
             try:
-                outputs += judge.event(step)
+                outputs = judge.event(step)
             except PolicyError as exc:
                 raise PolicyError(f"{where}: {exc}") from None
         yield from rows.of(outputs, where)
-    if steps:
-        yield from rows.of(judge.finish(cursor), "end of transcript")
+    if end_ms is not None:
+        yield from rows.of(judge.finish(end_ms), "end of transcript")
 
 
 def _parse(
-    lines: Iterable[Mapping[str, Any]], params: dict[str, str]
+    lines: Iterable[Mapping[str, Any]], params: dict[str, str], source: str | None = None
 ) -> list[tuple[int, str, HeardSegment | ControlEvent]]:
     """The transcript's segments and events, with their times; ``params`` gets its
     ``parameters`` line."""
     steps: list[tuple[int, str, HeardSegment | ControlEvent]] = []
     cursor, segments = 0.0, 0
     for number, row in enumerate(lines):
-        where = f"transcript line {number + 1}"
+        where = f"{source}:{number + 1}" if source else f"transcript line {number + 1}"
         if not isinstance(row, Mapping):
             raise PolicyError(f"{where}: expected a JSON object")
         if not row:
@@ -200,29 +244,36 @@ def _speaking(segments: Sequence[HeardSegment], now: HeardSegment) -> dict[Speak
 class _Rows:
     """Output rows, each naming the input lines of the turn it is about."""
 
-    def __init__(self) -> None:
-        self.line_of: dict[int, int] = {}
-        """Segment index → input line."""
-        self._turn_lines: dict[int, list[int]] = {}
+    def __init__(self, line_of: Mapping[int, int] | None = None) -> None:
+        self.line_of = line_of
+        """Segment index → input line (None: the segment index itself)."""
+        self._turns: dict[int, TurnText] = {}
+
+    def _line(self, segment: int) -> int:
+        return segment if self.line_of is None else self.line_of[segment]
 
     def of(self, outputs: Iterable[JudgeOutput], where: str) -> Iterator[dict[str, Any]]:
         for o in outputs:
             if isinstance(o, Failed):
                 raise PolicyError(f"{where}: policy evaluation failed: {o.error}")
             if isinstance(o, Judged):
-                self._turn_lines[o.turn.index] = [self.line_of[s.index] for s in o.turn.segments]
+                self._turns[o.turn.index] = o.turn
                 yield from self._results(o.results, "turn")
             elif isinstance(o, Decided):
                 yield from self._results(o.results, o.phase)
 
     def _results(self, results: Iterable[AssertionResult], phase: str) -> Iterator[dict[str, Any]]:
         for r in results:
-            lines = self._turn_lines[r.turn_index]
+            turn = self._turns[r.turn_index]
+            lines = [self._line(s.index) for s in turn.segments]
             yield {
                 "line": lines[0],
-                "lines": list(lines),
+                "lines": lines,
                 "turn": r.turn_index,
                 "speaker": r.speaker,
+                "start": round(turn.start_ms / 1000.0, 3),
+                "end": round(turn.end_ms / 1000.0, 3),
+                "text": redact(turn.text),
                 "assertion": r.assertion_id,
                 "verdict": r.outcome,
                 "evidence": r.evidence,
@@ -231,6 +282,8 @@ class _Rows:
                 "actions": list(r.actions),
                 "trigger_turn": r.trigger_turn,
                 "phase": phase,
+                "intent": r.intent,
+                "mode": r.mode,
             }
 
 

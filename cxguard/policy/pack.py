@@ -107,6 +107,9 @@ def load_pack(path: str | Path) -> PolicyPack:
     return parse_pack(text, source)
 
 
+_LATER_DEFAULTS: dict[str, Any] = {"mode": "live", "drift_threshold": None}
+
+
 def parse_pack(text: str, source: str = "<string>") -> PolicyPack:
     raw = load_yaml(text, source)
     if not isinstance(raw, dict):
@@ -116,7 +119,14 @@ def parse_pack(text: str, source: str = "<string>") -> PolicyPack:
     except ValidationError as exc:
         raise format_validation_error(exc, raw, source) from None
     _check_references(spec, raw, source)
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    content = spec.model_dump(mode="json")
+    for assertion in content["assertions"]:
+        # Fields added later count only when set: a pack's hash (its release) stays what it
+        # was until its meaning changes.
+        for key, default in _LATER_DEFAULTS.items():
+            if assertion.get(key, default) == default:
+                assertion.pop(key, None)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return PolicyPack(spec.id, spec.version, spec.description, f"sha256:{digest}", source, spec)
 

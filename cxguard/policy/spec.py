@@ -163,6 +163,12 @@ class _Common(_Spec):
     on_fail: tuple[Action, ...] = ("alert",)
     on_undetermined: tuple[Action, ...] = ("alert",)
     when: When = When()
+    mode: Literal["live", "shadow"] = "live"
+    """``shadow``: judged and recorded on every turn, never alerted nor handed off, reported
+    apart (``cxguard policy compare`` shows what it would have changed before promotion)."""
+    drift_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Change of the deviation rate (fail + undetermined share) that triggers a drift review
+    for this assertion (default: ``cxguard drift``'s own, 0.05)."""
 
     _action_lists = field_validator("on_fail", "on_undetermined", mode="before")(_one_or_many)
 

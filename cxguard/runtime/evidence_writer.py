@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,14 @@ from cxguard.evidence.engine import LedgerOptions, normalise_url, sqlite_path
 from cxguard.evidence.heads import HeadKey
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.evidence.progress import CallProgress
-from cxguard.evidence.rows import LedgerOp, event_op, turn_op, verdict_ops
+from cxguard.evidence.rows import (
+    LedgerOp,
+    event_op,
+    finding_op,
+    stable_op_id,
+    turn_op,
+    verdict_ops,
+)
 from cxguard.evidence.spool import Judged, Spool, SpooledSegment
 from cxguard.model import CallInfo, Segment, TurnText, Verdict
 from cxguard.runtime import metrics
@@ -118,6 +125,7 @@ class EvidenceWriter:
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
         self._waiters_lock = threading.Lock()
         self._numbering: OrderedDict[tuple[str, str], _Numbering] = OrderedDict()
+        self._releases: set[tuple[str, str]] = set()
         self.ledger_error: str | None = None
         """Why the ledger is not taking writes now (None: it is)."""
         metrics.SPOOL_DEPTH.set(spool.depth())
@@ -223,6 +231,24 @@ class EvidenceWriter:
         finally:
             with self._waiters_lock:
                 self._waiters.pop(last, None)
+
+    async def note_release(
+        self, tenant: str, release_id: str, data: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """Record the release (its parts and the pack's framework, ``data()``) on the
+        tenant's chain the first time this process writes a verdict of it; the ledger keeps
+        one per (tenant, release) however many processes note it. Never raises."""
+        key = (tenant, release_id)
+        if key in self._releases:
+            return
+        self._releases.add(key)
+        try:
+            op_id = stable_op_id("release", tenant, release_id)
+            await self._append([finding_op(tenant, "release", data(), op_id=op_id)])
+        except EvidenceError as exc:
+            self._releases.discard(key)
+            metrics.PIPELINE_ERRORS.inc()
+            log.error("tenant %s: could not record release %s: %s", tenant, release_id, exc)
 
     def _event_op(
         self, info: CallInfo, kind: str, at_ms: float | None, data: Mapping[str, Any]

@@ -132,16 +132,7 @@ class CallSession:
         services.evidence.submit_event(self.info, "call_started", 0.0, dict(self.info.parameters))
 
     def _vad_options(self, speaker: Speaker) -> VadOptions:
-        vad = self._services.settings.vad
-        max_ms = vad.max_turn_ms
-        if speaker == "agent" and vad.agent_max_turn_ms:
-            max_ms = vad.agent_max_turn_ms
-        return VadOptions(
-            aggressiveness=vad.aggressiveness,
-            hangover_ms=vad.hangover_ms,
-            min_turn_ms=vad.min_turn_ms,
-            max_turn_ms=max_ms,
-        )
+        return self._services.settings.vad.options(speaker)
 
     # ------------------------------------------------------------------ events from the protocol
 

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from cxguard.asr.decoding import DEFAULT_FALLBACKS
+from cxguard.audio.vad import VadOptions
 from cxguard.errors import ConfigError
 from cxguard.policy.turns import TurnOptions
 
@@ -73,6 +74,18 @@ class VadSettings:
     transcribed and previewed while it goes on (e.g. 4000). Off by default: a segment cut
     mid-phrase transcribes worse (measured on the demo call)."""
 
+    def options(self, speaker: str) -> VadOptions:
+        """The segmenter options of ``speaker``'s track (live and ``cxguard eval`` alike)."""
+        max_ms = self.max_turn_ms
+        if speaker == "agent" and self.agent_max_turn_ms:
+            max_ms = self.agent_max_turn_ms
+        return VadOptions(
+            aggressiveness=self.aggressiveness,
+            hangover_ms=self.hangover_ms,
+            min_turn_ms=self.min_turn_ms,
+            max_turn_ms=max_ms,
+        )
+
 
 @dataclass(frozen=True)
 class TurnSettings:
@@ -106,6 +119,16 @@ class TenantSettings:
     twilio_auth_token: str | None = field(default=None, metadata=SECRET)
     audiohook_api_key: str | None = field(default=None, metadata=SECRET)
     audiohook_client_secret: str | None = field(default=None, metadata=SECRET)
+    retention: str | None = None
+    """This tenant's retention profile (``6m``, ``12m``, ``6y``); None: ``ledger.retention``."""
+
+    def retention_profile(self, default: str) -> str:
+        from cxguard.evidence.retention import retention_s
+
+        profile = self.retention or default
+        retention_s(profile)  # an unknown profile is a ConfigError naming the choices
+        return profile
+
     """Base64, as Genesys shows it. Required with ``audiohook_api_key``."""
     audiohook_organization_ids: tuple[str, ...] = ()
     """Genesys organizations allowed to use this tenant's API key; empty allows any."""
@@ -155,6 +178,14 @@ class LedgerSettings:
     """Spool closed segments' audio until their turn is judged (re-judged after a crash)."""
     reconnect_window_s: float = 3600.0
     """At start, remember the numbering of calls seen this long ago (a reconnect goes on)."""
+    retention: str = "6m"
+    """How long calls are kept before ``cxguard evidence purge`` removes them: ``6m``,
+    ``12m`` or ``6y`` (a tenant's own ``retention`` wins; docs/governance.md)."""
+
+    def __post_init__(self) -> None:
+        from cxguard.evidence.retention import retention_s
+
+        retention_s(self.retention)
 
     def key_bytes(self) -> bytes | None:
         return self.key.encode("utf-8") if self.key else None

@@ -18,9 +18,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cxguard import pii
-from cxguard.model import Alert, CallInfo, ControlEvent, Dtmf, Gap, TurnText, Verdict
+from cxguard.model import (
+    AGENT_VERSION,
+    Alert,
+    CallInfo,
+    ControlEvent,
+    Dtmf,
+    Gap,
+    Release,
+    TurnText,
+    Verdict,
+)
 from cxguard.policy.calls import Backchannel, Decided, Early, Failed, Judged, JudgeOutput
 from cxguard.policy.engine import AssertionResult
+from cxguard.policy.framework import describe_pack
 from cxguard.runtime import metrics
 from cxguard.runtime.services import Services
 from cxguard.sinks.messages import derive_alert_id
@@ -71,6 +82,9 @@ class VerdictPipeline:
         self._undetermined_severity = services.engine.pack.spec.undetermined.severity
         # pii: masks each turn as produced and every other text of the call against it.
         self._pii = pii.RedactionWindow(services.engine.pii_options)
+        self._release = Release(
+            services.engine_pack_hash, services.model_ids, info.parameters.get(AGENT_VERSION, "")
+        )
 
     def remember(self, turns: Sequence[TurnText]) -> None:
         """Turns of this call judged before (a reconnect, a restart), stored redacted: later
@@ -86,6 +100,9 @@ class VerdictPipeline:
         data: dict[str, Any]
         if isinstance(event, ControlEvent):
             kind, at, data = f"control.{event.name}", event.at_ms, dict(event.data)
+            if event.name == AGENT_VERSION and event.data.get(AGENT_VERSION):
+                # The platform says the agent changed mid-call: later verdicts are its release.
+                self._release = replace(self._release, agent_version=event.data[AGENT_VERSION])
         elif isinstance(event, Gap):
             kind, at, data = "gap", event.start_ms, {"end_ms": event.end_ms, "reason": event.reason}
         else:
@@ -169,6 +186,8 @@ class VerdictPipeline:
             severity="major",
             policy_hash=self._services.engine_pack_hash,
             decided_at_wall=time.time(),
+            agent_version=self._release.agent_version,
+            release_id=self._release.id,
         )
         message = f"call {self._info.call_id}: {where} failed ({text}); judging goes on"
         try:
@@ -208,7 +227,9 @@ class VerdictPipeline:
                 "speech_end_to_verdict": 1000 * (decided - timing.speech_end_mono),
             }
         shown = replace(early.turn, text=self._pii.peek(early.turn))
-        verdicts = self._verdicts(early.results, latency, anchor=shown)
+        # A shadow assertion is judged with the rest but never raised, early or late.
+        live = [r for r in early.results if r.mode != "shadow"]
+        verdicts = self._verdicts(live, latency, anchor=shown)
         for v in verdicts:
             data = {
                 "assertion": v.assertion_id,
@@ -295,6 +316,7 @@ class VerdictPipeline:
         if timing is not None and timing.decode:
             model_ids["asr_decode"] = timing.decode
         verdicts = []
+        release = self._release
         for r in results:
             turn = anchor or self._turns.get(r.turn_index)
             verdicts.append(
@@ -318,6 +340,10 @@ class VerdictPipeline:
                     decided_at_wall=now,
                     trigger_turn=r.trigger_turn,
                     segments=turn.segments if turn else (),
+                    agent_version=release.agent_version,
+                    release_id=release.id,
+                    intent=r.intent or "",
+                    mode=r.mode,
                 )
             )
         return verdicts
@@ -334,6 +360,17 @@ class VerdictPipeline:
         # ledger fails, supervisors are still told (a violation must not go unheard), and
         # the alert says the evidence is missing.
         skip = alerted or set()
+        if verdicts:
+            release = self._release
+            await services.evidence.note_release(
+                self._info.tenant,
+                release.id,
+                lambda: {
+                    "release_id": release.id,
+                    **release.to_dict(),
+                    "policy": describe_pack(services.engine.pack),
+                },
+            )
         try:
             receipt = await services.evidence.write(self._info, text, verdicts)
         except Exception as exc:
@@ -349,7 +386,9 @@ class VerdictPipeline:
                 verdicts = [replace(v, evidence=f"{v.evidence} [{receipt.note}]") for v in verdicts]
         published = time.monotonic()
         alerts = alerts_for(verdicts, skip, self._undetermined_severity)
-        handoffs = [v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions]
+        handoffs = [
+            v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions and v.mode != "shadow"
+        ]
         await self._send(
             summary,
             text.end_ms if text is not None else 0.0,
@@ -390,7 +429,9 @@ def _latency(last: SegmentTiming | None, policy_ms: float, decided: float) -> di
 def alerts_for(
     verdicts: Sequence[Verdict], skip: Collection[str] = (), severity: str = "major"
 ) -> list[Alert]:
-    """One alert per failure not alerted mid-turn; one per turn for all its undetermined."""
+    """One alert per failure not alerted mid-turn; one per turn for all its undetermined.
+    Shadow assertions are recorded, never raised."""
+    verdicts = [v for v in verdicts if v.mode != "shadow"]
     alerts = [alert_for(v) for v in verdicts if v.outcome == "fail" and v.assertion_id not in skip]
     unsure: dict[int, list[Verdict]] = {}
     for v in verdicts:
