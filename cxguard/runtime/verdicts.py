@@ -386,9 +386,8 @@ class VerdictPipeline:
                 verdicts = [replace(v, evidence=f"{v.evidence} [{receipt.note}]") for v in verdicts]
         published = time.monotonic()
         alerts = alerts_for(verdicts, skip, self._undetermined_severity)
-        handoffs = [
-            v for v in verdicts if v.outcome == "fail" and "handoff" in v.actions and v.mode != "shadow"
-        ]
+        raised = [v for v in verdicts if v.mode != "shadow"]  # shadow: recorded, never raised
+        handoffs = [v for v in raised if v.outcome == "fail" and "handoff" in v.actions]
         await self._send(
             summary,
             text.end_ms if text is not None else 0.0,
