@@ -71,7 +71,9 @@ def build_routes(settings: Settings) -> list[Route]:
             )
         )
     for s in settings.sinks:
-        extra = build_sink(s.type, s.name or s.type, s.options)
+        given = {"url": s.url, "secret": s.secret, "min_severity": s.min_severity}
+        options = {**s.options, **{k: v for k, v in given.items() if v is not None}}
+        extra = build_sink(s.type, s.name or s.type, options)
         kinds = frozenset(cast(MessageKind, k) for k in s.kinds)
         routes.append(
             Route(extra, kinds, frozenset(s.tenants), frozenset(s.severities), s.max_age_s)

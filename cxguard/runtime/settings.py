@@ -173,6 +173,12 @@ class SinkSettings:
     """Only these tenants' messages (empty: all)."""
     severities: tuple[str, ...] = ()
     max_age_s: float | None = None
+    url: str | None = field(default=None, metadata=SECRET)
+    """Target of an HTTP sink (``alert-webhook``, ``slack``): a Slack URL is its secret."""
+    secret: str | None = field(default=None, metadata=SECRET)
+    """``alert-webhook``: the ``whsec_<base64>`` key its Standard Webhooks signatures use."""
+    min_severity: str | None = None
+    """Only alerts at least this severe (``info`` < ``minor`` < ``major`` < ``critical``)."""
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 

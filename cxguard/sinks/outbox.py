@@ -50,8 +50,10 @@ class Sink(Protocol):
 
     def accepts(self, message: OutboxMessage) -> bool: ...
 
-    async def deliver(self, message: OutboxMessage) -> None:
-        """Deliver or raise: SinkUnavailable (retried), SinkError (refused)."""
+    async def deliver(self, message: OutboxMessage) -> Mapping[str, Any] | None:
+        """Deliver or raise: SinkUnavailable (retried), SinkError (refused). What it returns
+        is added to the ``delivered`` state (e.g. ``folded``: a rate limit put it in a
+        digest)."""
         ...
 
     async def close(self) -> None: ...
@@ -326,7 +328,7 @@ class Outbox:
             return True
         try:
             async with asyncio.timeout(opts.attempt_timeout_s):
-                await route.sink.deliver(msg)
+                note = await route.sink.deliver(msg)
         except (SinkUnavailable, TimeoutError, OSError) as exc:
             return await self._failed(worker, msg, attempts, exc, final=False)
         except SinkError as exc:
@@ -345,7 +347,7 @@ class Outbox:
             )
             worker.retrying_since = None
         delay_ms = round(1000 * (time.time() - msg.created_at), 1)
-        self._state(route, msg, "delivered", attempts=attempts, delay_ms=delay_ms)
+        self._state(route, msg, "delivered", attempts=attempts, delay_ms=delay_ms, **(note or {}))
         return True
 
     async def _failed(
