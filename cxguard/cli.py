@@ -324,12 +324,27 @@ def evidence_export(
     call: Annotated[str | None, typer.Option("--call")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
     turns: Annotated[bool, typer.Option("--turns", help="Turn rows instead of verdicts.")] = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events", help="Call events instead (lifecycle, deliveries, console.* actions)."
+        ),
+    ] = False,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="With --events: only this kind.")
+    ] = None,
 ) -> None:
     """Print the ledger as JSON lines: one per turn and assertion (``turn`` is the
     speaker-turn index; ``trigger_turn`` and ``segments`` say what was judged), or with
-    ``--turns`` one per speaker turn with its VAD segments."""
+    ``--turns`` one per speaker turn with its VAD segments, or with ``--events`` one per call
+    event (e.g. ``console.acknowledge``: who acknowledged which alert, when)."""
     with _ledger(evidence) as ledger:
-        rows = ledger.turns(call, tenant) if turns else ledger.export(call_id=call, tenant=tenant)
+        if events:
+            rows = iter(ledger.events(call, tenant, kind))
+        elif turns:
+            rows = iter(ledger.turns(call, tenant))
+        else:
+            rows = ledger.export(call_id=call, tenant=tenant)
         for row in rows:
             sys.stdout.write(json.dumps(row, default=str) + "\n")
 

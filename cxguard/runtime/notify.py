@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from cxguard.errors import SinkError
@@ -81,10 +81,14 @@ def build_routes(settings: Settings) -> list[Route]:
     return routes
 
 
-def open_outbox(settings: Settings, evidence: EvidenceWriter) -> tuple[Outbox, AlertDispatcher]:
+def open_outbox(
+    settings: Settings, evidence: EvidenceWriter, extra: Sequence[Route] = ()
+) -> tuple[Outbox, AlertDispatcher]:
+    """``extra``: routes the process adds beside the configured ones (the live console)."""
     store = OutboxStore(state_dir(settings) / "outbox.db")
     alerts = AlertDispatcher(evidence)
-    outbox = Outbox(store, build_routes(settings), on_state=alerts.record_state)
+    routes = [*build_routes(settings), *extra]
+    outbox = Outbox(store, routes, on_state=alerts.record_state)
     alerts.outbox = outbox
     return outbox, alerts
 

@@ -113,6 +113,9 @@ class TenantSettings:
     handoff_twiml: str | None = None
     stream_token: str | None = field(default=None, metadata=SECRET)
     """Bearer token (or Basic-auth password) for the generic ``/stream`` websocket."""
+    console_token: str | None = field(default=None, metadata=SECRET)
+    """Opens ``/console?token=…`` on this tenant's calls and alerts only (docs/console.md);
+    single tenant: ``CXGUARD_CONSOLE_TOKEN``."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:

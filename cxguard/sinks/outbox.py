@@ -185,6 +185,17 @@ class OutboxStore:
             for r in rows
         ]
 
+    def recent(self, sink: str, tenant: str, limit: int) -> list[OutboxMessage]:
+        """A sink's latest messages of ``tenant``, newest first, whatever their state (what a
+        live view shows on load)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE sink = ? AND tenant = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (sink, tenant, limit),
+            ).fetchall()
+        return [OutboxMessage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[0]) for r in rows]
+
     def mark(self, row_id: int, state: str, attempts: int, error: str | None) -> None:
         done = None if state == "pending" else time.time()
         with self._tx(durable=False) as db:
@@ -285,6 +296,9 @@ class Outbox:
 
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self._run_io(self.store.counts)
+
+    async def recent(self, sink: str, tenant: str, limit: int = 200) -> list[OutboxMessage]:
+        return await self._run_io(self.store.recent, sink, tenant, limit)
 
     def _state(self, route: Route, msg: OutboxMessage, state: DeliveryState, **data: Any) -> None:
         if route.record and self._on_state is not None:
