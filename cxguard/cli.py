@@ -507,10 +507,15 @@ def demo(
     evidence: EvidenceOpt = None,
     redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
     port: Annotated[int, typer.Option()] = 0,
+    stay: Annotated[
+        bool,
+        typer.Option("--stay", help="Keep serving after the call (the console shows it)."),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Serve + simulate the bundled billing call in one process, printing verdicts live."""
+    """Serve + simulate the bundled billing call in one process, printing verdicts live and
+    the supervisor console's URL (with its token) before the call starts."""
     from cxguard.runtime.demo import run_demo
     from cxguard.runtime.settings import load_settings
 
@@ -522,7 +527,7 @@ def demo(
             redis_url=redis_url,
             evidence_url=evidence or "sqlite:///cxguard-demo-evidence.db",
         )
-        raise typer.Exit(run_demo(settings, fast=fast))
+        raise typer.Exit(run_demo(settings, fast=fast, stay=stay))
     except CxguardError as exc:
         raise _fail(exc) from exc
 
