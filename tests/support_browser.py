@@ -52,11 +52,16 @@ class Page:
         """Poll ``expression`` until it is truthy; returns its value."""
         deadline = time.monotonic() + timeout_s
         while True:
-            value = self.eval(expression)
+            try:
+                value = self.eval(expression)
+            except RuntimeError as exc:  # the page is still loading (no such element yet)
+                value, error = None, exc
+            else:
+                error = None
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"page never showed: {expression}")
+                raise TimeoutError(f"page never showed: {expression} ({error})")
             time.sleep(every_s)
 
     def screenshot(self, path: Path) -> Path:

@@ -206,6 +206,7 @@ class Services:
             self.recovery.cancel()
             await asyncio.gather(self.recovery, return_exceptions=True)
         await self.asr.close()
+        await self.console.close()
         await self.outbox.close()
         await self.evidence.close()
         self._policy_pool.shutdown(wait=True)

@@ -10,7 +10,9 @@ Where the facts come from:
   records it (``EvidenceWriter.observers``); on load, the ledger's recent calls and events;
 * **transcripts**: each speaker turn as judged (``Services.listeners``), already redacted;
 * **speaking**: the VAD's state at each stream tick (``Services.speaking_listeners``);
-* **rates**: per-assertion outcomes of the last hour and day, from the ledger.
+* **rates**: per-assertion outcomes of the last hour and day, from the ledger;
+* **other sidecars' alerts and handoffs**: their tenant's Redis streams, when ``redis_url`` is
+  set (:mod:`cxguard.runtime.console.follow`).
 
 Supervisors' acknowledgements, assignments and comments are call events
 (``console.acknowledge`` / ``.assign`` / ``.comment``) on the alert's call chain: hash-chained,
@@ -30,6 +32,7 @@ from typing import Any
 from cxguard import pii
 from cxguard.errors import SinkError
 from cxguard.model import CallInfo, Speaker, TurnText, Verdict
+from cxguard.runtime.console.follow import RedisFollower
 from cxguard.runtime.console.state import TenantView, Update
 from cxguard.sinks.messages import OutboxMessage
 from cxguard.sinks.outbox import Outbox, Route
@@ -90,6 +93,7 @@ class ConsoleHub:
         self._rates_pending: set[str] = set()
         self._history_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._follower: RedisFollower | None = None
 
     def route(self) -> Route:
         # Delivery states are not recorded: the console is this process's own memory.
@@ -103,6 +107,21 @@ class ConsoleHub:
         services.listeners.append(self._on_turn)
         services.speaking_listeners.append(self._on_speaking)
         services.evidence.observers.append(self._on_event)
+        if services.settings.redis_url:
+            self._follower = RedisFollower(self, services.settings.redis_url)
+            self._follower.start()
+
+    def follow(self, follower: RedisFollower) -> None:
+        """Read other sidecars' alerts through ``follower`` (started here)."""
+        self._follower = follower
+        follower.start()
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            await self._follower.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def view(self, tenant: str) -> TenantView:
         found = self._views.get(tenant)
@@ -155,6 +174,21 @@ class ConsoleHub:
         elif kind.startswith("handoff."):
             update = view.on_handoff(call_id, kind, data, now)
         self.publish(tenant, update)
+
+    def alert_from_stream(self, tenant: str, data: dict[str, Any]) -> None:
+        self.publish(tenant, self.view(tenant).on_alert(data))
+
+    def handoff_from_stream(self, tenant: str, data: dict[str, Any]) -> None:
+        view, call_id = self.view(tenant), str(data.get("call_id", ""))
+        known = str(data.get("idempotency_key", "")) in view.handoffs
+        if call_id and not known:  # another sidecar's: its delivery states are its own
+            update = view.on_handoff(
+                call_id,
+                "handoff.requested",
+                {"assertion": data.get("assertion_id"), "key": data.get("idempotency_key")},
+                float(data.get("requested_at_wall") or time.time()),
+            )
+            self.publish(tenant, update)
 
     def _on_speaking(self, info: CallInfo, speaking: Mapping[Speaker, float | None]) -> None:
         now = tuple(sorted(s for s, started in speaking.items() if started is not None))
@@ -228,7 +262,12 @@ class ConsoleHub:
         view = self.view(tenant)
         lock = self._history_locks.setdefault(tenant, asyncio.Lock())
         async with lock:
-            if view.history_loaded or self._services is None:
+            if view.history_loaded:
+                return
+            if self._follower is not None:
+                await self._follower.backfill(tenant)
+            if self._services is None:
+                view.history_loaded = True
                 return
             outbox: Outbox = self._services.outbox
             try:
@@ -287,6 +326,8 @@ class ConsoleHub:
     # ------------------------------------------------------------------ rates
 
     async def rates(self, tenant: str) -> dict[str, Any]:
+        if self._services is None:
+            return {"hour": {}, "day": {}, "drift": []}
         cached = self._rates.get(tenant)
         if cached is not None and time.monotonic() - cached[0] < RATES_EVERY_S:
             return cached[1]
