@@ -27,15 +27,17 @@ from typing import Any
 
 import pytest
 from support_browser import Chromium
-from support_http import free_port
+from support_http import RecordingServer, Reply, free_port
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from cxguard.runtime.demo import demo_audio
+from cxguard.sinks.alert_hooks import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_A = "acme-console-token-0123456789"
 TOKEN_B = "globex-console-token-9876543210"
+HOOK_SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
 SUPERVISOR = "Dana Okafor"
 
 
@@ -45,6 +47,8 @@ class Served:
     db: Path
     config: Path
     env: dict[str, str]
+    hook: RecordingServer
+    slack: RecordingServer
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
 
@@ -110,6 +114,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("console")
     (tmp / "globex_token").write_text(TOKEN_B + "\n")
     port = free_port()
+    hook, slack = RecordingServer([Reply(204, body=b"")]), RecordingServer([Reply(200, body=b"ok")])
     config = tmp / "server.yaml"
     config.write_text(
         f"port: {port}\n"
@@ -120,14 +125,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "    console_token_env: ACME_CONSOLE_TOKEN\n"
         "  - name: globex\n"
         f"    console_token_file: {tmp / 'globex_token'}\n"
+        "sinks:\n"
+        "  - type: alert-webhook\n"
+        "    tenants: [acme]\n"
+        f"    url: {hook.url}\n"
+        "    secret_env: ACME_HOOK_SECRET\n"
+        "    min_severity: major\n"
+        "    options: {max_per_call: 2, window_s: 1}\n"
+        "  - type: slack\n"
+        f"    url: {slack.url}\n"
+        "    options: {max_per_call: 50}\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACME_CONSOLE_TOKEN": TOKEN_A}
-    served = Served(port, tmp / "ev.db", config, env)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACME_CONSOLE_TOKEN": TOKEN_A,
+           "ACME_HOOK_SECRET": HOOK_SECRET}  # fmt: skip
+    served = Served(port, tmp / "ev.db", config, env, hook, slack)
     served.start()
     try:
         yield served
     finally:
         served.stop()
+        hook.close()
+        slack.close()
 
 
 def _texts(page: Any, selector: str) -> list[str]:
@@ -243,6 +261,35 @@ def test_console_shows_the_call_live_and_records_an_acknowledgement(
         assert call_id not in page_b.eval("document.body.innerText")
         other = json.loads(served.get("/console/api/snapshot", TOKEN_B)[1])
         assert other["calls"] == [] and other["alerts"] == [] and other["handoffs"] == []
+
+        # The same alerts went to the signed webhook (major and up) and to Slack, redacted.
+        snap = json.loads(served.get("/console/api/snapshot", TOKEN_A)[1])
+        major = [a["alert_id"] for a in reversed(snap["alerts"])
+                 if a["severity"] in ("major", "critical")]  # fmt: skip
+        hooked = served.hook.received
+
+        def delivered() -> list[str]:  # alerts posted one by one, or folded into a digest
+            out = []
+            for r in list(hooked):
+                body = json.loads(r.body)
+                single = body["type"] == "cxguard.alert"
+                out += [r.headers["webhook-id"]] if single else body["data"]["alert_ids"]
+            return out
+
+        deadline = time.monotonic() + 30
+        while len(delivered()) < len(major) or len(served.slack.received) < len(snap["alerts"]):
+            assert time.monotonic() < deadline, (
+                f"webhooks: {len(delivered())}/{len(major)} signed, "
+                f"{len(served.slack.received)}/{len(snap['alerts'])} Slack"
+            )
+            time.sleep(0.1)
+        assert sorted(delivered()) == sorted(major)  # each once: posted or in a digest
+        singles = [r.headers["webhook-id"] for r in hooked if b'"cxguard.alert"' in r.body]
+        assert singles == [a for a in major if a in singles]  # in order
+        assert all(verify(HOOK_SECRET, r.headers, r.body) for r in hooked)
+        assert len(served.slack.received) == len(snap["alerts"])
+        for r in [*hooked, *served.slack.received]:
+            assert b"4111" not in r.body
         page_a.wait("document.querySelectorAll('#rates tbody tr').length > 0", 30)
         done_shot = page_a.screenshot(tmp_path / "console.png")
 
