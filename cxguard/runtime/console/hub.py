@@ -32,6 +32,7 @@ from typing import Any
 from cxguard import pii
 from cxguard.errors import SinkError
 from cxguard.model import CallInfo, Speaker, TurnText, Verdict
+from cxguard.runtime.console import history
 from cxguard.runtime.console.follow import RedisFollower
 from cxguard.runtime.console.state import TenantView, Update
 from cxguard.sinks.messages import OutboxMessage
@@ -40,7 +41,6 @@ from cxguard.sinks.outbox import Outbox, Route
 log = logging.getLogger(__name__)
 
 SINK_NAME = "live-console"
-HISTORY_CALLS = 20
 RATES_EVERY_S = 2.0
 QUEUE_SIZE = 2000
 ACTIONS = ("acknowledge", "assign", "comment")
@@ -278,50 +278,13 @@ class ConsoleHub:
             for m in reversed(messages):
                 view.on_alert(m.data())
             try:
-                calls, turns, events = await asyncio.to_thread(self._ledger_history, tenant)
+                ledger = self._services.evidence.ledger
+                calls, turns, events = await asyncio.to_thread(history.read, ledger, tenant)
             except Exception as exc:  # the ledger may be down: live data still flows
                 log.error("console: history of tenant %s unreadable: %s", tenant, exc)
                 return
-            known = set(view.calls)
-            for c in calls:
-                if c["call_id"] in known:
-                    continue
-                started = float(c.get("created_at") or 0.0)
-                view.on_call_started(c["call_id"], str(c.get("source") or ""), started, {})
-                if c.get("state") != "live":
-                    view.on_call_ended(
-                        c["call_id"], float(c.get("updated_at") or started), c.get("end_reason")
-                    )
-            for t in turns:
-                if t["call_id"] in known:
-                    continue
-                view.on_turn(
-                    t["call_id"],
-                    {"index": t["turn"], "speaker": t["speaker"], "text": t["text"],
-                     "start_ms": 1000 * float(t["start"]), "end_ms": 1000 * float(t["end"]),
-                     "undetermined_reason": t["undetermined_reason"], "outcomes": {}},
-                )  # fmt: skip
-            for e in events:
-                kind, data = str(e["kind"]), e["data"] if isinstance(e["data"], dict) else {}
-                if kind.startswith("console."):
-                    view.on_action(data)
-                elif kind.startswith("handoff.") and e["call_id"] not in known:
-                    view.on_handoff(e["call_id"], kind, data, float(e["recorded_at"]))
-                elif kind.startswith("control.") and e["call_id"] not in known:
-                    view.on_control(e["call_id"], kind.removeprefix("control."), data)
+            history.fold(view, calls, turns, events)
             view.history_loaded = True
-
-    def _ledger_history(
-        self, tenant: str
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-        ledger = self._services.evidence.ledger
-        calls = ledger.calls(tenant)[-HISTORY_CALLS:]
-        turns: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for c in calls:
-            turns += ledger.turns(c["call_id"], tenant)
-            events += ledger.events(c["call_id"], tenant)
-        return calls, turns, events
 
     # ------------------------------------------------------------------ rates
 
@@ -332,27 +295,13 @@ class ConsoleHub:
         if cached is not None and time.monotonic() - cached[0] < RATES_EVERY_S:
             return cached[1]
         try:
-            rates = await asyncio.to_thread(self._ledger_rates, tenant)
+            ledger = self._services.evidence.ledger
+            rates = await asyncio.to_thread(history.rates, ledger, tenant)
         except Exception as exc:
             log.error("console: rates of tenant %s unreadable: %s", tenant, exc)
             return cached[1] if cached else {"hour": {}, "day": {}, "drift": [], "error": True}
         self._rates[tenant] = (time.monotonic(), rates)
         return rates
-
-    def _ledger_rates(self, tenant: str) -> dict[str, Any]:
-        ledger, now = self._services.evidence.ledger, time.time()
-        out: dict[str, Any] = {
-            "hour": ledger.outcome_counts(tenant, since=now - 3600),
-            "day": ledger.outcome_counts(tenant, since=now - 86400),
-            "drift": [],
-        }
-        try:
-            from cxguard.evidence.drift import detect_drift
-
-            out["drift"] = [f.to_dict() for f in detect_drift(ledger, tenant, record=False)]
-        except Exception as exc:  # drift is a flag on the page, not a reason to show nothing
-            log.warning("console: drift of tenant %s not computed: %s", tenant, exc)
-        return out
 
     def _rates_due(self, tenant: str) -> None:
         """Refresh a tenant's rates soon (at most every RATES_EVERY_S) if a page is open."""
