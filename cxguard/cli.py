@@ -99,7 +99,8 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz).
+    """Run the websocket sidecar (/twilio, /audiohook, /stream, /console, /metrics, /healthz,
+    /readyz).
 
     Listening beyond loopback needs credentials (or --insecure); see docs/security.md."""
     from cxguard.runtime.app import serve_forever

@@ -3,15 +3,23 @@ redacted, and pushed only to the tenant's own pages; tokens map to exactly one t
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from cxguard.errors import ConfigError, SinkError
+from cxguard.evidence.ledger import EvidenceLedger
+from cxguard.evidence.schema import events
+from cxguard.evidence.spool import Spool
 from cxguard.model import Alert, CallInfo, TurnText, Verdict
 from cxguard.runtime.console.hub import ConsoleHub
 from cxguard.runtime.console.state import TenantView
 from cxguard.runtime.console.web import ConsoleWeb
+from cxguard.runtime.evidence_writer import EvidenceWriter
 from cxguard.runtime.settings import Settings, TenantSettings
 from cxguard.runtime.settings_loader import load
 from cxguard.sinks import alert_message
@@ -113,3 +121,37 @@ def test_console_tokens_come_from_the_environment_or_files_and_are_never_shared(
     )
     with pytest.raises(ConfigError, match="reuses the console token"):
         load(config, None, {})
+
+
+async def test_an_acknowledgement_is_chained_evidence_that_verify_checks(
+    tmp_path: Path, url: str
+) -> None:
+    """On SQLite and PostgreSQL (the ``url`` fixture)."""
+    writer = EvidenceWriter(EvidenceLedger(url), Spool(tmp_path / "spool.db"), owner="me")
+    hub = ConsoleHub()
+    hub._services = SimpleNamespace(evidence=writer)  # the one part act() writes through
+    info = CallInfo("CA7", "acme", "twilio")
+    try:
+        await writer.event(info, "call_started", 0.0, {})
+        await hub.route().sink.deliver(alert_message(_alert("acme", "CA7", 2)))
+        alert_id = next(iter(hub.view("acme").alerts))
+        done = await hub.act("acme", alert_id, "comment", by="Dana", note=f"said {CARD}")
+        await writer.event(info, "call_ended", 9.0, {"reason": "stop"})
+        deadline = time.monotonic() + 10
+        while writer.depth():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        (row,) = writer.ledger.events("CA7", "acme", "console.comment")
+        assert row["data"]["action_id"] == done["action_id"] and row["data"]["by"] == "Dana"
+        assert "4111" not in str(row["data"]) and "[CARD]" in row["data"]["note"]
+        assert writer.ledger.verify(call_id="CA7").ok
+        with writer.ledger._engine.begin() as conn:  # someone rewrites who said what
+            conn.execute(
+                sa.update(events)
+                .where(events.c.kind == "console.comment")
+                .values(data={**row["data"], "by": "someone else"})
+            )
+        report = writer.ledger.verify(call_id="CA7")
+        assert not report.ok and any(p.table == "events" for p in report.problems)
+    finally:
+        await writer.close()

@@ -1,5 +1,6 @@
 """The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
-``/metrics``, ``/healthz``, ``/readyz``.
+``/console`` (the supervisors' page, :mod:`cxguard.runtime.console.web`), ``/metrics``,
+``/healthz``, ``/readyz``.
 
 The server only listens: it never sends media back and never holds the call up. Every
 protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
