@@ -174,6 +174,11 @@ function counts(c) {
   return (c.pass || 0) + " / " + (c.fail || 0) + " / " + (c.undetermined || 0);
 }
 
+function driftText(d) {
+  const pct = x => Math.round(100 * x) + " %";
+  return "pass rate " + d.direction + " " + pct(d.baseline_rate) + " → " + pct(d.recent_rate);
+}
+
 function renderRates() {
   const body = $("rates").tBodies[0], r = state.rates || {hour: {}, day: {}, drift: []};
   body.replaceChildren();
@@ -183,7 +188,7 @@ function renderRates() {
     const tr = el("tr"); tr.dataset.assertion = id;
     tr.append(el("td", "assertion", id), el("td", "", counts(r.hour[id])), el("td", "", counts(d)),
       el("td", "", judged ? Math.round(100 * (d.fail || 0) / judged) + " %" : "—"),
-      el("td", drift.has(id) ? "drift" : "", drift.has(id) ? "drift" : ""));
+      el("td", drift.has(id) ? "drift" : "", drift.has(id) ? driftText(drift.get(id)) : ""));
     body.append(tr);
   }
 }
