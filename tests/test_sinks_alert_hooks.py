@@ -198,7 +198,7 @@ def test_sinks_come_from_the_one_settings_file_with_secrets_from_files(tmp_path:
     settings = load(config, None, {"ACME_HOOK_URL": "https://hooks.acme.invalid/cxguard"})
     routes = {r.sink.name: r for r in build_routes(settings)}
     hook = routes["acme-hook"].sink
-    assert isinstance(hook, AlertWebhook) and hook.min_severity == "critical"
+    assert isinstance(hook, AlertWebhook) and routes["acme-hook"].severities == {"critical"}
     assert hook.limit.max_per_call == 3 and routes["acme-hook"].tenants == {"acme"}
     assert isinstance(routes["slack"].sink, SlackAlertWebhook)
 
@@ -210,3 +210,14 @@ def test_a_secret_that_is_not_whsec_base64_is_refused() -> None:
         build_routes(hook_settings("https://x.invalid/h").__class__(
             sinks=(SinkSettings(type="alert-webhook", url="https://x.invalid/h", secret="nope!"),)
         ))  # fmt: skip
+
+
+def test_min_severity_is_a_floor_for_any_sink_type() -> None:
+    from cxguard.errors import ConfigError
+
+    redis = SinkSettings(type="redis", min_severity="major", options={"url": "redis://x:1/0"})
+    (route,) = [r for r in build_routes(Settings(sinks=(redis,))) if r.sink.name == "redis"]
+    assert route.severities == {"major", "critical"}
+    with pytest.raises(ConfigError, match="min_severity 'severe'"):
+        build_routes(Settings(sinks=(SinkSettings(type="slack", url="https://x.invalid/h",
+                                                  min_severity="severe"),)))  # fmt: skip

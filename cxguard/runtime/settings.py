@@ -181,7 +181,8 @@ class SinkSettings:
     secret: str | None = field(default=None, metadata=SECRET)
     """``alert-webhook``: the ``whsec_<base64>`` key its Standard Webhooks signatures use."""
     min_severity: str | None = None
-    """Only alerts at least this severe (``info`` < ``minor`` < ``major`` < ``critical``)."""
+    """Only messages at least this severe (``info`` < ``minor`` < ``major`` < ``critical``),
+    for any sink type; with ``severities`` too, both must hold."""
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 

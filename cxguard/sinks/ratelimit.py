@@ -18,6 +18,13 @@ SEVERITY_RANK = {"info": 0, "minor": 1, "major": 2, "critical": 3}
 """Policy severities (``cxguard.policy.spec.Severity``), lowest first."""
 
 
+def at_least(severity: str, what: str = "min_severity") -> frozenset[str]:
+    """The severities at or above ``severity`` (a route's filter); ConfigError if unknown."""
+    if severity not in SEVERITY_RANK:
+        raise ConfigError(f"{what}: min_severity {severity!r} is not one of {list(SEVERITY_RANK)}")
+    return frozenset(s for s, rank in SEVERITY_RANK.items() if rank >= SEVERITY_RANK[severity])
+
+
 def severity_rank(severity: str) -> int:
     """Unknown severities (an error alert's, a future one) rank as ``major``: shown, not hidden."""
     return SEVERITY_RANK.get(severity, SEVERITY_RANK["major"])
