@@ -1,6 +1,7 @@
 """Alerts to where supervisors already look: a signed generic webhook (Standard Webhooks) and
 a Slack-compatible incoming webhook. Both are outbox sinks (at least once, in order, one POST
-per outbox attempt), alerts only, filtered by ``min_severity``, and rate-limited per call
+per outbox attempt), alerts only (tenants and ``min_severity`` are the route's filters, from
+settings), and rate-limited per call
 (:mod:`cxguard.sinks.ratelimit`: the excess is posted as one digest, never dropped).
 
 **Generic webhook** (type ``alert-webhook``), per https://www.standardwebhooks.com::
@@ -38,7 +39,7 @@ from typing import Any
 from cxguard import pii
 from cxguard.errors import ConfigError, SinkError
 from cxguard.sinks.messages import OutboxMessage
-from cxguard.sinks.ratelimit import CallRateLimit, Digest, severity_rank
+from cxguard.sinks.ratelimit import CallRateLimit, Digest
 from cxguard.sinks.webhook import RetryOptions, check_url, make_client, post_with_retries
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,12 @@ class _AlertPost:
         self,
         url: str,
         *,
-        min_severity: str = "info",
         max_per_call: int = 5,
         window_s: float = 60.0,
         timeout_s: float = 2.0,
     ) -> None:
         check_url(url, f"{self.type_name} url")
         self.url = url
-        self.min_severity = min_severity
         self.limit = CallRateLimit(max_per_call, window_s)
         self._client = make_client(timeout_s)
         self._flusher: asyncio.Task[None] | None = None
@@ -104,19 +103,15 @@ class _AlertPost:
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> _AlertPost:
-        """Registry factory: ``url``, ``min_severity``, ``max_per_call``, ``window_s``,
-        ``timeout_s`` (and ``secret`` for the generic webhook)."""
-        allowed = {"url", "min_severity", "max_per_call", "window_s", "timeout_s", *cls._extra()}
+        """Registry factory: ``url``, ``max_per_call``, ``window_s``, ``timeout_s`` (and
+        ``secret`` for the generic webhook)."""
+        allowed = {"url", "max_per_call", "window_s", "timeout_s", *cls._extra()}
         unknown = set(options) - allowed
         if unknown or "url" not in options:
             raise ConfigError(
                 f"sink {name!r} ({cls.type_name}): needs 'url'; unknown {sorted(unknown)}"
             )
-        severity = str(options.get("min_severity", "info"))
-        if severity not in ("info", "minor", "major", "critical"):
-            raise ConfigError(f"sink {name!r}: min_severity {severity!r} is not a severity")
         sink = cls._build(str(options["url"]), options)
-        sink.min_severity = severity
         sink.limit = CallRateLimit(
             int(options.get("max_per_call", 5)), float(options.get("window_s", 60.0))
         )
@@ -132,9 +127,7 @@ class _AlertPost:
         return cls(url, timeout_s=float(options.get("timeout_s", 2.0)))
 
     def accepts(self, message: OutboxMessage) -> bool:
-        return message.kind == "alert" and severity_rank(message.severity) >= severity_rank(
-            self.min_severity
-        )
+        return message.kind == "alert"
 
     async def deliver(self, message: OutboxMessage) -> Mapping[str, Any] | None:
         d = message.data()
