@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cxguard demo
+	$(BIN)/cxguard demo --stay
 
 lint: $(STAMP)
 	$(BIN)/ruff check cxguard tests benchmarks scripts

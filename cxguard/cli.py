@@ -99,7 +99,8 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run the websocket sidecar (/twilio, /audiohook, /metrics, /healthz, /readyz).
+    """Run the websocket sidecar (/twilio, /audiohook, /stream, /console, /metrics, /healthz,
+    /readyz).
 
     Listening beyond loopback needs credentials (or --insecure); see docs/security.md."""
     from cxguard.runtime.app import serve_forever
@@ -368,12 +369,27 @@ def evidence_export(
     call: Annotated[str | None, typer.Option("--call")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
     turns: Annotated[bool, typer.Option("--turns", help="Turn rows instead of verdicts.")] = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events", help="Call events instead (lifecycle, deliveries, console.* actions)."
+        ),
+    ] = False,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="With --events: only this kind.")
+    ] = None,
 ) -> None:
     """Print the ledger as JSON lines: one per turn and assertion (``turn`` is the
     speaker-turn index; ``trigger_turn`` and ``segments`` say what was judged), or with
-    ``--turns`` one per speaker turn with its VAD segments."""
+    ``--turns`` one per speaker turn with its VAD segments, or with ``--events`` one per call
+    event (e.g. ``console.acknowledge``: who acknowledged which alert, when)."""
     with _ledger(evidence) as ledger:
-        rows = ledger.turns(call, tenant) if turns else ledger.export(call_id=call, tenant=tenant)
+        if events:
+            rows = iter(ledger.events(call, tenant, kind))
+        elif turns:
+            rows = iter(ledger.turns(call, tenant))
+        else:
+            rows = ledger.export(call_id=call, tenant=tenant)
         for row in rows:
             sys.stdout.write(json.dumps(row, default=str) + "\n")
 
@@ -769,10 +785,15 @@ def demo(
     evidence: EvidenceOpt = None,
     redis_url: Annotated[str | None, typer.Option("--redis-url")] = None,
     port: Annotated[int, typer.Option()] = 0,
+    stay: Annotated[
+        bool,
+        typer.Option("--stay", help="Keep serving after the call (the console shows it)."),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Serve + simulate the bundled billing call in one process, printing verdicts live."""
+    """Serve + simulate the bundled billing call in one process, printing verdicts live and
+    the supervisor console's URL (with its token) before the call starts."""
     from cxguard.runtime.demo import run_demo
     from cxguard.runtime.settings import load_settings
 
@@ -784,7 +805,7 @@ def demo(
             redis_url=redis_url,
             evidence_url=evidence or "sqlite:///cxguard-demo-evidence.db",
         )
-        raise typer.Exit(run_demo(settings, fast=fast))
+        raise typer.Exit(run_demo(settings, fast=fast, stay=stay))
     except CxguardError as exc:
         raise _fail(exc) from exc
 

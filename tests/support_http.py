@@ -32,7 +32,7 @@ class Received:
 class RecordingServer:
     """Answers POSTs with the scripted replies in order (the last one repeats)."""
 
-    def __init__(self, replies: list[Reply]) -> None:
+    def __init__(self, replies: list[Reply], port: int = 0) -> None:
         self.replies = list(replies)
         self.received: list[Received] = []
         owner = self
@@ -71,7 +71,7 @@ class RecordingServer:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that timed out and hung up is expected here
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/handoff"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), daemon=True

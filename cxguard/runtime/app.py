@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from cxguard.runtime.auth import check_exposure
@@ -52,18 +53,33 @@ async def serve_with_call(
     customer: Path,
     options: SimulationOptions,
     listener: Listener | None = None,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    stay: Callable[[SimulationResult], None] | None = None,
 ) -> SimulationResult:
     """Start the sidecar on ``settings.port`` (0 = any free port), stream one call, wait for
-    every verdict, shut down."""
+    every verdict, shut down. ``on_listening(port)`` is told the port before the call;
+    with ``stay`` the sidecar goes on serving after the call (``stay(result)`` is called then)
+    until SIGINT/SIGTERM, so the console still shows it."""
     services = await Services.start(settings)
     if listener is not None:
         services.listeners.append(listener)
     try:
         async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
             port = next(iter(server.sockets)).getsockname()[1]
+            if on_listening is not None:
+                on_listening(port)
             url = f"ws://{settings.host}:{port}/twilio"
             result = await simulate_call(url, agent, customer, options)
             await sidecar.drain()
+            if stay is not None:
+                stay(result)
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError):
+                        loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
         return result
     finally:
         await services.close()
@@ -75,5 +91,12 @@ def run_with_call(
     customer: Path,
     options: SimulationOptions,
     listener: Listener | None = None,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    stay: Callable[[SimulationResult], None] | None = None,
 ) -> SimulationResult:
-    return asyncio.run(serve_with_call(settings, agent, customer, options, listener))
+    return asyncio.run(
+        serve_with_call(
+            settings, agent, customer, options, listener, on_listening=on_listening, stay=stay
+        )
+    )

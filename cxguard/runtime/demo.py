@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from rich.table import Table
 
 from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.app import run_with_call
-from cxguard.runtime.settings import Settings
-from cxguard.runtime.simulate import SimulationOptions
+from cxguard.runtime.settings import Settings, TenantSettings
+from cxguard.runtime.simulate import SimulationOptions, SimulationResult
 
 _STYLE = {
     "pass": "green",
@@ -55,20 +57,68 @@ class LivePrinter:
             self.console.print(f"           [green]{passed} passed[/]", highlight=False)
 
 
-def run_demo(settings: Settings, *, fast: bool = False, console: Console | None = None) -> int:
+DEMO_TENANT = "northwind"
+"""The tenant the demo call claims (the loopback door has no credentials to say otherwise)."""
+
+
+def with_console_token(settings: Settings) -> tuple[Settings, str]:
+    """The demo tenant's console token: configured, ``CXGUARD_CONSOLE_TOKEN``, or a new
+    random one for this demo."""
+    tenant = settings.tenant(DEMO_TENANT)
+    if tenant is not None and tenant.console_token:
+        return settings, tenant.console_token
+    token = os.environ.get("CXGUARD_CONSOLE_TOKEN") or secrets.token_urlsafe(18)
+    others = tuple(t for t in settings.tenants if t.name != DEMO_TENANT)
+    own = (
+        replace(tenant, console_token=token)
+        if tenant
+        else TenantSettings(DEMO_TENANT, console_token=token)
+    )
+    return replace(settings, tenants=(*others, own)), token
+
+
+def run_demo(
+    settings: Settings, *, fast: bool = False, console: Console | None = None, stay: bool = False
+) -> int:
+    """``stay``: keep serving after the call (the console shows it) until Ctrl-C."""
     console = console or Console()
     agent, customer = demo_audio()
     printer = LivePrinter(console)
+    settings, token = with_console_token(settings)
+
+    def listening(port: int) -> None:
+        console.print(
+            f"[bold]supervisor console[/]: http://{settings.host}:{port}/console?token={token}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def staying(result: SimulationResult) -> None:
+        _summary(console, printer.verdicts, settings, result.call_sid, fast)
+        console.print(
+            "[bold]the call is over[/]; the console keeps showing it. Ctrl-C to stop.",
+            highlight=False,
+        )
+
     console.print(
         f"[bold]cxguard demo[/]: streaming the bundled billing call "
         f"({'as fast as possible' if fast else 'real time'}) over a Twilio Media "
         f"Stream to ws://{settings.host}:{settings.port}/twilio …"
     )
     options = SimulationOptions(
-        fast=fast, parameters={"tenant": "northwind", "authenticated": "false"}
+        fast=fast, parameters={"tenant": DEMO_TENANT, "authenticated": "false"}
     )
-    result = run_with_call(settings, agent, customer, options, listener=printer)
-    _summary(console, printer.verdicts, settings, result.call_sid, fast)
+    result = run_with_call(
+        settings,
+        agent,
+        customer,
+        options,
+        listener=printer,
+        on_listening=listening,
+        stay=staying if stay else None,
+    )
+    if not stay:
+        _summary(console, printer.verdicts, settings, result.call_sid, fast)
     return 0
 
 

@@ -51,6 +51,9 @@ from cxguard.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+EventObserver = Callable[[CallInfo, str, "float | None", Mapping[str, Any]], None]
+"""Told of every call event as it is recorded (the console's live view); must not block."""
+
 _MAX_CALLS = 100_000
 """Numbering remembered for this many calls (oldest forgotten first)."""
 
@@ -128,6 +131,7 @@ class EvidenceWriter:
         self._releases: set[tuple[str, str]] = set()
         self.ledger_error: str | None = None
         """Why the ledger is not taking writes now (None: it is)."""
+        self.observers: list[EventObserver] = []
         metrics.SPOOL_DEPTH.set(spool.depth())
         self._drainer = threading.Thread(
             target=self._drain_loop, name="evidence-drain", daemon=True
@@ -258,19 +262,33 @@ class EvidenceWriter:
             n = self._number(info.tenant, info.call_id)
             data.setdefault("turns_closed", max(n.closed_turns, n.next_turn))
         owner = self.owner if kind == "call_started" else ""
+        for observe in self.observers:
+            try:
+                observe(info, kind, at_ms, data)
+            except Exception:  # a display must not stop the evidence
+                log.exception("event observer failed on %s", kind)
         return event_op(
             info.call_id, info.tenant, kind, at_ms, data, owner=owner, source=info.source
         )
 
     async def event(
-        self, info: CallInfo, kind: str, at_ms: float | None, data: Mapping[str, Any]
+        self,
+        info: CallInfo,
+        kind: str,
+        at_ms: float | None,
+        data: Mapping[str, Any],
+        *,
+        strict: bool = False,
     ) -> None:
-        """Spool one call event (never raises: a failure is logged and counted)."""
+        """Spool one call event (never raises: a failure is logged and counted; ``strict``:
+        it raises EvidenceError, for a caller who must tell someone it was not recorded)."""
         try:
             await self._append([self._event_op(info, kind, at_ms, data)])
         except EvidenceError as exc:
             metrics.PIPELINE_ERRORS.inc()
             log.error("call %s: could not record event %s: %s", info.call_id, kind, exc)
+            if strict:
+                raise
 
     def submit_event(
         self, info: CallInfo, kind: str, at_ms: float | None, data: Mapping[str, Any]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from cxguard.errors import SinkError
@@ -29,6 +29,7 @@ from cxguard.sinks.messages import (
     handoff_message,
 )
 from cxguard.sinks.outbox import DeliveryState, Outbox, OutboxStore, Route, describe
+from cxguard.sinks.ratelimit import at_least
 from cxguard.sinks.redis_alerts import RedisAlertSink
 from cxguard.sinks.registry import build_sink
 from cxguard.sinks.twilio_handoff import TwilioCallRedirect
@@ -71,18 +72,26 @@ def build_routes(settings: Settings) -> list[Route]:
             )
         )
     for s in settings.sinks:
-        extra = build_sink(s.type, s.name or s.type, s.options)
+        given = {"url": s.url, "secret": s.secret}
+        options = {**s.options, **{k: v for k, v in given.items() if v is not None}}
+        extra = build_sink(s.type, s.name or s.type, options)
         kinds = frozenset(cast(MessageKind, k) for k in s.kinds)
-        routes.append(
-            Route(extra, kinds, frozenset(s.tenants), frozenset(s.severities), s.max_age_s)
-        )
+        severities = frozenset(s.severities)
+        if s.min_severity is not None:  # any sink type: a floor is a set of severities
+            floor = at_least(s.min_severity, f"sink {s.name or s.type!r}")
+            severities = floor & severities if severities else floor
+        routes.append(Route(extra, kinds, frozenset(s.tenants), severities, s.max_age_s))
     return routes
 
 
-def open_outbox(settings: Settings, evidence: EvidenceWriter) -> tuple[Outbox, AlertDispatcher]:
+def open_outbox(
+    settings: Settings, evidence: EvidenceWriter, extra: Sequence[Route] = ()
+) -> tuple[Outbox, AlertDispatcher]:
+    """``extra``: routes the process adds beside the configured ones (the live console)."""
     store = OutboxStore(state_dir(settings) / "outbox.db")
     alerts = AlertDispatcher(evidence)
-    outbox = Outbox(store, build_routes(settings), on_state=alerts.record_state)
+    routes = [*build_routes(settings), *extra]
+    outbox = Outbox(store, routes, on_state=alerts.record_state)
     alerts.outbox = outbox
     return outbox, alerts
 

@@ -1,5 +1,6 @@
 """The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
-``/metrics``, ``/healthz``, ``/readyz``.
+``/console`` (the supervisors' page, :mod:`cxguard.runtime.console.web`), ``/metrics``,
+``/healthz``, ``/readyz``.
 
 The server only listens: it never sends media back and never holds the call up. Every
 protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
@@ -28,6 +29,7 @@ from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
+from cxguard.runtime.console.web import LIVE_PATH, ConsoleWeb, is_console
 from cxguard.runtime.rejections import RejectionLog
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
@@ -58,6 +60,7 @@ class Sidecar:
         )
         self.ready = False
         self.rejections = RejectionLog(log)
+        self.console = ConsoleWeb(services.console, services.settings)
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -75,6 +78,8 @@ class Sidecar:
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
+        if is_console(path):
+            return await self.console.process_request(connection, request)
         door = _DOORS.get(path)
         if door is None:
             return _plain(connection, http.HTTPStatus.NOT_FOUND, "no such route\n")
@@ -109,6 +114,9 @@ class Sidecar:
     # ---------------------------------------------------------------- one media stream
 
     async def handle(self, ws: ServerConnection) -> None:
+        if ws.request is not None and ws.request.path.split("?", 1)[0] == LIVE_PATH:
+            await self.console.live(ws)  # a page, not a call: drain() does not wait for it
+            return
         me = asyncio.current_task()
         if me is not None:
             self._handlers.add(me)

@@ -17,10 +17,11 @@ from threadpoolctl import threadpool_limits
 from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
 from cxguard.errors import EvidenceError
-from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.model import CallInfo, Speaker, TurnText, Verdict
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import PolicyPack, default_pack_path, load_pack
 from cxguard.runtime.asr_worker import AsrWorker, BatchFn
+from cxguard.runtime.console.hub import ConsoleHub
 from cxguard.runtime.evidence_writer import EvidenceWriter
 from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher, open_outbox
 from cxguard.runtime.settings import Settings
@@ -32,6 +33,8 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 Listener = Callable[[CallInfo, TurnText | None, list[Verdict]], None]
+SpeakingListener = Callable[[CallInfo, Mapping[Speaker, float | None]], None]
+"""Each speaker's speech start (stream ms) while speaking, None while silent."""
 
 
 def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
@@ -84,9 +87,12 @@ class Services:
     outbox: Outbox
     listeners: list[Listener] = field(default_factory=list)
     early_listeners: list[Listener] = field(default_factory=list)
+    speaking_listeners: list[SpeakingListener] = field(default_factory=list)
     _policy_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="policy")
     )
+    console: ConsoleHub = field(default_factory=ConsoleHub)
+    """The supervisors' live view (``/console``): an outbox sink and a listener here."""
     recovery: asyncio.Task[Any] | None = None
     """Judging what a crash left (see :mod:`cxguard.runtime.recovery`), in the background."""
 
@@ -113,13 +119,16 @@ class Services:
             batch_size=a.batch_size,
         )
         evidence = await asyncio.to_thread(EvidenceWriter.open, settings)
-        outbox, alerts = open_outbox(settings, evidence)
+        console = ConsoleHub()
+        outbox, alerts = open_outbox(settings, evidence, extra=[console.route()])
         outbox.start()
         handoff = HandoffDispatcher(alerts, evidence)
         model_ids = {**engine.model_ids, "asr": model_id or "unknown"}
         services = cls(
             settings, worker, engine, pack.hash, model_ids, evidence, alerts, handoff, outbox
         )
+        services.console = console
+        console.attach(services)
         await services._start_recovery()
         return services
 
@@ -176,6 +185,14 @@ class Services:
                 errors.append(exc)
         return errors
 
+    def notify_speaking(self, info: CallInfo, speaking: Mapping[Speaker, float | None]) -> None:
+        """Who is speaking now (each stream tick); a listener's error is logged only."""
+        for listener in self.speaking_listeners:
+            try:
+                listener(info, speaking)
+            except Exception:
+                log.exception("speaking listener failed")
+
     def health(self) -> dict[str, Any]:
         return {
             "asr_queue_depth": self.asr.depth,
@@ -189,6 +206,7 @@ class Services:
             self.recovery.cancel()
             await asyncio.gather(self.recovery, return_exceptions=True)
         await self.asr.close()
+        await self.console.close()
         await self.outbox.close()
         await self.evidence.close()
         self._policy_pool.shutdown(wait=True)

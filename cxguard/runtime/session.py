@@ -186,6 +186,7 @@ class CallSession:
             self._last_tick_ms = at
             speaking = {s: seg.speech_start_ms for s, seg in self._segmenters.items()}
             self._items.put_nowait(_Tick(at, speaking))
+            self._services.notify_speaking(self.info, speaking)
 
     def _segments(self, segments: list[Segment], position_ms: float) -> None:
         now = time.monotonic()

@@ -136,6 +136,9 @@ class TenantSettings:
     handoff_twiml: str | None = None
     stream_token: str | None = field(default=None, metadata=SECRET)
     """Bearer token (or Basic-auth password) for the generic ``/stream`` websocket."""
+    console_token: str | None = field(default=None, metadata=SECRET)
+    """Opens ``/console?token=…`` on this tenant's calls and alerts only (docs/console.md);
+    single tenant: ``CXGUARD_CONSOLE_TOKEN``."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:
@@ -204,6 +207,13 @@ class SinkSettings:
     """Only these tenants' messages (empty: all)."""
     severities: tuple[str, ...] = ()
     max_age_s: float | None = None
+    url: str | None = field(default=None, metadata=SECRET)
+    """Target of an HTTP sink (``alert-webhook``, ``slack``): a Slack URL is its secret."""
+    secret: str | None = field(default=None, metadata=SECRET)
+    """``alert-webhook``: the ``whsec_<base64>`` key its Standard Webhooks signatures use."""
+    min_severity: str | None = None
+    """Only messages at least this severe (``info`` < ``minor`` < ``major`` < ``critical``),
+    for any sink type; with ``severities`` too, both must hold."""
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 

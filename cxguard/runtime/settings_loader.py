@@ -42,6 +42,7 @@ ENV_TENANT: Mapping[str, str] = {
     "twilio_auth_token": "CXGUARD_TWILIO_AUTH_TOKEN",
     "audiohook_api_key": "CXGUARD_AUDIOHOOK_API_KEY",
     "audiohook_client_secret": "CXGUARD_AUDIOHOOK_CLIENT_SECRET",
+    "console_token": "CXGUARD_CONSOLE_TOKEN",
 }
 """Single-tenant deployments need no config file: the default tenant's credentials."""
 ENV_PUBLIC_URL = "CXGUARD_PUBLIC_URL"
@@ -320,6 +321,7 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
     names: dict[str, int] = {}
     keys: dict[str, int] = {}
     tokens: dict[str, int] = {}
+    consoles: dict[str, int] = {}
     for i, t in enumerate(settings.tenants):
 
         def at(field: str, i: int = i) -> str:
@@ -358,6 +360,14 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
             )
         if key:
             keys.setdefault(key, i)
+        console = t.console_token
+        if console and console in consoles:
+            yield (
+                f"{at('console_token')}: tenant {t.name!r} reuses the console token of tenant "
+                f"{settings.tenants[consoles[console]].name!r}: it would open both"
+            )
+        if console:
+            consoles.setdefault(console, i)
         token = t.twilio_auth_token
         if token and token in tokens:
             yield (

@@ -50,8 +50,10 @@ class Sink(Protocol):
 
     def accepts(self, message: OutboxMessage) -> bool: ...
 
-    async def deliver(self, message: OutboxMessage) -> None:
-        """Deliver or raise: SinkUnavailable (retried), SinkError (refused)."""
+    async def deliver(self, message: OutboxMessage) -> Mapping[str, Any] | None:
+        """Deliver or raise: SinkUnavailable (retried), SinkError (refused). What it returns
+        is added to the ``delivered`` state (e.g. ``folded``: a rate limit put it in a
+        digest)."""
         ...
 
     async def close(self) -> None: ...
@@ -183,6 +185,17 @@ class OutboxStore:
             for r in rows
         ]
 
+    def recent(self, sink: str, tenant: str, limit: int) -> list[OutboxMessage]:
+        """A sink's latest messages of ``tenant``, newest first, whatever their state (what a
+        live view shows on load)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE sink = ? AND tenant = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (sink, tenant, limit),
+            ).fetchall()
+        return [OutboxMessage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[0]) for r in rows]
+
     def mark(self, row_id: int, state: str, attempts: int, error: str | None) -> None:
         done = None if state == "pending" else time.time()
         with self._tx(durable=False) as db:
@@ -284,6 +297,9 @@ class Outbox:
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self._run_io(self.store.counts)
 
+    async def recent(self, sink: str, tenant: str, limit: int = 200) -> list[OutboxMessage]:
+        return await self._run_io(self.store.recent, sink, tenant, limit)
+
     def _state(self, route: Route, msg: OutboxMessage, state: DeliveryState, **data: Any) -> None:
         if route.record and self._on_state is not None:
             try:
@@ -326,7 +342,7 @@ class Outbox:
             return True
         try:
             async with asyncio.timeout(opts.attempt_timeout_s):
-                await route.sink.deliver(msg)
+                note = await route.sink.deliver(msg)
         except (SinkUnavailable, TimeoutError, OSError) as exc:
             return await self._failed(worker, msg, attempts, exc, final=False)
         except SinkError as exc:
@@ -345,7 +361,7 @@ class Outbox:
             )
             worker.retrying_since = None
         delay_ms = round(1000 * (time.time() - msg.created_at), 1)
-        self._state(route, msg, "delivered", attempts=attempts, delay_ms=delay_ms)
+        self._state(route, msg, "delivered", attempts=attempts, delay_ms=delay_ms, **(note or {}))
         return True
 
     async def _failed(

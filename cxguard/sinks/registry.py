@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cxguard.errors import ConfigError
+from cxguard.sinks.alert_hooks import AlertWebhook, SlackAlertWebhook
 from cxguard.sinks.console import ConsoleAlertSink
 from cxguard.sinks.outbox import Sink
 from cxguard.sinks.redis_alerts import RedisAlertSink
@@ -24,6 +25,8 @@ SINK_TYPES: dict[str, SinkFactory] = {
     "redis": RedisAlertSink.from_options,
     "handoff-webhook": WebhookHandoff.from_options,
     "twilio-redirect": TwilioCallRedirect.from_options,
+    "alert-webhook": AlertWebhook.from_options,
+    "slack": SlackAlertWebhook.from_options,
 }
 
 
