@@ -17,8 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cxguard.evidence.ledger import EvidenceLedger
+from cxguard.evidence.rows import event_op
+
 CLI = [sys.executable, "-m", "cxguard.cli"]
 NOTE = "Greeting script fixed in agent v1.3"
+ACK = "Coaching booked for the promise"
 
 
 def _run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -63,6 +67,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "--by",
         "QA lead",
     )
+    # A supervisor acknowledged another violation on /console (as the console hub records it).
+    other = next(r for r in rows if r["verdict"] == "fail" and r["assertion"] != miss["assertion"])
+    ack = {
+        "action": "acknowledge",
+        "alert_id": "a1",
+        "assertion": other["assertion"],
+        "turn": other["turn"],
+        "by": "supervisor Ana",
+        "via": "console",
+        "note": ACK,
+    }
+    op = event_op(other["call_id"], other["tenant"], "console.acknowledge", None, ack)
+    with EvidenceLedger(url) as ledger:
+        ledger.apply([op])
     return db, url
 
 
@@ -113,7 +131,10 @@ def test_markdown_and_json_hold_every_section(demo: tuple[Path, str], tmp_path: 
         "disclosure.ai_identifies"
     }
     noted = [v for v in tenant["violations"]["shown"] if v["notes"]]
-    assert [n["text"] for v in noted for n in v["notes"]] == [NOTE]
+    assert sorted(n["text"] for v in noted for n in v["notes"]) == sorted([NOTE, ACK])
+    acked = next(v for v in noted if v["notes"][0]["text"] == ACK)
+    assert acked["notes"][0]["kind"] == "ack" and acked["notes"][0]["by"] == "supervisor Ana"
+    assert ACK in md
     # A period before the call holds nothing.
     early = _report(url, "--format", "json", "--until", "2000-01-01").stdout
     assert json.loads(early)["tenants"][0]["coverage"]["verdicts"] == 0

@@ -281,6 +281,10 @@ def update_call(conn: sa.Connection, event: Mapping[str, Any], op: LedgerOp, now
     conn.execute(sa.update(calls).where(key).values(**values))
 
 
+CONSOLE_ACTION_KINDS = ("console.acknowledge", "console.assign", "console.comment")
+"""A supervisor's response to an alert on ``/console``: chained events on the alert's call
+(``runtime/console/hub.py`` writes them through the spool); the governance trail lists them
+with the notes."""
 NOTE_KINDS = ("note", "ack")
 """Remediation notes and acknowledgements: chained events on a call, or chained findings on
 the tenant (about a drift finding), written by :meth:`EvidenceLedger.annotate`."""

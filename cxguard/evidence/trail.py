@@ -32,7 +32,7 @@ from cxguard.evidence.compare import compare_shadow
 from cxguard.evidence.drift import DriftOptions, detect_drift, recorded_findings
 from cxguard.evidence.heads import HeadKey, SignedHead
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.evidence.rows import NOTE_KINDS
+from cxguard.evidence.rows import CONSOLE_ACTION_KINDS, NOTE_KINDS
 from cxguard.model import OUTCOMES
 
 RETENTION = (
@@ -89,6 +89,24 @@ def _notes(
     for kind in NOTE_KINDS:
         for e in ledger.events(tenant=tenant, kind=kind):
             by_call[e["call_id"]].append({"kind": kind, **e["data"], "at": e["recorded_at"]})
+    for kind in CONSOLE_ACTION_KINDS:  # a supervisor's response from /console
+        for e in ledger.events(tenant=tenant, kind=kind):
+            d = e["data"]
+            action = kind.removeprefix("console.")
+            said = d.get("note") or (
+                f"assigned to {d['assignee']}" if d.get("assignee") else f"{action}d"
+            )
+            by_call[e["call_id"]].append(
+                {
+                    "kind": "ack" if action == "acknowledge" else action,
+                    "text": said,
+                    "by": d.get("by", ""),
+                    "turn": d.get("turn"),
+                    "assertion": d.get("assertion"),
+                    "alert_id": d.get("alert_id"),
+                    "at": e["recorded_at"],
+                }
+            )
     by_finding: dict[str, list[Any]] = defaultdict(list)
     for kind in NOTE_KINDS:
         for f in ledger.findings(tenant, kind):

@@ -71,7 +71,7 @@ def rates(ledger: EvidenceLedger, tenant: str) -> dict[str, Any]:
     try:
         from cxguard.evidence.drift import detect_drift
 
-        out["drift"] = [f.to_dict() for f in detect_drift(ledger, tenant, record=False)]
+        out["drift"] = [f.to_dict() for f in detect_drift(ledger, tenant)]
     except Exception as exc:  # drift is a flag on the page, not a reason to show nothing
         log.warning("console: drift of tenant %s not computed: %s", tenant, exc)
     return out

@@ -31,6 +31,7 @@ from typing import Any
 
 from cxguard import pii
 from cxguard.errors import SinkError
+from cxguard.evidence.rows import CONSOLE_ACTION_KINDS
 from cxguard.model import CallInfo, Speaker, TurnText, Verdict
 from cxguard.runtime.console import history
 from cxguard.runtime.console.follow import RedisFollower
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 SINK_NAME = "live-console"
 RATES_EVERY_S = 2.0
 QUEUE_SIZE = 2000
-ACTIONS = ("acknowledge", "assign", "comment")
+ACTIONS = tuple(k.removeprefix("console.") for k in CONSOLE_ACTION_KINDS)
 """What a supervisor may do with an alert; each is recorded as ``console.<action>``."""
 
 
