@@ -1,5 +1,6 @@
 """The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
-``/metrics``, ``/healthz``, ``/readyz``.
+``/metrics``, ``/healthz``, ``/readyz``, and the control API (``POST /calls/{id}/events``,
+:mod:`cxguard.runtime.control`).
 
 The server only listens: it never sends media back and never holds the call up. Every
 protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
@@ -23,11 +24,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from cxguard.errors import AuthenticationError, ProtocolError
+from cxguard.errors import AuthenticationError, ControlRequestError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
+from cxguard.runtime.control import LiveCalls, post_events
+from cxguard.runtime.http_body import BodyConnection
 from cxguard.runtime.rejections import RejectionLog
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
@@ -58,6 +61,8 @@ class Sidecar:
         )
         self.ready = False
         self.rejections = RejectionLog(log)
+        self.calls = LiveCalls()
+        """Calls whose streams are open here (the control API's view)."""
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -75,9 +80,13 @@ class Sidecar:
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
-        door = _DOORS.get(path)
+        door = "control" if path.startswith("/calls/") else _DOORS.get(path)
         if door is None:
             return _plain(connection, http.HTTPStatus.NOT_FOUND, "no such route\n")
+        if door != "control" and getattr(request, "method", "GET") != "GET":
+            response = _plain(connection, http.HTTPStatus.METHOD_NOT_ALLOWED, "use GET\n")
+            response.headers["Allow"] = "GET"
+            return response
         arrived = time.monotonic()
         try:
             upgrade = UpgradeRequest.of(request.path, request.headers, connection.local_address)
@@ -96,6 +105,8 @@ class Sidecar:
             status = http.HTTPStatus(exc.status)
             # The reason stays in our log: telling the peer would be an oracle.
             return _plain(connection, status, f"{status.phrase}\n")
+        if door == "control":
+            return self._control(connection, request, admission)
         if door == "metrics":
             return _plain(
                 connection,
@@ -105,6 +116,22 @@ class Sidecar:
             )
         self._admissions[connection] = admission
         return None
+
+    def _control(
+        self, connection: ServerConnection, request: Request, admission: Admission
+    ) -> Response:
+        body = connection.body if isinstance(connection, BodyConnection) else b""
+        try:
+            path = request.path.split("?", 1)[0]
+            method = getattr(request, "method", "GET")
+            answer = post_events(self.calls, admission.tenant, method, path, body)
+        except ControlRequestError as exc:
+            status = http.HTTPStatus(exc.status)
+            response = _json(connection, status, {"error": str(exc)})
+            if status == http.HTTPStatus.METHOD_NOT_ALLOWED:
+                response.headers["Allow"] = "POST"
+            return response
+        return _json(connection, http.HTTPStatus.ACCEPTED, answer)
 
     # ---------------------------------------------------------------- one media stream
 
@@ -117,7 +144,7 @@ class Sidecar:
         protocol = path.lstrip("/")
         admission = self._admissions.pop(ws, Admission())
         stream = open_stream(protocol, self.services.settings, admission)
-        call = _Call(self.services, _host(ws), protocol, self.rejections)
+        call = _Call(self.services, _host(ws), protocol, self.rejections, self.calls)
         refused: ProtocolError | None = None
         try:
             refused = await _serve(ws, stream, call.feed)
@@ -126,6 +153,7 @@ class Sidecar:
             call.feed(stream.events_received())
             error = stream.error or refused
             if call.session is not None:
+                self.calls.remove(call.session)
                 call.session.end("disconnected")
                 self._track(call.session, rejected=error is not None)
             if error is not None:
@@ -169,18 +197,25 @@ class _Call:
     """The call a stream carries: created by its ``CallStarted``, fed every later event."""
 
     def __init__(
-        self, services: Services, host: str, protocol: str, rejections: RejectionLog
+        self,
+        services: Services,
+        host: str,
+        protocol: str,
+        rejections: RejectionLog,
+        live: LiveCalls,
     ) -> None:
         self._services = services
         self._host = host
         self._protocol = protocol
         self._rejections = rejections
+        self._live = live
         self.session: CallSession | None = None
 
     def feed(self, events: list[ProtocolEvent]) -> None:
         for event in events:
             if isinstance(event, CallStarted):
                 self.session = CallSession(self._services, event)
+                self._live.add(self.session)
                 info = event.info
                 log.debug("call %s started (%s, tenant %s)", info.call_id, info.source, info.tenant)
                 claimed = info.parameters.get("tenant")
@@ -274,6 +309,10 @@ def _plain(
     return response
 
 
+def _json(connection: ServerConnection, status: http.HTTPStatus, body: object) -> Response:
+    return _plain(connection, status, json.dumps(body) + "\n", "application/json")
+
+
 @contextlib.asynccontextmanager
 async def running_sidecar(
     services: Services, host: str, port: int
@@ -291,6 +330,7 @@ async def running_sidecar(
         ping_interval=20,
         ping_timeout=20,
         logger=_WEBSOCKETS_LOG,
+        create_connection=BodyConnection,
     ) as server:
         sidecar.ready = True
         try:

@@ -181,6 +181,16 @@ class CallSession:
         return max(self._track_ms.values(), default=0.0)
 
     @property
+    def position_ms(self) -> float:
+        """Stream time heard so far: where an event handed in now takes its place."""
+        return self._heard_ms
+
+    @property
+    def ended(self) -> bool:
+        """No more input is taken (the stream ended or the call is being finished)."""
+        return self._ended
+
+    @property
     def _clock_ms(self) -> float:
         """Stream time up to which both tracks are known (the speaker turns' clock)."""
         ahead = self._heard_ms

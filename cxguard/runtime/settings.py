@@ -113,6 +113,9 @@ class TenantSettings:
     handoff_twiml: str | None = None
     stream_token: str | None = field(default=None, metadata=SECRET)
     """Bearer token (or Basic-auth password) for the generic ``/stream`` websocket."""
+    control_token: str | None = field(default=None, metadata=SECRET)
+    """Bearer token for the control API (``POST /calls/{call_id}/events``): admits mid-call
+    facts about this tenant's calls only."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:

@@ -320,6 +320,7 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
     names: dict[str, int] = {}
     keys: dict[str, int] = {}
     tokens: dict[str, int] = {}
+    bearers: dict[str, int] = {}
     for i, t in enumerate(settings.tenants):
 
         def at(field: str, i: int = i) -> str:
@@ -358,6 +359,14 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
             )
         if key:
             keys.setdefault(key, i)
+        control = t.control_token
+        if control and control in bearers:
+            yield (
+                f"{at('control_token')}: tenant {t.name!r} reuses the control token of tenant "
+                f"{settings.tenants[bearers[control]].name!r}: it would admit both tenants' calls"
+            )
+        if control:
+            bearers.setdefault(control, i)
         token = t.twilio_auth_token
         if token and token in tokens:
             yield (
