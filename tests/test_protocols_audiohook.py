@@ -851,3 +851,29 @@ def test_builders_write_genesys_shapes() -> None:
         error_message(SESSION, 7, code=500, message="x"),
     ):
         assert wire.parse_client_message(text)["id"] == SESSION
+
+
+def test_going_away_sends_disconnect_and_answers_the_close() -> None:
+    genesys = opened()
+    genesys.audio(b"\xff" * 160, b"\xff" * 160)
+    genesys.session.events_received()
+    genesys.session.going_away()
+    (disconnect,) = genesys.collect()
+    assert disconnect["type"] == "disconnect"
+    assert disconnect["parameters"] == {"reason": "completed", "info": "server shutting down"}
+    assert genesys.session.events_received() == [CallEnded("shutdown", 20.0)]
+    assert genesys.session.close_expected() and genesys.session.awaits_peer()
+    genesys.session.going_away()  # once only
+    assert genesys.collect() == []
+    (closed,) = genesys.close("disconnect")
+    assert closed["type"] == "closed"
+    assert not genesys.session.awaits_peer()
+    assert genesys.session.close == Close(CloseCode.NORMAL_CLOSURE, "disconnect")
+    assert genesys.session.events_received() == []  # the call had ended already
+
+
+def test_going_away_before_open_just_closes() -> None:
+    session = AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION)
+    session.going_away()
+    assert session.data_to_send() == [] and session.events_received() == []
+    assert session.close == Close(CloseCode.GOING_AWAY, "server shutting down")

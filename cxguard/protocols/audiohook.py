@@ -59,6 +59,8 @@ from cxguard.protocols.controls import control_event
 _US_PER_SAMPLE = 1_000_000 // wire.SAMPLE_RATE  # 125 µs: positions stay exact integers
 _TRUE_VALUES = frozenset({"true", "1", "yes"})
 State = Literal["preparing", "active", "paused", "failed", "unauthorized", "closed"]
+SHUTDOWN_INFO = "server shutting down"
+"""``disconnect`` info of a drain (reason ``completed``: the session's audio was judged)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,15 @@ class AudioHookSession(MediaStream):
         self._finish(Close(code, reason))
 
     # ------------------------------------------------------------------ the contract's hooks
+
+    def _on_going_away(self) -> None:
+        if self._state not in ("active", "paused") or self._disconnect_sent:
+            super()._on_going_away()
+            return
+        # The call was judged up to here; Genesys answers with ``close`` (reason
+        # ``disconnect``), which we answer with ``closed`` as at any other end.
+        self._end_call("shutdown")
+        self.disconnect("completed", SHUTDOWN_INFO)
 
     def _on_text(self, text: str) -> None:
         if self._state in ("failed", "unauthorized"):

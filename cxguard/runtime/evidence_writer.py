@@ -380,6 +380,17 @@ class EvidenceWriter:
     def depth(self) -> int:
         return self.spool.depth()
 
+    async def wait_stored(self, timeout_s: float) -> bool:
+        """Until every write spooled so far is in the ledger (True), or ``timeout_s`` passed
+        (False: the rest stays durable in the spool, for this process or the next)."""
+        deadline = time.monotonic() + timeout_s
+        while (await asyncio.to_thread(self.spool.depth)) > 0:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return True
+
     async def close(self, drain_s: float = 10.0) -> None:
         """Flush appends, give the drainer ``drain_s`` to empty the spool, then stop; what
         is still spooled is stored by the next start."""

@@ -30,6 +30,7 @@ from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.control import LiveCalls, post_events
+from cxguard.runtime.drain import retire
 from cxguard.runtime.http_body import BodyConnection
 from cxguard.runtime.rejections import RejectionLog
 from cxguard.runtime.services import Services
@@ -63,6 +64,10 @@ class Sidecar:
         self.rejections = RejectionLog(log)
         self.calls = LiveCalls()
         """Calls whose streams are open here (the control API's view)."""
+        self.draining = False
+        self._streams: dict[
+            ServerConnection, tuple[MediaStream, _Call, asyncio.Task[object] | None]
+        ] = {}
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -77,7 +82,8 @@ class Sidecar:
             return _plain(connection, http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
             if not self.ready:
-                return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
+                why = "draining\n" if self.draining else "starting\n"
+                return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, why)
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
         door = "control" if path.startswith("/calls/") else _DOORS.get(path)
@@ -87,6 +93,9 @@ class Sidecar:
             response = _plain(connection, http.HTTPStatus.METHOD_NOT_ALLOWED, "use GET\n")
             response.headers["Allow"] = "GET"
             return response
+        if self.draining and door in _MEDIA:
+            # Shutting down: the platform should take the call to another sidecar.
+            return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
         arrived = time.monotonic()
         try:
             upgrade = UpgradeRequest.of(request.path, request.headers, connection.local_address)
@@ -146,9 +155,11 @@ class Sidecar:
         stream = open_stream(protocol, self.services.settings, admission)
         call = _Call(self.services, _host(ws), protocol, self.rejections, self.calls)
         refused: ProtocolError | None = None
+        self._streams[ws] = (stream, call, me)
         try:
             refused = await _serve(ws, stream, call.feed)
         finally:
+            self._streams.pop(ws, None)
             stream.receive_eof()
             call.feed(stream.events_received())
             error = stream.error or refused
@@ -181,6 +192,33 @@ class Sidecar:
         task = asyncio.get_running_loop().create_task(finish())
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop admitting, then finish every open stream's call and end the stream the
+        protocol's way (:mod:`cxguard.runtime.drain`), within ``timeout_s``."""
+        self.ready = False
+        self.draining = True
+        streams = list(self._streams.items())
+        if not streams:
+            return
+        log.info("draining %d open streams (at most %.0f s)", len(streams), timeout_s)
+        jobs = [
+            retire(ws, stream, call.session, self.services, handler=task, grace_s=CLOSE_GRACE_S)
+            for ws, (stream, call, task) in streams
+        ]
+        try:
+            async with asyncio.timeout(timeout_s):
+                results = await asyncio.gather(*jobs, return_exceptions=True)
+        except TimeoutError:
+            log.warning(
+                "drain timed out after %.0f s: %d streams close unfinished",
+                timeout_s,
+                len(self._streams),
+            )
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("draining a stream failed: %s", result, exc_info=result)
 
     async def drain(self) -> None:
         """Wait for open streams to end and every call still being evaluated."""
@@ -280,6 +318,7 @@ def _host(ws: ServerConnection) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
 
+_MEDIA = frozenset({"twilio", "audiohook", "stream"})
 _DOORS = {
     "/twilio": "twilio",
     "/audiohook": "audiohook",
@@ -336,7 +375,7 @@ async def running_sidecar(
         try:
             yield sidecar, server
         finally:
-            sidecar.ready = False
+            await sidecar.shutdown(settings.drain_timeout_s)
             server.close()
             await server.wait_closed()
             await sidecar.drain()

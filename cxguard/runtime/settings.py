@@ -214,6 +214,9 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024
+    drain_timeout_s: float = 30.0
+    """On SIGTERM: how long open calls may take to be judged (and their evidence stored)
+    before their streams are closed anyway (docs/protocols.md, "Shutdown")."""
     caller_id_key: str | None = field(default=None, metadata=SECRET)
     """Secret for keyed hashes of callers' numbers and names (``participant.ani``, ``From``
     …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""

@@ -286,6 +286,8 @@ class AudioHookClient:
             raise ValueError(f"channel lengths differ: {len(customer)} != {len(agent)}")
         external, internal = (customer, agent) if self._external_is_customer else (agent, customer)
         duration_ms = len(customer) * 1000 / 8000
+        if self.state in ("closing", "closed"):
+            return  # Genesys sends no audio after its ``close``
         if self.state == "paused":
             self.position_ms += duration_ms
             return
