@@ -877,3 +877,29 @@ def test_going_away_before_open_just_closes() -> None:
     session.going_away()
     assert session.data_to_send() == [] and session.events_received() == []
     assert session.close == Close(CloseCode.GOING_AWAY, "server shutting down")
+
+
+def test_continued_sessions_are_named_in_the_call_parameters() -> None:
+    earlier = {"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": 7, "clientseq": 412}
+    session = AudioHookSession()
+    Genesys(session).open(continued_sessions=[earlier])
+    started = session.events_received()[0]
+    assert isinstance(started, CallStarted)
+    assert started.info.parameters["continued_sessions"] == earlier["id"]
+
+
+@pytest.mark.parametrize(
+    "continued",
+    [
+        "not-a-list",
+        [{"id": "not-a-uuid", "serverseq": 1, "clientseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": -1, "clientseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": True, "clientseq": 1}],
+    ],
+)
+def test_malformed_continued_sessions_fail_the_open(continued: Any) -> None:
+    client = Genesys(AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION))
+    expect_failure(
+        client, lambda: client.open(continued_sessions=continued), 1002, 400, "continuedSessions"
+    )

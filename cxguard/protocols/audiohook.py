@@ -316,6 +316,10 @@ class AudioHookSession(MediaStream):
                 parameters[f"participant.{field}"] = hashed
         parameters["organizationId"] = params["organizationId"]
         parameters["channels"] = ",".join(self._channels)
+        if continued := params.get("continuedSessions"):
+            # Evidence of which sessions the call was carried by; the call id (the
+            # conversation) is what joins them, so the numbering and state go on.
+            parameters["continued_sessions"] = ",".join(c["id"] for c in continued)
         if "language" in params:
             parameters["language"] = params["language"]
         return CallInfo(

@@ -79,6 +79,14 @@ class Participant(TypedDict):
     dnis: str
 
 
+class ContinuedSession(TypedDict):
+    """An earlier session of the same conversation that this one continues."""
+
+    id: str
+    serverseq: int
+    clientseq: int
+
+
 class OpenParameters(TypedDict):
     organizationId: str
     conversationId: str
@@ -86,6 +94,7 @@ class OpenParameters(TypedDict):
     media: list[MediaParameter]
     language: NotRequired[str]
     supportedLanguages: NotRequired[bool]
+    continuedSessions: NotRequired[list[ContinuedSession]]
     customConfig: NotRequired[dict[str, Any]]
 
 
@@ -272,6 +281,22 @@ def _is_participant(value: object) -> bool:
     )
 
 
+MAX_CONTINUED_SESSIONS: Final = 64
+
+
+def _is_continued(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_CONTINUED_SESSIONS
+        and all(
+            isinstance(c, dict)
+            and is_uuid(c.get("id"))
+            and all(type(c.get(k)) is int and c[k] >= 0 for k in ("serverseq", "clientseq"))
+            for c in value
+        )
+    )
+
+
 def _is_media_list(value: object) -> bool:
     # Entries are checked in full only where one is chosen (see select_media): an offer we
     # cannot use must not fail the session when a usable one is next to it.
@@ -285,6 +310,7 @@ def _check_open(p: Mapping[str, Any]) -> None:
     _need(p, "media", _is_media_list, "a list of media objects")
     _maybe(p, "language", _is_str, "a string")
     _maybe(p, "supportedLanguages", lambda v: isinstance(v, bool), "a boolean")
+    _maybe(p, "continuedSessions", _is_continued, "a list of {id, serverseq, clientseq}")
     _maybe(p, "customConfig", lambda v: isinstance(v, dict), "an object")
 
 

@@ -86,7 +86,7 @@ def post_events(
             raise ControlRequestError(str(event.data.get("reason", "invalid fact")))
         applied.append(replace(event, data={**event.data, "source": SOURCE}))
     for event in applied:
-        session.handle(event)
+        session.signal(event)
     names = [e.name for e in applied]
     log.info(
         "call %s (tenant %s): %s at %.0f ms from the control API",

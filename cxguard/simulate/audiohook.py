@@ -74,6 +74,7 @@ def open_message(
     language: str | None = None,
     custom_config: Mapping[str, Any] | None = None,
     supported_languages: bool | None = None,
+    continued_sessions: Sequence[Mapping[str, Any]] | None = None,
     serverseq: int = 0,
     position_ms: float = 0.0,
 ) -> str:
@@ -89,6 +90,9 @@ def open_message(
         params["customConfig"] = dict(custom_config)
     if supported_languages is not None:
         params["supportedLanguages"] = supported_languages
+    if continued_sessions is not None:
+        shape = isinstance(continued_sessions, list | tuple)
+        params["continuedSessions"] = list(continued_sessions) if shape else continued_sessions
     return client_message("open", session_id, seq, serverseq, position_ms, params)
 
 
@@ -211,11 +215,14 @@ class AudioHookClient:
         language: str | None = None,
         custom_config: Mapping[str, Any] | None = None,
         supported_languages: bool | None = None,
+        continued_sessions: Sequence[Mapping[str, Any]] | None = None,
         external_speaker: str = "customer",
         answer_server: bool = True,
     ) -> None:
         """``answer_server=False``: do not answer ``pause``/``resume``/``disconnect`` (tests
-        that drive each message themselves)."""
+        that drive each message themselves). ``continued_sessions``: the sessions of this
+        conversation this one continues (each one's :meth:`continuation`), as Genesys sends
+        them when it reconnects."""
         self.session_id = session_id or str(uuid.uuid4())
         self.organization_id = organization_id
         self.conversation_id = conversation_id or str(uuid.uuid4())
@@ -224,6 +231,7 @@ class AudioHookClient:
         self._language = language
         self._custom_config = dict(custom_config) if custom_config is not None else None
         self._supported_languages = supported_languages
+        self._continued = continued_sessions  # as given: tests send malformed ones too
         self._external_is_customer = external_speaker == "customer"
         self._answer = answer_server
         self.state: ClientState = "idle"
@@ -263,6 +271,7 @@ class AudioHookClient:
                 language=self._language,
                 custom_config=self._custom_config,
                 supported_languages=self._supported_languages,
+                continued_sessions=self._continued,
                 serverseq=self.serverseq,
                 position_ms=self.position_ms,
             )
@@ -270,6 +279,10 @@ class AudioHookClient:
 
     def ready(self) -> bool:
         return self.state in ("open", "paused")
+
+    def continuation(self) -> dict[str, Any]:
+        """This session as a later session's ``continuedSessions`` entry names it."""
+        return {"id": self.session_id, "serverseq": self.serverseq, "clientseq": self.seq}
 
     def assume_opened(
         self, channels: tuple[MediaChannel, ...] = ("external", "internal"), serverseq: int = 1
