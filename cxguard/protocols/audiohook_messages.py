@@ -45,6 +45,9 @@ SAMPLE_RATE: Final = 8000
 NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 """A connection probe carries this ``conversationId`` (and participant id)."""
 MEDIA_CHANNELS: Final[tuple[MediaChannel, MediaChannel]] = ("external", "internal")
+MEDIA_FORMATS: Final = ("PCMU", "L16")
+"""Taken at 8 kHz, in this order of preference (PCMU is what Genesys sends by default;
+L16 is 16-bit little-endian linear PCM)."""
 CLOSE_REASONS: Final[tuple[CloseReason, ...]] = ("end", "error", "disconnect", "reconnect")
 
 
@@ -400,13 +403,14 @@ def _check_strings(value: object) -> None:
 def select_media(
     offers: Sequence[Mapping[str, Any]], mono_order: Sequence[MediaChannel]
 ) -> MediaParameter | None:
-    """Pick PCMU 8 kHz: stereo external+internal (either order), else mono in ``mono_order``."""
-    usable: list[tuple[str, ...]] = []
+    """Pick 8 kHz audio: stereo external+internal (either order), else mono in
+    ``mono_order``; PCMU before L16 for the same channels."""
+    usable: list[tuple[str, tuple[str, ...]]] = []
     for offer in offers:
         channels = offer.get("channels")
         if (
             offer.get("type") == "audio"
-            and offer.get("format") == "PCMU"
+            and offer.get("format") in MEDIA_FORMATS
             and offer.get("rate") == SAMPLE_RATE
             and type(offer.get("rate")) is int
             and isinstance(channels, list)
@@ -414,10 +418,14 @@ def select_media(
             and all(c in MEDIA_CHANNELS for c in channels)
             and len(set(channels)) == len(channels)
         ):
-            usable.append(tuple(channels))
+            usable.append((str(offer["format"]), tuple(channels)))
     wanted: list[tuple[MediaChannel, ...]] = [("external", "internal"), ("internal", "external")]
     wanted += [(c,) for c in mono_order]
-    return next((media_offer(choice) for choice in wanted if choice in usable), None)
+    for choice in wanted:
+        for fmt in MEDIA_FORMATS:
+            if (fmt, choice) in usable:
+                return media_offer(choice, fmt)
+    return None
 
 
 # --------------------------------------------------------------------------- server side
@@ -441,5 +449,12 @@ def server_message(
     return json.dumps(message, separators=(",", ":"))
 
 
-def media_offer(channels: Sequence[MediaChannel] = MEDIA_CHANNELS) -> MediaParameter:
-    return {"type": "audio", "format": "PCMU", "channels": list(channels), "rate": SAMPLE_RATE}
+def media_offer(
+    channels: Sequence[MediaChannel] = MEDIA_CHANNELS, audio_format: str = "PCMU"
+) -> MediaParameter:
+    return {
+        "type": "audio",
+        "format": audio_format,
+        "channels": list(channels),
+        "rate": SAMPLE_RATE,
+    }

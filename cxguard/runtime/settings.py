@@ -164,6 +164,15 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class AudioHookSettings:
+    """Genesys AudioHook sessions (``/audiohook``; docs/protocols.md)."""
+
+    supported_languages: tuple[str, ...] = ()
+    """Sent in ``opened`` when Genesys asks (``supportedLanguages: true`` in ``open``): the
+    languages this sidecar transcribes, e.g. ``[en-US]``; empty says none are promised."""
+
+
+@dataclass(frozen=True)
 class SinkSettings:
     """One extra alert/handoff sink (``cxguard.sinks.registry``), beside the implicit ones
     (log; Redis when ``redis_url`` is set; handoff webhook; Twilio per tenant)."""
@@ -222,6 +231,7 @@ class Settings:
     …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     sinks: tuple[SinkSettings, ...] = ()
+    audiohook: AudioHookSettings = field(default_factory=AudioHookSettings)
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)
