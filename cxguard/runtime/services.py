@@ -34,6 +34,19 @@ A = TypeVar("A")
 Listener = Callable[[CallInfo, TurnText | None, list[Verdict]], None]
 
 
+def notify_all(
+    listeners: list[Listener], info: CallInfo, text: TurnText | None, verdicts: list[Verdict]
+) -> list[Exception]:
+    """Tell each listener; return what they raised."""
+    errors = []
+    for listener in listeners:
+        try:
+            listener(info, text, verdicts)
+        except Exception as exc:
+            errors.append(exc)
+    return errors
+
+
 def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
     """The policy pack and, when it has semantic assertions, the ONNX classifiers.
 
@@ -158,23 +171,11 @@ class Services:
     ) -> list[Exception]:
         """Tell every listener; returns what they raised (a display bug must not stop
         evaluation: the caller records it)."""
-        errors = []
-        for listener in self.listeners:
-            try:
-                listener(info, text, verdicts)
-            except Exception as exc:
-                errors.append(exc)
-        return errors
+        return notify_all(self.listeners, info, text, verdicts)
 
     def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> list[Exception]:
         """Mid-turn alerts, to listeners that want them (``early_listeners``)."""
-        errors = []
-        for listener in self.early_listeners:
-            try:
-                listener(info, None, verdicts)
-            except Exception as exc:
-                errors.append(exc)
-        return errors
+        return notify_all(self.early_listeners, info, None, verdicts)
 
     def health(self) -> dict[str, Any]:
         return {
