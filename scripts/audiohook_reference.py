@@ -18,9 +18,9 @@ agent), starts ``cxguard serve`` with an AudioHook tenant on a free port, runs t
 (``ts-node``, under ``script`` for the TTY it insists on) with ``--session-count N`` and
 ``--max-stream-duration S``; with ``--sigterm-at T`` it sends SIGTERM to the server T seconds
 after the client started. It prints JSON: the client's sessions closed cleanly, its error
-and warning lines, the ``disconnect`` messages it received, the server's exit code, and from
-the ledger per call: end reason, turns, agent turns without verdicts, and whether the
-chains verify.
+and warning lines, the ``disconnect`` messages it received, the ``event`` messages it
+logged (``--send-events``), the server's exit code, and from the ledger per call: end
+reason, turns, agent turns without verdicts, and whether the chains verify.
 """
 
 from __future__ import annotations
@@ -74,11 +74,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(work: Path, port: int, send_events: bool) -> subprocess.Popen[bytes]:
     config = work / "server.yaml"
     config.write_text(
         f"host: 127.0.0.1\nport: {port}\nevidence_url: sqlite:///{work / 'evidence.db'}\n"
         "asr:\n  queue_size: 512\n  max_wait_ms: 600000\n"
+        f"audiohook:\n  send_events: {'true' if send_events else 'false'}\n"
         f"tenants:\n  - name: northwind\n    audiohook_api_key: {API_KEY}\n"
         f"    audiohook_client_secret: {SECRET}\n",
         encoding="utf-8",
@@ -137,6 +138,7 @@ def client_summary(text: str) -> dict[str, Any]:
             line.split("reason: ", 1)[1] for line in lines if "onDisconnectMessage" in line
         ][:3],
         "disconnect_count": sum("onDisconnectMessage" in line for line in lines),
+        "event_messages": sum("Event message" in line for line in lines),
         "unexpected": sum("unexpected" in line.lower() for line in lines),
         "levels": dict(levels),
         "error_or_warning_lines": trouble[:10],
@@ -174,13 +176,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--rate", type=float, default=50.0, help="sessions started per second")
     parser.add_argument("--sigterm-at", type=float, default=None)
+    parser.add_argument("--send-events", action="store_true", help="audiohook.send_events")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cxg-ahref-") as tmp:
         work = Path(tmp)
         wav = work / "call.wav"
         stereo_wav(wav)
         port = free_port()
-        server = start_server(work, port)
+        server = start_server(work, port, args.send_events)
         try:
             wait_ready(port)
             if args.sigterm_at is not None:

@@ -179,6 +179,19 @@ class AudioHookSession(MediaStream):
         code = CloseCode.POLICY_VIOLATION if reason == "unauthorized" else CloseCode.INTERNAL_ERROR
         self._finish(Close(code, reason))
 
+    def send_event(self, entities: list[dict[str, Any]]) -> None:
+        """An ``event`` message (transcripts, verdicts) while the session is open; dropped
+        silently before ``opened`` and after a ``disconnect`` (there is no one to tell)."""
+        if self._state in ("active", "paused") and not self._disconnect_sent and entities:
+            self._send("event", {"entities": entities})
+
+    def channel_id(self, speaker: Speaker) -> int | None:
+        """The index of ``speaker``'s channel in the opened medium (None: not carried)."""
+        for index, channel in enumerate(self._channels):
+            if self._speaker(channel) == speaker:
+                return index
+        return None
+
     # ------------------------------------------------------------------ the contract's hooks
 
     def _on_going_away(self) -> None:

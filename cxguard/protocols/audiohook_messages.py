@@ -449,6 +449,40 @@ def server_message(
     return json.dumps(message, separators=(",", ":"))
 
 
+def transcript_entity(
+    entity_id: str,
+    channel_id: int,
+    text: str,
+    start_us: int,
+    end_us: int,
+    confidence: float = 1.0,
+) -> dict[str, Any]:
+    """A final transcript of one speaker turn, in the shape of Genesys's transcription
+    connector (``EventEntityTranscript``): ``offset``/``duration`` on the session's clock."""
+    return {
+        "type": "transcript",
+        "data": {
+            "id": entity_id,
+            "channelId": channel_id,
+            "isFinal": True,
+            "offset": format_duration_us(max(0, start_us)),
+            "duration": format_duration_us(max(0, end_us - start_us)),
+            "alternatives": [
+                {
+                    "confidence": confidence,
+                    "interpretations": [{"type": "display", "transcript": text}],
+                }
+            ],
+        },
+    }
+
+
+def verdict_entity(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A cxguard verdict (``fail``/``undetermined``) as an event entity of its own type, which
+    a client that does not know it ignores."""
+    return {"type": "cxguard.verdict", "data": dict(data)}
+
+
 def media_offer(
     channels: Sequence[MediaChannel] = MEDIA_CHANNELS, audio_format: str = "PCMU"
 ) -> MediaParameter:

@@ -28,6 +28,7 @@ from cxguard.errors import AuthenticationError, ControlRequestError, ProtocolErr
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
+from cxguard.runtime.audiohook_events import AudioHookEvents
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.control import LiveCalls, post_events
 from cxguard.runtime.drain import retire
@@ -68,6 +69,8 @@ class Sidecar:
         self._streams: dict[
             ServerConnection, tuple[MediaStream, _Call, asyncio.Task[object] | None]
         ] = {}
+        if services.settings.audiohook.send_events:
+            services.listeners.append(AudioHookEvents(self.stream_of))
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -192,6 +195,19 @@ class Sidecar:
         task = asyncio.get_running_loop().create_task(finish())
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+
+    def stream_of(
+        self, tenant: str, call_id: str
+    ) -> tuple[ServerConnection, MediaStream, float] | None:
+        """The open stream of a call: its connection, core and session clock offset."""
+        for ws, (stream, call, _) in self._streams.items():
+            session = call.session
+            if session is not None and (session.info.tenant, session.info.call_id) == (
+                tenant,
+                call_id,
+            ):
+                return ws, stream, session.stream_offset_ms
+        return None
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop admitting, then finish every open stream's call and end the stream the

@@ -213,6 +213,11 @@ class CallSession:
         return self._heard_ms
 
     @property
+    def stream_offset_ms(self) -> float:
+        """Where this session's own clock (0 at its start) sits on the call's clock."""
+        return self._offset_ms
+
+    @property
     def ended(self) -> bool:
         """No more input is taken (the stream ended or the call is being finished)."""
         return self._ended

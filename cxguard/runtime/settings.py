@@ -170,6 +170,9 @@ class AudioHookSettings:
     supported_languages: tuple[str, ...] = ()
     """Sent in ``opened`` when Genesys asks (``supportedLanguages: true`` in ``open``): the
     languages this sidecar transcribes, e.g. ``[en-US]``; empty says none are promised."""
+    send_events: bool = False
+    """Send ``event`` messages back to Genesys: each judged turn's (redacted) transcript in
+    the transcription-connector shape, and its ``fail``/``undetermined`` verdicts."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ HANDSHAKE_TIMEOUT_S = 10.0
 
 Cue = tuple[float, Callable[[], Awaitable[object]]]
 """``(stream_ms, action)``: awaited once, before the frame that starts at ``stream_ms`` is
-sent (e.g. a control-API request at a chosen point of the call)."""
+sent (e.g. a control-API request at a chosen point of the call), or before the stream's end
+when it is not that long."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ async def play(
                     sent += 1
                     if fast and i % 10 == 0:
                         await asyncio.sleep(0)  # let the server's reader keep up
+                for _, action in pending:  # cues past the last frame: before the end
+                    await action()
                 if not reader.done():
                     client.finish()
                     await _flush(ws, client)
