@@ -66,6 +66,7 @@ async def test_a_continued_session_continues_the_call(
     )
     played = await play(url, second, customer_ulaw[cut:], agent_ulaw[cut:], fast=True)
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
     assert played.problems == () and played.close_code == 1000
 
     call = first.conversation_id

@@ -112,6 +112,7 @@ async def test_authenticated_mid_call_changes_later_payment_verdicts(
         f"ws://{host}/stream", agent, customer, options, cues=[authenticate(stream)]
     )
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
 
     ledger = EvidenceLedger(side.services.settings.evidence_url)
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -170,6 +172,7 @@ async def test_a_fact_is_recorded_at_the_calls_position(
         assert 960 <= answer["at_ms"] <= 1000
         await call.silence(500)
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
     ledger = EvidenceLedger(side.services.settings.evidence_url)
     try:
         events = ledger.events(call_id=call.client.call_id)
@@ -187,7 +190,7 @@ async def test_a_fact_is_recorded_at_the_calls_position(
     stored = json.dumps(controls[1]["data"])
     assert "4532" not in stored and "0366" not in stored
     assert "4532" not in caplog.text
-    assert events[-1]["kind"] == "call_ended"
+    assert events[-1]["kind"] == "call_ended", [(e["kind"], e["seq"], e["at_ms"]) for e in events]
 
 
 async def test_refusals_say_little_and_never_crash(
@@ -220,6 +223,7 @@ async def test_refusals_say_little_and_never_crash(
         good = await post(host, call_id, {"handoff": True})
         assert good.status_code == 202 and good.json()["applied"] == ["handoff"]
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -242,6 +246,7 @@ async def test_a_body_split_across_packets_is_read_whole(sidecar: tuple[Sidecar,
         answer = await reader.read()
         writer.close()
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 202 Accepted", answer
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["applied"] == ["intent"]
@@ -252,6 +257,7 @@ async def test_an_ended_call_takes_no_more_facts(sidecar: tuple[Sidecar, str]) -
     async with OpenCall(host, "northwind") as call:
         await live(side, call.client.call_id)
     await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
     assert (await post(host, call.client.call_id, {"authenticated": True})).status_code == 404
 
 
@@ -276,3 +282,80 @@ async def test_request_framing_is_refused_before_any_credential_check(
         answer = await reader.read()
     writer.close()
     assert answer.split(b" ")[1] == status
+
+
+def _hostile_request(rng: random.Random, call_id: str) -> tuple[bytes, bool]:
+    """A POST head and body built to hit the edges of the body reader."""
+    body = rng.choice(
+        [b'{"authenticated": true}', b"{", b"", b"\xff" * 10, b"x" * rng.randint(0, 20000)]
+    )
+    path = rng.choice([f"/calls/{call_id}/events", "/calls/%ff/events", "/calls//events", "/x"])
+    headers = ["Host: h", f"Authorization: Bearer {rng.choice([NORTHWIND, 'x', ''])}"]
+    length = rng.choice([len(body), len(body) + 5, max(0, len(body) - 3), -1, 99999999999])
+    if length >= 0:
+        headers.append(f"Content-Length: {length}")
+    if rng.random() < 0.2:
+        headers.append("Content-Length: 1")
+    if rng.random() < 0.1:
+        headers.append("Transfer-Encoding: chunked")
+    if rng.random() < 0.1:
+        headers.append("X-Junk: " + "y" * rng.randint(1, 9000))
+    rng.shuffle(headers)
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n"
+    return head.encode() + body, length > len(body)
+
+
+async def test_hostile_post_requests_never_break_the_server(
+    sidecar: tuple[Sidecar, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    side, host = sidecar
+    name, port = host.split(":")
+    rng = random.Random(14)
+    statuses: Counter[bytes] = Counter()
+    async with OpenCall(host, "northwind") as call:
+        await live(side, call.client.call_id)
+        for _ in range(120):
+            data, short = _hostile_request(rng, call.client.call_id)
+            reader, writer = await asyncio.open_connection(name, int(port))
+            cut = rng.randint(0, len(data))
+            writer.write(data[:cut])
+            await writer.drain()
+            writer.write(data[cut:])
+            if short or rng.random() < 0.5:
+                writer.write_eof()  # a half-close (or the peer giving up on its body)
+            try:
+                async with asyncio.timeout(15):
+                    answer = await reader.read()
+            except (TimeoutError, ConnectionError):
+                answer = b""
+            writer.close()
+            statuses[answer.split(b" ")[1] if answer.startswith(b"HTTP/1.1 ") else b"-"] += 1
+        # The call and the server are fine after all that.
+        good = await post(host, call.client.call_id, {"intent": "billing"})
+        assert good.status_code == 202
+    await side.drain()
+    assert await side.services.evidence.wait_stored(10)  # the ledger has it all
+    assert b"500" not in statuses, statuses
+    allowed = {b"202", b"400", b"401", b"403", b"404", b"411", b"413", b"431", b"-"}
+    assert set(statuses) <= allowed, statuses
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_answers_carry_one_content_type_and_close_at_once(
+    sidecar: tuple[Sidecar, str],
+) -> None:
+    _, host = sidecar
+    name, port = host.split(":")
+    for request in (
+        b"POST /calls/x/events HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection(name, int(port))
+        writer.write(request)
+        writer.write_eof()  # a half-close right after the request: still answered
+        async with asyncio.timeout(5):
+            answer = await reader.read()  # the server closes promptly after answering
+        writer.close()
+        head = answer.partition(b"\r\n\r\n")[0].lower()
+        assert head.count(b"content-type:") == 1, answer

@@ -360,6 +360,7 @@ def _plain(
     content_type: str = "text/plain; charset=utf-8",
 ) -> Response:
     response = connection.respond(status, body)
+    del response.headers["Content-Type"]  # Headers append: respond() set text/plain already
     response.headers["Content-Type"] = content_type
     return response
 
