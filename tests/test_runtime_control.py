@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from cxguard.errors import ControlRequestError
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.protocols.control_api import Fact, call_id_of, parse_facts
+from cxguard.protocols.control_api import Fact, call_id_of, parse_facts, parse_request
 from cxguard.protocols.twilio_signature import compute_signature
 from cxguard.runtime.server import Sidecar, running_sidecar
 from cxguard.runtime.services import Services
@@ -359,3 +359,35 @@ async def test_answers_carry_one_content_type_and_close_at_once(
         writer.close()
         head = answer.partition(b"\r\n\r\n")[0].lower()
         assert head.count(b"content-type:") == 1, answer
+
+
+BAD_IDS = [b'{"id": 7, "handoff": true}', b'{"id": "", "handoff": true}',
+           b'{"id": "a\\nb", "handoff": true}', b'{"id": "only-an-id"}']  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_bad_request_ids_are_refused(bad: bytes) -> None:
+    with pytest.raises(ControlRequestError):
+        parse_request(bad)
+
+
+async def test_a_retried_request_is_applied_once(sidecar: tuple[Sidecar, str]) -> None:
+    side, host = sidecar
+    async with OpenCall(host, "northwind") as call:
+        await call.silence(200)
+        await live(side, call.client.call_id)
+        body = {"id": "req-1", "intent": "account_closure"}
+        first = await post(host, call.client.call_id, body)
+        again = await post(host, call.client.call_id, body)
+        other = await post(host, call.client.call_id, {"id": "req-2", "intent": "billing"})
+    await side.drain()
+    assert await side.services.evidence.wait_stored(10)
+    assert first.status_code == again.status_code == other.status_code == 202
+    assert "duplicate" not in first.json() and again.json()["duplicate"] is True
+    assert again.json()["at_ms"] == first.json()["at_ms"]
+    ledger = EvidenceLedger(side.services.settings.evidence_url)
+    try:
+        intents = ledger.events(call_id=call.client.call_id, kind="control.intent")
+    finally:
+        ledger.close()
+    assert [e["data"]["intent"] for e in intents] == ["account_closure", "billing"]

@@ -9,10 +9,12 @@
     {"agent_version": "billing-bot 2.4.1"}     the agent release now answering
 
 Several facts in one body apply in the order above (a handoff last, after the state it
-meets). This module only reads the bytes (sans-I/O); the runtime finds the call and feeds
-the signals to it at the call's current stream position. A body that is not exactly this
-shape is refused whole (:class:`~cxguard.errors.ControlRequestError`, status 400): nothing
-of a half-understood request is applied.
+meets). An optional ``"id"`` (a string of at most 128 characters, unique per request) makes
+a retried request harmless: the runtime applies an id once per call. This module only reads
+the bytes (sans-I/O); the runtime finds the call and feeds the signals to it at the call's
+current stream position. A body that is not exactly this shape is refused whole
+(:class:`~cxguard.errors.ControlRequestError`, status 400): nothing of a half-understood
+request is applied.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ MAX_BODY_BYTES: Final = 8 * 1024
 FIELDS: Final = ("authenticated", "intent", "agent_version", "handoff")
 """The facts a body may carry, in the order they are applied."""
 MAX_CALL_ID_CHARS: Final = 128
+MAX_REQUEST_ID_CHARS: Final = 128
 _PATH: Final = re.compile(r"/calls/([^/]+)/events")
 
 
@@ -57,15 +60,45 @@ def call_id_of(path: str) -> str | None:
     return call_id
 
 
+@dataclass(frozen=True)
+class ControlRequest:
+    facts: tuple[Fact, ...]
+    request_id: str | None = None
+
+
+def parse_request(body: bytes) -> ControlRequest:
+    """The facts of a request body, in the order they apply, and its ``id`` if any."""
+    request_id = None
+    document = _document(body)
+    if "id" in document:
+        value = document.pop("id")
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_REQUEST_ID_CHARS:
+            raise ControlRequestError(f"id must be a string of 1-{MAX_REQUEST_ID_CHARS} chars")
+        if not is_utf8(value) or not value.isprintable():
+            raise ControlRequestError("id must be printable text")
+        request_id = value
+    return ControlRequest(tuple(_facts(document)), request_id)
+
+
 def parse_facts(body: bytes) -> list[Fact]:
-    """The facts of a request body, in the order they apply."""
+    """The facts of a request body (no ``id``), in the order they apply."""
+    return _facts(_document(body))
+
+
+def _document(body: bytes) -> dict[str, object]:
     if len(body) > MAX_BODY_BYTES:
         raise ControlRequestError(f"body over {MAX_BODY_BYTES} bytes", 413)
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ControlRequestError("body is not JSON", 400) from None
-    if not isinstance(document, dict) or not document:
+    if not isinstance(document, dict):
+        raise ControlRequestError(f"body must be an object with one of {', '.join(FIELDS)}")
+    return document
+
+
+def _facts(document: dict[str, object]) -> list[Fact]:
+    if not document:
         raise ControlRequestError(f"body must be an object with one of {', '.join(FIELDS)}")
     unknown = sorted(k for k in document if k not in FIELDS)
     if unknown:

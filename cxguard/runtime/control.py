@@ -21,18 +21,22 @@ calls it may not touch. With no control tokens configured the door is open on lo
 from __future__ import annotations
 
 import logging
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 from cxguard.errors import ControlRequestError
-from cxguard.protocols.control_api import call_id_of, parse_facts
+from cxguard.protocols.control_api import call_id_of, parse_request
 from cxguard.protocols.controls import INVALID, control_event
 from cxguard.runtime.session import CallSession
 
 log = logging.getLogger(__name__)
 
 SOURCE = "control_api"
+MAX_REMEMBERED_IDS = 1024
+"""Request ids remembered per call (a retry comes soon after the first try)."""
 
 
 class LiveCalls:
@@ -40,6 +44,19 @@ class LiveCalls:
 
     def __init__(self) -> None:
         self._calls: dict[tuple[str, str], CallSession] = {}
+        self._seen: weakref.WeakKeyDictionary[CallSession, OrderedDict[str, dict[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def answered(self, session: CallSession, request_id: str) -> dict[str, Any] | None:
+        """The answer already given to ``request_id`` for this call (None: a new id)."""
+        return self._seen.get(session, OrderedDict()).get(request_id)
+
+    def remember(self, session: CallSession, request_id: str, answer: dict[str, Any]) -> None:
+        seen = self._seen.setdefault(session, OrderedDict())
+        seen[request_id] = answer
+        while len(seen) > MAX_REMEMBERED_IDS:
+            seen.popitem(last=False)
 
     def add(self, session: CallSession) -> None:
         # A second stream of the same call (a reconnect) takes over from the first.
@@ -74,13 +91,17 @@ def post_events(
         raise ControlRequestError("no such route", 404)
     if method != "POST":
         raise ControlRequestError(f"{method} not allowed; use POST", 405)
-    facts = parse_facts(body)
+    request = parse_request(body)
     session = calls.find(tenant, call_id)
     if session is None or session.ended:
         raise ControlRequestError("no such live call", 404)
+    if request.request_id is not None:
+        earlier = calls.answered(session, request.request_id)
+        if earlier is not None:  # a retry: applied once already
+            return {**earlier, "duplicate": True}
     at_ms = session.position_ms
     applied = []
-    for fact in facts:
+    for fact in request.facts:
         event = control_event(fact.name, fact.value, at_ms)
         if event.name == INVALID:  # parse_facts admits only what control_event takes
             raise ControlRequestError(str(event.data.get("reason", "invalid fact")))
@@ -95,4 +116,7 @@ def post_events(
         ", ".join(names),
         at_ms,
     )
-    return {"call_id": call_id, "tenant": session.info.tenant, "at_ms": at_ms, "applied": names}
+    answer = {"call_id": call_id, "tenant": session.info.tenant, "at_ms": at_ms, "applied": names}
+    if request.request_id is not None:
+        calls.remember(session, request.request_id, answer)
+    return answer
