@@ -145,3 +145,45 @@ async def test_authenticated_mid_call_changes_later_payment_verdicts(
                     assert {r.assertion_id: r.outcome for r in results}[PAYMENT] == "fail"
     finally:
         ledger.close()
+
+
+async def test_cxguard_simulate_posts_facts_mid_call(
+    sidecar: tuple[Sidecar, str, ByCall],
+) -> None:
+    import json
+    import os
+    import sys
+
+    side, host, recorder = sidecar
+    agent, customer = demo_audio()
+    quiet_from, payment_plan_at = agent_pause_before_the_payment_plan()
+    cue_ms = (quiet_from + payment_plan_at) / 2
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "cxguard.cli", "simulate", "--protocol", "stream"),
+        *("--url", f"ws://{host}/stream", "--agent", str(agent), "--customer", str(customer)),
+        *("--fast", "--encoding", "mulaw", "--rate", "8000", "--token", STREAM),
+        *("--param", "authenticated=false", "--fact", f"{cue_ms}:authenticated"),
+        *("--fact", f"{cue_ms}:agent_version=bot-2.4", "--control-token", CONTROL),
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, out
+    report = json.loads(out)
+    assert [(f["status"], f["applied"]) for f in report["facts"]] == [
+        (202, ["authenticated"]),
+        (202, ["agent_version"]),
+    ]
+    await side.drain()
+    assert await side.services.evidence.wait_stored(10)
+    call_id = report["call_id"]
+    turns = recorder.turns[call_id]
+    plan = next(t for t in turns if t.speaker == "agent" and "payment plan" in t.text)
+    by_turn = {(v.turn_index, v.assertion_id): v.outcome for v in recorder.verdicts[call_id]}
+    assert by_turn[(plan.index, PAYMENT)] == "not_applicable"
+    ledger = EvidenceLedger(side.services.settings.evidence_url)
+    try:
+        version = ledger.events(call_id=call_id, kind="control.agent_version")
+    finally:
+        ledger.close()
+    assert [e["data"]["agent_version"] for e in version] == ["bot-2.4"]
