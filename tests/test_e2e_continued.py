@@ -101,3 +101,54 @@ async def test_a_continued_session_continues_the_call(
         (v.turn_index, v.assertion_id): v.outcome for v in recorder.verdicts[whole.conversation_id]
     }
     assert outcomes == expected
+
+
+async def test_a_session_continued_on_another_sidecar_continues_the_call(
+    tmp_path: Path,
+) -> None:
+    """After a drain, Genesys reconnects wherever its load balancer sends it: a second sidecar
+    sharing the ledger picks the call up from there."""
+    from cxguard.runtime.settings import LedgerSettings
+
+    agent, customer = demo_audio()
+    agent_ulaw, customer_ulaw = load_tracks(agent, customer)
+    cut = CUT_MS * 8
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = AudioHookClient()
+    recorders = []
+    for name, client, part in (
+        ("a", first, slice(0, cut)),
+        ("b", AudioHookClient(conversation_id=first.conversation_id,
+                              continued_sessions=[first.continuation()]), slice(cut, None)),
+    ):  # fmt: skip
+        state = LedgerSettings(state_dir=str(tmp_path / f"state-{name}"))
+        services = await Services.start(Settings(port=0, evidence_url=url, ledger=state))
+        recorder = ByCall()
+        services.listeners.append(recorder)
+        recorders.append(recorder)
+        try:
+            async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
+                port = next(iter(server.sockets)).getsockname()[1]
+                ws = f"ws://127.0.0.1:{port}/audiohook"
+                played = await play(ws, client, customer_ulaw[part], agent_ulaw[part], fast=True)
+                assert played.problems == () and played.close_code == 1000
+                await side.drain()
+                assert await services.evidence.wait_stored(10)
+        finally:
+            await services.close()
+    call = first.conversation_id
+    before, after = (r.turns[call] for r in recorders)
+    assert [t.index for t in before + after] == list(range(len(before) + len(after)))
+    assert after[0].start_ms > before[-1].end_ms  # one clock
+    ledger = EvidenceLedger(url)
+    try:
+        rows = list(ledger.export(call_id=call))
+        report = ledger.verify(call_id=call)
+    finally:
+        ledger.close()
+    twice = [k for k, n in Counter((r["turn"], r["assertion"]) for r in rows).items() if n > 1]
+    assert twice == []
+    disclosure = [r for r in rows if r["assertion"] == "disclosure.ai_identifies"]
+    judged = [(r["turn"], r["verdict"]) for r in disclosure if r["verdict"] != "not_applicable"]
+    assert judged == [(0, "fail")]
+    assert report.ok, report.as_dict()

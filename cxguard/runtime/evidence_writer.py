@@ -174,6 +174,20 @@ class EvidenceWriter:
             ends.append(progress.stream_ended[0])
         n.end_ms = max([n.end_ms, *ends])
 
+    async def learn(self, info: CallInfo) -> None:
+        """Before a call this process has not seen starts: seed its numbering from the
+        ledger, in case another sidecar carried it before (a reconnect after a drain or a
+        crash lands anywhere). A ledger that cannot be read leaves it a new call (logged)."""
+        if (info.tenant, info.call_id) in self._numbering:
+            return
+        try:
+            progress = await asyncio.to_thread(self.ledger.call_progress, info.tenant, info.call_id)
+        except EvidenceError as exc:
+            log.warning("call %s: its history could not be read: %s", info.call_id, exc)
+            return
+        if progress.history or progress.next_turn or progress.stream_ended is not None:
+            self.seed(progress)
+
     def next_turn_index(self, info: CallInfo) -> int:
         """The index a (re)connecting call's first new speaker turn gets."""
         n = self._number(info.tenant, info.call_id)

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -164,7 +164,7 @@ class Sidecar:
         finally:
             self._streams.pop(ws, None)
             stream.receive_eof()
-            call.feed(stream.events_received())
+            await call.feed(stream.events_received())
             error = stream.error or refused
             if call.session is not None:
                 self.calls.remove(call.session)
@@ -265,9 +265,12 @@ class _Call:
         self._live = live
         self.session: CallSession | None = None
 
-    def feed(self, events: list[ProtocolEvent]) -> None:
+    async def feed(self, events: list[ProtocolEvent]) -> None:
         for event in events:
             if isinstance(event, CallStarted):
+                # A call another sidecar carried before (a reconnect after a drain) goes on
+                # with its numbering, history and clock from the shared ledger.
+                await self._services.evidence.learn(event.info)
                 self.session = CallSession(self._services, event)
                 self._live.add(self.session)
                 info = event.info
@@ -288,7 +291,9 @@ class _Call:
 
 
 async def _serve(
-    ws: ServerConnection, stream: MediaStream, feed: Callable[[list[ProtocolEvent]], None]
+    ws: ServerConnection,
+    stream: MediaStream,
+    feed: Callable[[list[ProtocolEvent]], Awaitable[None]],
 ) -> ProtocolError | None:
     """Drive ``stream`` until it is over, then close the socket as it says.
 
@@ -311,7 +316,7 @@ async def _serve(
                 stream.receive_text(message)
             else:
                 stream.receive_bytes(message)
-            feed(stream.events_received())
+            await feed(stream.events_received())
             for out in stream.data_to_send():
                 await ws.send(out)
         close = stream.close
