@@ -19,6 +19,7 @@ from cxguard.errors import CxguardError
 if TYPE_CHECKING:
     from cxguard.evidence.heads import HeadKey
     from cxguard.evidence.ledger import EvidenceLedger
+    from cxguard.runtime.simulate_control import Fact
 
 app = typer.Typer(
     add_completion=False,
@@ -156,6 +157,18 @@ def simulate(
     token: Annotated[
         str | None, typer.Option(envvar="CXGUARD_STREAM_TOKEN", help="stream: bearer token.")
     ] = None,
+    fact: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fact",
+            help="MS:NAME[=VALUE]: POST a mid-call fact to the control API at MS of the call "
+            "(authenticated, unauthenticated, handoff, intent=V, agent_version=V).",
+        ),
+    ] = None,
+    control_token: Annotated[
+        str | None,
+        typer.Option(envvar="CXGUARD_CONTROL_TOKEN", help="Bearer token for --fact requests."),
+    ] = None,
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Stream two mono WAVs as one call: a Twilio both_tracks Media Stream, a stereo
@@ -169,7 +182,13 @@ def simulate(
         raise typer.BadParameter(f"--protocol must be twilio, audiohook or stream: {protocol!r}")
     if encoding not in ("mulaw", "l16") or style not in ("cxguard", "vonage", "audio_fork"):
         raise typer.BadParameter("--encoding is mulaw or l16; --style cxguard, vonage, audio_fork")
-    stream = StreamArgs(encoding, rate, style, token)
+    from cxguard.runtime.simulate_control import parse_fact
+
+    try:
+        facts = [parse_fact(f) for f in fact or []]
+    except CxguardError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    stream = StreamArgs(encoding, rate, style, token, tuple(facts), control_token)
     params = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -205,13 +224,27 @@ async def _simulate(
     secret: bytes,
     stream: StreamArgs,
 ) -> dict[str, object]:
+    import uuid
+
     from cxguard.runtime.simulate import SimulationOptions, simulate_call
     from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
+    from cxguard.runtime.simulate_control import fact_cues
     from cxguard.runtime.simulate_stream import StreamSimulation, simulate_stream_call
 
+    # The call id is chosen here, so the control API can be told about it mid-call.
+    call_id = {
+        "twilio": "CA" + uuid.uuid4().hex,
+        "audiohook": str(uuid.uuid4()),
+        "stream": f"call-{uuid.uuid4().hex}",
+    }[protocol]
+    answers: list[object] = []
+    cues = fact_cues(url, call_id, stream.facts, stream.control_token, answers)
+    facts = {"facts": answers} if stream.facts else {}
     if protocol == "twilio":
-        options = SimulationOptions(fast=fast, parameters=params, auth_token=auth_token)
-        result = await simulate_call(url, agent, customer, options)
+        options = SimulationOptions(
+            fast=fast, parameters=params, auth_token=auth_token, call_sid=call_id
+        )
+        result = await simulate_call(url, agent, customer, options, cues)
         return {
             "protocol": protocol,
             "call_sid": result.call_sid,
@@ -220,12 +253,17 @@ async def _simulate(
             "seconds": round(result.seconds, 3),
             "close_code": result.close_code,
             "problems": list(result.problems),
+            **facts,
         }
     if protocol == "audiohook":
         hook = AudioHookSimulation(
-            fast=fast, api_key=api_key, client_secret=secret, custom_config=params
+            fast=fast,
+            api_key=api_key,
+            client_secret=secret,
+            custom_config=params,
+            conversation_id=call_id,
         )
-        outcome = await simulate_audiohook_call(url, agent, customer, hook)
+        outcome = await simulate_audiohook_call(url, agent, customer, hook, cues)
         return {
             "protocol": protocol,
             "conversation_id": outcome.conversation_id,
@@ -234,6 +272,7 @@ async def _simulate(
             "close_code": outcome.close_code,
             "server_messages": [m.get("type") for m in outcome.server_messages],
             "problems": list(outcome.problems),
+            **facts,
         }
     mono = ("customer",) if stream.style == "vonage" else ("customer", "agent")
     wanted = StreamSimulation(
@@ -244,8 +283,9 @@ async def _simulate(
         style=stream.style,  # type: ignore[arg-type]  # checked by the command
         token=stream.token,
         parameters=params,
+        call_id=call_id,
     )
-    played = await simulate_stream_call(url, agent, customer, wanted)
+    played = await simulate_stream_call(url, agent, customer, wanted, cues)
     return {
         "protocol": protocol,
         "call_id": played.call_id,
@@ -253,6 +293,7 @@ async def _simulate(
         "seconds": round(played.seconds, 3),
         "close_code": played.close_code,
         "problems": list(played.problems),
+        **facts,
     }
 
 
@@ -262,6 +303,8 @@ class StreamArgs:
     rate: int
     style: str
     token: str | None
+    facts: tuple[Fact, ...] = ()
+    control_token: str | None = None
 
 
 @app.command("eval")

@@ -10,6 +10,7 @@ catch these and nothing else::
     │   ├── TwilioProtocolError
     │   └── AudioHookProtocolError
     ├── AuthenticationError         an upgrade request failed signature / API-key checks
+    ├── ControlRequestError         a control-API request was refused (carries the HTTP status)
     ├── AudioError                  undecodable or impossible audio
     ├── AsrError                    the speech model failed or could not be loaded
     │   └── AsrOverloaded           the bounded ASR queue is full
@@ -61,6 +62,14 @@ class AuthenticationError(CxguardError):
     """``status`` is the HTTP status to answer the upgrade with (401 or 403)."""
 
     def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ControlRequestError(CxguardError):
+    """``status`` is the HTTP status to answer a control-API request with (400, 404, 405 …)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
 

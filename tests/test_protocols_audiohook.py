@@ -257,6 +257,7 @@ EXT, INT = media_offer(("external",)), media_offer(("internal",))
 STEREO, REVERSED = media_offer(("external", "internal")), media_offer(("internal", "external"))
 L16 = {"type": "audio", "format": "L16", "channels": ["external", "internal"], "rate": 8000}
 PCMU_16K = {"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 16000}
+L16_16K = {"type": "audio", "format": "L16", "channels": ["external", "internal"], "rate": 16000}
 BAD = {"type": "audio", "format": "PCMU", "channels": ["external", "external"], "rate": 8000}
 
 
@@ -264,7 +265,9 @@ BAD = {"type": "audio", "format": "PCMU", "channels": ["external", "external"], 
     ("offers", "preference", "chosen"),
     [
         ([EXT, INT, STEREO], "agent", ["external", "internal"]),
-        ([L16, REVERSED, EXT], "agent", ["internal", "external"]),
+        ([L16, REVERSED, EXT], "agent", ["external", "internal", "L16"]),  # stereo first
+        ([L16, STEREO], "agent", ["external", "internal"]),  # PCMU before L16
+        ([L16_16K, EXT], "agent", ["external"]),
         ([EXT, INT], "agent", ["internal"]),
         ([EXT, INT], "customer", ["external"]),
         ([EXT], "agent", ["external"]),
@@ -275,7 +278,8 @@ BAD = {"type": "audio", "format": "PCMU", "channels": ["external", "external"], 
 def test_media_choice(offers: list[Any], preference: Any, chosen: list[str]) -> None:
     client = Genesys(AudioHookSession(AudioHookOptions(mono_preference=preference)))
     reply = client.open(media=offers)
-    assert reply["parameters"]["media"] == [media_offer(chosen)]  # type: ignore[arg-type]
+    audio_format = chosen.pop() if chosen[-1] == "L16" else "PCMU"
+    assert reply["parameters"]["media"] == [media_offer(chosen, audio_format)]  # type: ignore[arg-type]
 
 
 def test_reversed_stereo_is_deinterleaved_in_its_own_order() -> None:
@@ -315,10 +319,10 @@ def test_no_pcmu_8k_offer_fails_with_415() -> None:
     client = Genesys(AudioHookSession())
     expect_failure(
         client,
-        lambda: client.open(media=[L16, PCMU_16K]),
+        lambda: client.open(media=[L16_16K, PCMU_16K]),
         1003,
         415,
-        "no PCMU 8000 Hz",
+        "no PCMU or L16 8000 Hz",
     )
     assert client.session.events_received() == []
 
@@ -851,3 +855,90 @@ def test_builders_write_genesys_shapes() -> None:
         error_message(SESSION, 7, code=500, message="x"),
     ):
         assert wire.parse_client_message(text)["id"] == SESSION
+
+
+def test_going_away_sends_disconnect_and_answers_the_close() -> None:
+    genesys = opened()
+    genesys.audio(b"\xff" * 160, b"\xff" * 160)
+    genesys.session.events_received()
+    genesys.session.going_away()
+    (disconnect,) = genesys.collect()
+    assert disconnect["type"] == "disconnect"
+    assert disconnect["parameters"] == {"reason": "completed", "info": "server shutting down"}
+    assert genesys.session.events_received() == [CallEnded("shutdown", 20.0)]
+    assert genesys.session.close_expected() and genesys.session.awaits_peer()
+    genesys.session.going_away()  # once only
+    assert genesys.collect() == []
+    (closed,) = genesys.close("disconnect")
+    assert closed["type"] == "closed"
+    assert not genesys.session.awaits_peer()
+    assert genesys.session.close == Close(CloseCode.NORMAL_CLOSURE, "disconnect")
+    assert genesys.session.events_received() == []  # the call had ended already
+
+
+def test_going_away_before_open_just_closes() -> None:
+    session = AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION)
+    session.going_away()
+    assert session.data_to_send() == [] and session.events_received() == []
+    assert session.close == Close(CloseCode.GOING_AWAY, "server shutting down")
+
+
+def test_continued_sessions_are_named_in_the_call_parameters() -> None:
+    earlier = {"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": 7, "clientseq": 412}
+    session = AudioHookSession()
+    Genesys(session).open(continued_sessions=[earlier])
+    started = session.events_received()[0]
+    assert isinstance(started, CallStarted)
+    assert started.info.parameters["continued_sessions"] == earlier["id"]
+
+
+@pytest.mark.parametrize(
+    "continued",
+    [
+        "not-a-list",
+        [{"id": "not-a-uuid", "serverseq": 1, "clientseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": -1, "clientseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": 1}],
+        [{"id": "5f8d4c53-6f8a-4b7e-9c8e-1f1b6f8f0a01", "serverseq": True, "clientseq": 1}],
+    ],
+)
+def test_malformed_continued_sessions_fail_the_open(continued: Any) -> None:
+    client = Genesys(AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION))
+    expect_failure(
+        client, lambda: client.open(continued_sessions=continued), 1002, 400, "continuedSessions"
+    )
+
+
+def test_l16_stereo_is_deinterleaved_sample_by_sample() -> None:
+    client = opened(media=[L16])
+    external, internal = bytes([1, 2, 3, 4]), bytes([5, 6, 7, 8])  # two samples each
+    client.session.receive_bytes(interleave_stereo(external, internal, 2))
+    assert client.session.events_received() == [
+        AudioChunk("customer", external, 0.0, "L16", 8000),
+        AudioChunk("agent", internal, 0.0, "L16", 8000),
+    ]
+    assert client.session.position_ms == 0.25
+    client.session.receive_bytes(b"\x00" * 6)  # one and a half stereo samples
+    assert client.session.error is not None and "partial samples" in str(client.session.error)
+
+
+def test_an_l16_session_starts_an_l16_call() -> None:
+    session = AudioHookSession()
+    Genesys(session).open(media=[L16])
+    started = session.events_received()[0]
+    assert isinstance(started, CallStarted) and started.encoding == "L16"
+
+
+def test_an_empty_media_offer_is_answered_with_no_medium_and_no_call() -> None:
+    client = Genesys(AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION))
+    reply = client.open(media=[])
+    assert reply["type"] == "opened" and reply["parameters"]["media"] == []
+    assert client.session.events_received() == []
+    (closed,) = client.message(close_message, reason="end")
+    assert closed["type"] == "closed" and client.session.error is None
+
+
+def test_audio_after_an_empty_media_offer_is_a_conflict() -> None:
+    client = Genesys(AudioHookSession(DEFAULTS, organization_id=ORG, session_id=SESSION))
+    client.open(media=[])
+    expect_failure(client, lambda: client.audio(b"\xff" * 8), 1002, 409, "no medium")

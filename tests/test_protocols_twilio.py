@@ -548,3 +548,15 @@ def test_builders_round_trip_through_the_parser() -> None:
         ControlEvent("authenticated", 0.0),
         CallEnded("stop", 0.0),
     ]
+
+
+def test_going_away_ends_the_call_and_closes_with_1001() -> None:
+    stream = feed(CONNECTED, START, media(2, "inbound", 1, 0))
+    stream.events_received()
+    stream.going_away()
+    (ended,) = stream.events_received()
+    assert isinstance(ended, CallEnded) and ended.reason == "shutdown"
+    assert stream.close == Close(CloseCode.GOING_AWAY, "server shutting down")
+    assert not stream.awaits_peer()
+    stream.receive_text(media(3, "inbound", 2, 20))  # input after that is ignored
+    assert stream.events_received() == [] and stream.error is None

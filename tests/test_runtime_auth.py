@@ -147,7 +147,7 @@ def test_loopback() -> None:
 async def test_doors_without_credentials_are_open_on_loopback_only() -> None:
     plain = {"Audiohook-Organization-Id": "o", "Audiohook-Session-Id": "s"}
     loop = Authenticator(Settings())
-    assert loop.open_doors == ["twilio", "audiohook", "stream", "metrics"]
+    assert loop.open_doors == ["twilio", "audiohook", "stream", "metrics", "control"]
     assert await loop.admit("audiohook", request("/audiohook", plain)) == Admission(None, "o", "s")
     assert await loop.admit("metrics", request("/metrics", {})) == Admission()
 
@@ -157,7 +157,7 @@ async def test_doors_without_credentials_are_open_on_loopback_only() -> None:
     await refused(exposed, "metrics", request("/metrics", {}), 403)
 
     insecure = Authenticator(Settings(host="0.0.0.0", insecure=True))
-    assert insecure.open_doors == ["twilio", "audiohook", "stream", "metrics"]
+    assert insecure.open_doors == ["twilio", "audiohook", "stream", "metrics", "control"]
 
     strict = Authenticator(Settings(require_auth=True))
     assert strict.open_doors == ["metrics"]

@@ -27,9 +27,16 @@ Modes:
     really said. A verdict whose actions include ``handoff`` also sends a
     :class:`CxguardHandoffFrame` downstream (once per call).
 
+Evidence: with a ``recorder`` (:class:`~cxguard.integrations.recording.TurnRecorder`;
+the sidecar's is :meth:`cxguard.runtime.guard_evidence.GuardEvidence.recorder`) every judged
+turn, signal, verdict decided later, evaluation failure and the conversation's start and end
+go to the sidecar's verdict builder, redaction, ledger and alert sinks, in order, off the
+frame path (a slow ledger never delays the bot); ``EndFrame`` waits for them.
+
 Policy evaluation (regexes, ONNX classifiers: milliseconds) runs in one worker thread per
 guard, which also keeps the conversation's turns in order when an interruption cancels an
-evaluation half-way. Verdict text is as spoken: redact it before storing it.
+evaluation half-way. The verdicts in :class:`GuardReport` are as spoken (unredacted): the
+recorder's are what is stored.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ with warnings.catch_warnings():
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from cxguard.errors import CxguardError
+from cxguard.integrations.recording import Job, RecordQueue, TurnRecorder
 from cxguard.model import (
     AGENT_VERSION,
     ControlEvent,
@@ -92,6 +100,8 @@ _NOT_AGENT_TEXT = (TranscriptionFrame, InterimTranscriptionFrame, EagerTranscrip
                    TranslationFrame)  # fmt: skip
 T = TypeVar("T")
 A = TypeVar("A")
+CANCEL_DRAIN_S = 2.0
+"""A cancelled pipeline waits this long at most for the conversation's evidence."""
 
 
 @dataclass(frozen=True)
@@ -159,12 +169,15 @@ class PolicyGuard(FrameProcessor):
         options: GuardOptions | None = None,
         *,
         on_report: ReportCallback | None = None,
+        recorder: TurnRecorder | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._engine = engine
         self._options = options or GuardOptions()
         self._on_report = on_report
+        self._records = RecordQueue(recorder) if recorder is not None else None
+        self._began = False
         self._conversation = engine.start(dict(self._options.parameters))
         # One thread: evaluations stay in turn order even when a cancelled await leaves
         # one still running.
@@ -187,6 +200,9 @@ class PolicyGuard(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if not self._began:
+            self._began = True
+            self._record(lambda r: r.started())
         if direction != FrameDirection.DOWNSTREAM or self._finished:
             await self.push_frame(frame, direction)
         elif isinstance(frame, UserStartedSpeakingFrame):
@@ -197,7 +213,12 @@ class PolicyGuard(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, CancelFrame):
             self._drop_response()
+            self._finished = True
+            now = self._now_ms()
+            self._record(lambda r: r.ended(now, "cancelled"))
             await self.push_frame(frame, direction)
+            if self._records is not None:
+                await self._records.drain(CANCEL_DRAIN_S)
         elif isinstance(frame, TranscriptionFrame | LLMContextUserTurnFrame):
             await self.push_frame(frame, direction)
             await self._customer_turn(frame.text)
@@ -306,23 +327,34 @@ class PolicyGuard(FrameProcessor):
 
     async def _control(self, frame: CxguardControlFrame) -> None:
         event = ControlEvent(frame.event_name, self._now_ms(), dict(frame.data))
+        self._record(lambda r: r.signal(event))
         try:
             results = await self._run(self._conversation.observe, event)
         except CxguardError as exc:
             log.error("cxguard: control event %s rejected: %s", event.name, exc)
+            why = str(exc)
+            self._record(lambda r: r.failed(f"control {event.name}", why, event.at_ms))
             return
         if results:
+            self._record(lambda r: r.decided(results, "event", event))
             await self._report(GuardReport(None, tuple(self._verdicts(None, results, 0.0))))
 
     async def _finish(self) -> None:
         self._finished = True
+        now = self._now_ms()
         try:
-            results = await self._run(self._conversation.finish, self._now_ms())
+            results = await self._run(self._conversation.finish, now)
         except CxguardError as exc:
             log.error("cxguard: finishing the conversation failed: %s", exc)
-            return
+            why = str(exc)
+            self._record(lambda r: r.failed("finish", why, now))
+            results = []
         if results:
+            self._record(lambda r: r.decided(results, "finish"))
             await self._report(GuardReport(None, tuple(self._verdicts(None, results, 0.0))))
+        self._record(lambda r: r.ended(now, "end"))
+        if self._records is not None:
+            await self._records.drain()
 
     # ------------------------------------------------------------------ judging
 
@@ -336,6 +368,8 @@ class PolicyGuard(FrameProcessor):
             results = await self._run(self._conversation.evaluate, turn)
         except CxguardError as exc:  # a broken classifier must not pass a turn silently
             log.error("cxguard: turn %d could not be evaluated: %s", turn.index, exc)
+            why = str(exc)
+            self._record(lambda r: r.failed("policy evaluate", why, turn.end_ms, turn.index))
             results = [AssertionResult("cxguard.evaluation", "undetermined",
                                        f"evaluation failed: {exc}", "major", ("alert",), {},
                                        turn.index, turn.speaker)]  # fmt: skip
@@ -351,6 +385,7 @@ class PolicyGuard(FrameProcessor):
         if handoff is not None and self.enforcing:
             await self.push_frame(CxguardHandoffFrame(handoff[0], handoff[1]))
         request = handoff[0] if handoff is not None else None
+        self._record(lambda r: r.judged(turn, results, elapsed))
         await self._report(GuardReport(turn, tuple(verdicts), blocked, request))
 
     def _blocks(self, verdict: Verdict) -> bool:
@@ -415,6 +450,10 @@ class PolicyGuard(FrameProcessor):
             log.exception("cxguard: on_report callback failed")
 
     # ------------------------------------------------------------------ helpers
+
+    def _record(self, job: Job) -> None:
+        if self._records is not None:
+            self._records.put(job)
 
     def _turn(self, speaker: Speaker, text: str, start_ms: float, end_ms: float) -> TurnText:
         turn = TurnText(self._next_index, speaker, text, start_ms, end_ms)

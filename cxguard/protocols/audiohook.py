@@ -59,6 +59,8 @@ from cxguard.protocols.controls import control_event
 _US_PER_SAMPLE = 1_000_000 // wire.SAMPLE_RATE  # 125 µs: positions stay exact integers
 _TRUE_VALUES = frozenset({"true", "1", "yes"})
 State = Literal["preparing", "active", "paused", "failed", "unauthorized", "closed"]
+SHUTDOWN_INFO = "server shutting down"
+"""``disconnect`` info of a drain (reason ``completed``: the session's audio was judged)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class AudioHookSession(MediaStream):
         self._pause_requested = False
         self._pause_reason = "client_pause"
         self._disconnect_sent = False
+        self._no_media = False
+        self._sample_bytes = 1
 
     # ------------------------------------------------------------------ public surface
 
@@ -175,7 +179,29 @@ class AudioHookSession(MediaStream):
         code = CloseCode.POLICY_VIOLATION if reason == "unauthorized" else CloseCode.INTERNAL_ERROR
         self._finish(Close(code, reason))
 
+    def send_event(self, entities: list[dict[str, Any]]) -> None:
+        """An ``event`` message (transcripts, verdicts) while the session is open; dropped
+        silently before ``opened`` and after a ``disconnect`` (there is no one to tell)."""
+        if self._state in ("active", "paused") and not self._disconnect_sent and entities:
+            self._send("event", {"entities": entities})
+
+    def channel_id(self, speaker: Speaker) -> int | None:
+        """The index of ``speaker``'s channel in the opened medium (None: not carried)."""
+        for index, channel in enumerate(self._channels):
+            if self._speaker(channel) == speaker:
+                return index
+        return None
+
     # ------------------------------------------------------------------ the contract's hooks
+
+    def _on_going_away(self) -> None:
+        if self._state not in ("active", "paused") or self._disconnect_sent:
+            super()._on_going_away()
+            return
+        # The call was judged up to here; Genesys answers with ``close`` (reason
+        # ``disconnect``), which we answer with ``closed`` as at any other end.
+        self._end_call("shutdown")
+        self.disconnect("completed", SHUTDOWN_INFO)
 
     def _on_text(self, text: str) -> None:
         if self._state in ("failed", "unauthorized"):
@@ -190,8 +216,14 @@ class AudioHookSession(MediaStream):
         self._dispatch(message)
 
     def _on_bytes(self, data: bytes) -> None:
-        if self._state in ("failed", "unauthorized") or self._probe:
+        if self._state in ("failed", "unauthorized") or (self._probe and not self._no_media):
             return
+        if self._no_media:
+            raise AudioHookProtocolError(
+                "audio received but no medium was opened",
+                CloseCode.PROTOCOL_ERROR,
+                AudioHookCode.CONFLICT,
+            )
         self._on_audio(data)
 
     def _on_eof(self) -> None:
@@ -266,23 +298,31 @@ class AudioHookSession(MediaStream):
         )
         second: MediaChannel = "internal" if first == "external" else "external"
         medium = select_media(params["media"], (first, second))
-        if medium is None:
+        if medium is None and params["media"]:
             raise AudioHookProtocolError(
-                "no PCMU 8000 Hz audio among the offered media",
+                "no PCMU or L16 8000 Hz audio among the offered media",
                 CloseCode.UNSUPPORTED_DATA,
                 AudioHookCode.UNSUPPORTED_MEDIA,
             )
-        self._channels = tuple(_as_channel(c) for c in medium["channels"])
-        opened: dict[str, Any] = {"media": [medium], "startPaused": self._start_paused}
+        media = [medium] if medium is not None else []
+        opened: dict[str, Any] = {"media": media, "startPaused": self._start_paused}
         if params.get("supportedLanguages") is True:
             opened["supportedLanguages"] = list(opts.supported_languages)
         self._send("opened", opened)
         self._state = "active"
         self._conversation_id = params["conversationId"]
         self._probe = params["conversationId"] == NULL_UUID
+        if medium is None:
+            # An empty offer is answered with an empty medium (as the reference server
+            # does): no audio will come, so there is no call to judge.
+            self._no_media = True
+            return
+        self._channels = tuple(_as_channel(c) for c in medium["channels"])
+        self._sample_bytes = 2 if medium["format"] == "L16" else 1
         if self._probe:
             return
-        self._start_call(CallStarted(self._call_info(message), "PCMU", wire.SAMPLE_RATE))
+        encoding: Literal["PCMU", "L16"] = "L16" if self._sample_bytes == 2 else "PCMU"
+        self._start_call(CallStarted(self._call_info(message), encoding, wire.SAMPLE_RATE))
         config = params.get("customConfig", {})
         if str(config.get("authenticated", "")).strip().lower() in _TRUE_VALUES:
             self._events.append(control_event("authenticated", None, self.position_ms))
@@ -305,6 +345,10 @@ class AudioHookSession(MediaStream):
                 parameters[f"participant.{field}"] = hashed
         parameters["organizationId"] = params["organizationId"]
         parameters["channels"] = ",".join(self._channels)
+        if continued := params.get("continuedSessions"):
+            # Evidence of which sessions the call was carried by; the call id (the
+            # conversation) is what joins them, so the numbering and state go on.
+            parameters["continued_sessions"] = ",".join(c["id"] for c in continued)
         if "language" in params:
             parameters["language"] = params["language"]
         return CallInfo(
@@ -342,20 +386,23 @@ class AudioHookSession(MediaStream):
             raise AudioHookProtocolError(
                 "audio received while paused", CloseCode.PROTOCOL_ERROR, AudioHookCode.CONFLICT
             )
-        width = len(self._channels)
-        if len(data) % width:
+        width, size = len(self._channels), self._sample_bytes
+        if len(data) % (width * size):
             raise AudioHookProtocolError(
-                "stereo audio frame of odd length",
+                "stereo audio frame of odd length" if size == 1 else "L16 frame of partial samples",
                 CloseCode.INVALID_PAYLOAD,
                 AudioHookCode.BAD_REQUEST,
             )
         if not data:
             return
         start_ms = self.position_ms
+        encoding: Literal["PCMU", "L16"] = "L16" if size == 2 else "PCMU"
         for index, channel in enumerate(self._channels):
-            payload = bytes(data[index::width]) if width > 1 else bytes(data)
-            self._events.append(AudioChunk(self._speaker(channel), payload, start_ms))
-        self._position_us += len(data) // width * _US_PER_SAMPLE
+            payload = _channel_bytes(data, index, width, size)
+            self._events.append(
+                AudioChunk(self._speaker(channel), payload, start_ms, encoding, wire.SAMPLE_RATE)
+            )
+        self._position_us += len(data) // (width * size) * _US_PER_SAMPLE
 
     # ------------------------------------------------------------------ helpers
 
@@ -404,6 +451,19 @@ class AudioHookSession(MediaStream):
         self._outbox.append(
             wire.server_message(kind, self._id, self._seq, self._clientseq, parameters)
         )
+
+
+def _channel_bytes(data: bytes, index: int, width: int, size: int) -> bytes:
+    """Channel ``index`` of ``width`` interleaved channels of ``size``-byte samples."""
+    if width == 1:
+        return bytes(data)
+    if size == 1:
+        return bytes(data[index::width])
+    step = width * size
+    out = bytearray(len(data) // width)
+    for byte in range(size):
+        out[byte::size] = data[index * size + byte :: step]
+    return bytes(out)
 
 
 def _sequence_error(message: str) -> NoReturn:

@@ -45,6 +45,9 @@ SAMPLE_RATE: Final = 8000
 NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 """A connection probe carries this ``conversationId`` (and participant id)."""
 MEDIA_CHANNELS: Final[tuple[MediaChannel, MediaChannel]] = ("external", "internal")
+MEDIA_FORMATS: Final = ("PCMU", "L16")
+"""Taken at 8 kHz, in this order of preference (PCMU is what Genesys sends by default;
+L16 is 16-bit little-endian linear PCM)."""
 CLOSE_REASONS: Final[tuple[CloseReason, ...]] = ("end", "error", "disconnect", "reconnect")
 
 
@@ -79,6 +82,14 @@ class Participant(TypedDict):
     dnis: str
 
 
+class ContinuedSession(TypedDict):
+    """An earlier session of the same conversation that this one continues."""
+
+    id: str
+    serverseq: int
+    clientseq: int
+
+
 class OpenParameters(TypedDict):
     organizationId: str
     conversationId: str
@@ -86,6 +97,7 @@ class OpenParameters(TypedDict):
     media: list[MediaParameter]
     language: NotRequired[str]
     supportedLanguages: NotRequired[bool]
+    continuedSessions: NotRequired[list[ContinuedSession]]
     customConfig: NotRequired[dict[str, Any]]
 
 
@@ -272,6 +284,22 @@ def _is_participant(value: object) -> bool:
     )
 
 
+MAX_CONTINUED_SESSIONS: Final = 64
+
+
+def _is_continued(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_CONTINUED_SESSIONS
+        and all(
+            isinstance(c, dict)
+            and is_uuid(c.get("id"))
+            and all(type(c.get(k)) is int and c[k] >= 0 for k in ("serverseq", "clientseq"))
+            for c in value
+        )
+    )
+
+
 def _is_media_list(value: object) -> bool:
     # Entries are checked in full only where one is chosen (see select_media): an offer we
     # cannot use must not fail the session when a usable one is next to it.
@@ -285,6 +313,7 @@ def _check_open(p: Mapping[str, Any]) -> None:
     _need(p, "media", _is_media_list, "a list of media objects")
     _maybe(p, "language", _is_str, "a string")
     _maybe(p, "supportedLanguages", lambda v: isinstance(v, bool), "a boolean")
+    _maybe(p, "continuedSessions", _is_continued, "a list of {id, serverseq, clientseq}")
     _maybe(p, "customConfig", lambda v: isinstance(v, dict), "an object")
 
 
@@ -374,13 +403,14 @@ def _check_strings(value: object) -> None:
 def select_media(
     offers: Sequence[Mapping[str, Any]], mono_order: Sequence[MediaChannel]
 ) -> MediaParameter | None:
-    """Pick PCMU 8 kHz: stereo external+internal (either order), else mono in ``mono_order``."""
-    usable: list[tuple[str, ...]] = []
+    """Pick 8 kHz audio: stereo external+internal (either order), else mono in
+    ``mono_order``; PCMU before L16 for the same channels."""
+    usable: list[tuple[str, tuple[str, ...]]] = []
     for offer in offers:
         channels = offer.get("channels")
         if (
             offer.get("type") == "audio"
-            and offer.get("format") == "PCMU"
+            and offer.get("format") in MEDIA_FORMATS
             and offer.get("rate") == SAMPLE_RATE
             and type(offer.get("rate")) is int
             and isinstance(channels, list)
@@ -388,10 +418,14 @@ def select_media(
             and all(c in MEDIA_CHANNELS for c in channels)
             and len(set(channels)) == len(channels)
         ):
-            usable.append(tuple(channels))
+            usable.append((str(offer["format"]), tuple(channels)))
     wanted: list[tuple[MediaChannel, ...]] = [("external", "internal"), ("internal", "external")]
     wanted += [(c,) for c in mono_order]
-    return next((media_offer(choice) for choice in wanted if choice in usable), None)
+    for choice in wanted:
+        for fmt in MEDIA_FORMATS:
+            if (fmt, choice) in usable:
+                return media_offer(choice, fmt)
+    return None
 
 
 # --------------------------------------------------------------------------- server side
@@ -415,5 +449,46 @@ def server_message(
     return json.dumps(message, separators=(",", ":"))
 
 
-def media_offer(channels: Sequence[MediaChannel] = MEDIA_CHANNELS) -> MediaParameter:
-    return {"type": "audio", "format": "PCMU", "channels": list(channels), "rate": SAMPLE_RATE}
+def transcript_entity(
+    entity_id: str,
+    channel_id: int,
+    text: str,
+    start_us: int,
+    end_us: int,
+    confidence: float = 1.0,
+) -> dict[str, Any]:
+    """A final transcript of one speaker turn, in the shape of Genesys's transcription
+    connector (``EventEntityTranscript``): ``offset``/``duration`` on the session's clock."""
+    return {
+        "type": "transcript",
+        "data": {
+            "id": entity_id,
+            "channelId": channel_id,
+            "isFinal": True,
+            "offset": format_duration_us(max(0, start_us)),
+            "duration": format_duration_us(max(0, end_us - start_us)),
+            "alternatives": [
+                {
+                    "confidence": confidence,
+                    "interpretations": [{"type": "display", "transcript": text}],
+                }
+            ],
+        },
+    }
+
+
+def verdict_entity(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A cxguard verdict (``fail``/``undetermined``) as an event entity of its own type, which
+    a client that does not know it ignores."""
+    return {"type": "cxguard.verdict", "data": dict(data)}
+
+
+def media_offer(
+    channels: Sequence[MediaChannel] = MEDIA_CHANNELS, audio_format: str = "PCMU"
+) -> MediaParameter:
+    return {
+        "type": "audio",
+        "format": audio_format,
+        "channels": list(channels),
+        "rate": SAMPLE_RATE,
+    }

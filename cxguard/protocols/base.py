@@ -9,6 +9,8 @@ and the end of the connection to :meth:`~MediaStream.receive_eof`; after each ca
 - :meth:`~MediaStream.close_expected` — the stream is over: once :meth:`~MediaStream.awaits_peer`
   is False (or a short grace has passed) close the connection with :attr:`~MediaStream.close`.
 
+:meth:`~MediaStream.going_away` is the server's own end (a drain on SIGTERM), sent the same way.
+
 A peer's violation is *recorded*, never raised: the protocol's own goodbye (an AudioHook
 ``disconnect``) is queued, the call ends with ``protocol_error``, the state moves on, and the
 error is available as :attr:`~MediaStream.error`, a :class:`~cxguard.errors.ProtocolError`
@@ -119,6 +121,12 @@ class MediaStream(ABC):
         (AudioHook's ``close`` after our ``disconnect``); the transport bounds that wait."""
         return False
 
+    def going_away(self) -> None:
+        """The server is shutting down (its calls already judged): end the stream the
+        protocol's way. A call still open ends with ``shutdown``; the default closes with
+        1001 at once, AudioHook sends ``disconnect`` and waits for the client's ``close``."""
+        self._guard(self._on_going_away)
+
     @property
     def close(self) -> Close | None:
         """The close frame to send, once :meth:`close_expected`."""
@@ -144,6 +152,10 @@ class MediaStream(ABC):
 
     def _on_eof(self) -> None:  # noqa: B027 - a hook; most protocols need nothing here
         """Hook: the connection ended (before the base ends the call)."""
+
+    def _on_going_away(self) -> None:
+        self._end_call("shutdown")
+        self._finish(Close(CloseCode.GOING_AWAY, "server shutting down"))
 
     def _on_failure(self, error: ProtocolError) -> None:
         """Hook: queue the protocol's own goodbye and end the call. Default: end it."""

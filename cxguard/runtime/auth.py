@@ -3,7 +3,9 @@
 A *door* is a route that needs a credential: ``/twilio`` (``X-Twilio-Signature``, HMAC-SHA1
 of the URL under a tenant's auth token), ``/audiohook`` (``X-API-KEY`` and an RFC 9421
 signature under the tenant's client secret, nonce never seen twice by *any* sidecar sharing
-the Redis), ``/metrics`` (a bearer token). A later door (the console, the control API) is
+the Redis), ``/stream`` (a tenant's bearer token), ``/metrics`` (a bearer token), ``control``
+(``POST /calls/{call_id}/events``: a tenant's bearer token, which scopes it to that tenant's
+calls). A later door (the console, the control API) is
 one more :class:`Door` whose credentials are per tenant, e.g. a :class:`BearerDoor` fed from a
 new :data:`~cxguard.runtime.settings.SECRET` field of ``TenantSettings``.
 
@@ -319,11 +321,13 @@ class Authenticator:
         self._replay = replay_store(settings.redis_url)
         metrics_tokens = {settings.metrics_token: None} if settings.metrics_token else {}
         stream_tokens = {t.stream_token: t.name for t in settings.tenants if t.stream_token}
+        control_tokens = {t.control_token: t.name for t in settings.tenants if t.control_token}
         self.doors: dict[str, Door] = {
             "twilio": TwilioDoor(twilio, settings.public_url, not closed),
             "audiohook": AudioHookDoor(credentials, self._replay, not closed),
             "stream": BearerDoor("stream", stream_tokens, not closed, basic=True),
             "metrics": BearerDoor("metrics", metrics_tokens, not exposed(settings)),
+            "control": BearerDoor("control", control_tokens, not closed),
         }
 
     @property

@@ -73,6 +73,9 @@ class _Numbering:
     next_segment: int = 0
     closed_turns: int = 0
     """One past the highest turn index any closed segment was given."""
+    end_ms: float = 0.0
+    """How far the call's stream timeline reached (its sessions so far): where a later
+    session of the call (a reconnect) goes on."""
 
 
 def state_dir(settings: Settings) -> Path:
@@ -178,6 +181,24 @@ class EvidenceWriter:
         n.next_turn = max(n.next_turn, progress.next_turn, turn)
         n.next_segment = max(n.next_segment, progress.next_segment, seg)
         n.closed_turns = max(n.closed_turns, turn)
+        ends = [h.end_ms if isinstance(h, TurnText) else h.at_ms for h in progress.history]
+        if progress.stream_ended is not None:
+            ends.append(progress.stream_ended[0])
+        n.end_ms = max([n.end_ms, *ends])
+
+    async def learn(self, info: CallInfo) -> None:
+        """Before a call this process has not seen starts: seed its numbering from the
+        ledger, in case another sidecar carried it before (a reconnect after a drain or a
+        crash lands anywhere). A ledger that cannot be read leaves it a new call (logged)."""
+        if (info.tenant, info.call_id) in self._numbering:
+            return
+        try:
+            progress = await asyncio.to_thread(self.ledger.call_progress, info.tenant, info.call_id)
+        except EvidenceError as exc:
+            log.warning("call %s: its history could not be read: %s", info.call_id, exc)
+            return
+        if progress.history or progress.next_turn or progress.stream_ended is not None:
+            self.seed(progress)
 
     def next_turn_index(self, info: CallInfo) -> int:
         """The index a (re)connecting call's first new speaker turn gets."""
@@ -186,6 +207,11 @@ class EvidenceWriter:
 
     def next_segment_index(self, info: CallInfo) -> int:
         return self._number(info.tenant, info.call_id).next_segment
+
+    def stream_offset_ms(self, info: CallInfo) -> float:
+        """Where a (re)connecting call's stream time starts: the end of its earlier
+        sessions (0 for a new call). A new session's own clock starts at 0 again."""
+        return self._number(info.tenant, info.call_id).end_ms
 
     # ------------------------------------------------------------------ writes
 
@@ -258,6 +284,9 @@ class EvidenceWriter:
         self, info: CallInfo, kind: str, at_ms: float | None, data: Mapping[str, Any]
     ) -> LedgerOp:
         data = dict(data)
+        if kind in ("stream_ended", "call_ended") and at_ms is not None:
+            n = self._number(info.tenant, info.call_id)
+            n.end_ms = max(n.end_ms, at_ms)
         if kind in ("call_ended", "call_interrupted"):
             n = self._number(info.tenant, info.call_id)
             data.setdefault("turns_closed", max(n.closed_turns, n.next_turn))
@@ -423,6 +452,17 @@ class EvidenceWriter:
 
     def depth(self) -> int:
         return self.spool.depth()
+
+    async def wait_stored(self, timeout_s: float) -> bool:
+        """Until every write spooled so far is in the ledger (True), or ``timeout_s`` passed
+        (False: the rest stays durable in the spool, for this process or the next)."""
+        deadline = time.monotonic() + timeout_s
+        while (await asyncio.to_thread(self.spool.depth)) > 0:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return True
 
     async def close(self, drain_s: float = 10.0) -> None:
         """Flush appends, give the drainer ``drain_s`` to empty the spool, then stop; what

@@ -1,6 +1,7 @@
 """The websocket sidecar: ``/twilio``, ``/audiohook``, ``/stream`` (a generic media websocket),
 ``/console`` (the supervisors' page, :mod:`cxguard.runtime.console.web`), ``/metrics``,
-``/healthz``, ``/readyz``.
+``/healthz``, ``/readyz``, and the control API (``POST /calls/{id}/events``,
+:mod:`cxguard.runtime.control`).
 
 The server only listens: it never sends media back and never holds the call up. Every
 protocol core follows one contract (:mod:`cxguard.protocols.base`), driven the same way by
@@ -18,18 +19,22 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from cxguard.errors import AuthenticationError, ProtocolError
+from cxguard.errors import AuthenticationError, ControlRequestError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
+from cxguard.runtime.audiohook_events import AudioHookEvents
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.console.web import LIVE_PATH, ConsoleWeb, is_console
+from cxguard.runtime.control import LiveCalls, post_events
+from cxguard.runtime.drain import retire
+from cxguard.runtime.http_body import BodyConnection
 from cxguard.runtime.rejections import RejectionLog
 from cxguard.runtime.services import Services
 from cxguard.runtime.session import CallSession
@@ -61,6 +66,14 @@ class Sidecar:
         self.ready = False
         self.rejections = RejectionLog(log)
         self.console = ConsoleWeb(services.console, services.settings)
+        self.calls = LiveCalls()
+        """Calls whose streams are open here (the control API's view)."""
+        self.draining = False
+        self._streams: dict[
+            ServerConnection, tuple[MediaStream, _Call, asyncio.Task[object] | None]
+        ] = {}
+        if services.settings.audiohook.send_events:
+            services.listeners.append(AudioHookEvents(self.stream_of))
 
     # ---------------------------------------------------------------- HTTP before the upgrade
 
@@ -75,14 +88,22 @@ class Sidecar:
             return _plain(connection, http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
             if not self.ready:
-                return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
+                why = "draining\n" if self.draining else "starting\n"
+                return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, why)
             body = json.dumps({"ready": True, **self.services.health()}) + "\n"
             return _plain(connection, http.HTTPStatus.OK, body, "application/json")
         if is_console(path):
             return await self.console.process_request(connection, request)
-        door = _DOORS.get(path)
+        door = "control" if path.startswith("/calls/") else _DOORS.get(path)
         if door is None:
             return _plain(connection, http.HTTPStatus.NOT_FOUND, "no such route\n")
+        if door != "control" and getattr(request, "method", "GET") != "GET":
+            response = _plain(connection, http.HTTPStatus.METHOD_NOT_ALLOWED, "use GET\n")
+            response.headers["Allow"] = "GET"
+            return response
+        if self.draining and door in _MEDIA:
+            # Shutting down: the platform should take the call to another sidecar.
+            return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
         arrived = time.monotonic()
         try:
             upgrade = UpgradeRequest.of(request.path, request.headers, connection.local_address)
@@ -101,6 +122,8 @@ class Sidecar:
             status = http.HTTPStatus(exc.status)
             # The reason stays in our log: telling the peer would be an oracle.
             return _plain(connection, status, f"{status.phrase}\n")
+        if door == "control":
+            return self._control(connection, request, admission)
         if door == "metrics":
             return _plain(
                 connection,
@@ -110,6 +133,22 @@ class Sidecar:
             )
         self._admissions[connection] = admission
         return None
+
+    def _control(
+        self, connection: ServerConnection, request: Request, admission: Admission
+    ) -> Response:
+        body = connection.body if isinstance(connection, BodyConnection) else b""
+        try:
+            path = request.path.split("?", 1)[0]
+            method = getattr(request, "method", "GET")
+            answer = post_events(self.calls, admission.tenant, method, path, body)
+        except ControlRequestError as exc:
+            status = http.HTTPStatus(exc.status)
+            response = _json(connection, status, {"error": str(exc)})
+            if status == http.HTTPStatus.METHOD_NOT_ALLOWED:
+                response.headers["Allow"] = "POST"
+            return response
+        return _json(connection, http.HTTPStatus.ACCEPTED, answer)
 
     # ---------------------------------------------------------------- one media stream
 
@@ -125,15 +164,18 @@ class Sidecar:
         protocol = path.lstrip("/")
         admission = self._admissions.pop(ws, Admission())
         stream = open_stream(protocol, self.services.settings, admission)
-        call = _Call(self.services, _host(ws), protocol, self.rejections)
+        call = _Call(self.services, _host(ws), protocol, self.rejections, self.calls)
         refused: ProtocolError | None = None
+        self._streams[ws] = (stream, call, me)
         try:
             refused = await _serve(ws, stream, call.feed)
         finally:
+            self._streams.pop(ws, None)
             stream.receive_eof()
-            call.feed(stream.events_received())
+            await call.feed(stream.events_received())
             error = stream.error or refused
             if call.session is not None:
+                self.calls.remove(call.session)
                 call.session.end("disconnected")
                 self._track(call.session, rejected=error is not None)
             if error is not None:
@@ -162,6 +204,46 @@ class Sidecar:
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
+    def stream_of(
+        self, tenant: str, call_id: str
+    ) -> tuple[ServerConnection, MediaStream, float] | None:
+        """The open stream of a call: its connection, core and session clock offset."""
+        for ws, (stream, call, _) in self._streams.items():
+            session = call.session
+            if session is not None and (session.info.tenant, session.info.call_id) == (
+                tenant,
+                call_id,
+            ):
+                return ws, stream, session.stream_offset_ms
+        return None
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop admitting, then finish every open stream's call and end the stream the
+        protocol's way (:mod:`cxguard.runtime.drain`), within ``timeout_s``."""
+        self.ready = False
+        self.draining = True
+        streams = list(self._streams.items())
+        if not streams:
+            return
+        log.info("draining %d open streams (at most %.0f s)", len(streams), timeout_s)
+        jobs = [
+            retire(ws, stream, call.session, self.services, handler=task, grace_s=CLOSE_GRACE_S)
+            for ws, (stream, call, task) in streams
+        ]
+        try:
+            async with asyncio.timeout(timeout_s):
+                results = await asyncio.gather(*jobs, return_exceptions=True)
+        except TimeoutError:
+            log.warning(
+                "drain timed out after %.0f s: %d streams close unfinished",
+                timeout_s,
+                len(self._streams),
+            )
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("draining a stream failed: %s", result, exc_info=result)
+
     async def drain(self) -> None:
         """Wait for open streams to end and every call still being evaluated."""
         while self._calls or self._handlers:
@@ -177,18 +259,28 @@ class _Call:
     """The call a stream carries: created by its ``CallStarted``, fed every later event."""
 
     def __init__(
-        self, services: Services, host: str, protocol: str, rejections: RejectionLog
+        self,
+        services: Services,
+        host: str,
+        protocol: str,
+        rejections: RejectionLog,
+        live: LiveCalls,
     ) -> None:
         self._services = services
         self._host = host
         self._protocol = protocol
         self._rejections = rejections
+        self._live = live
         self.session: CallSession | None = None
 
-    def feed(self, events: list[ProtocolEvent]) -> None:
+    async def feed(self, events: list[ProtocolEvent]) -> None:
         for event in events:
             if isinstance(event, CallStarted):
+                # A call another sidecar carried before (a reconnect after a drain) goes on
+                # with its numbering, history and clock from the shared ledger.
+                await self._services.evidence.learn(event.info)
                 self.session = CallSession(self._services, event)
+                self._live.add(self.session)
                 info = event.info
                 log.debug("call %s started (%s, tenant %s)", info.call_id, info.source, info.tenant)
                 claimed = info.parameters.get("tenant")
@@ -207,7 +299,9 @@ class _Call:
 
 
 async def _serve(
-    ws: ServerConnection, stream: MediaStream, feed: Callable[[list[ProtocolEvent]], None]
+    ws: ServerConnection,
+    stream: MediaStream,
+    feed: Callable[[list[ProtocolEvent]], Awaitable[None]],
 ) -> ProtocolError | None:
     """Drive ``stream`` until it is over, then close the socket as it says.
 
@@ -230,7 +324,7 @@ async def _serve(
                 stream.receive_text(message)
             else:
                 stream.receive_bytes(message)
-            feed(stream.events_received())
+            await feed(stream.events_received())
             for out in stream.data_to_send():
                 await ws.send(out)
         close = stream.close
@@ -253,6 +347,7 @@ def _host(ws: ServerConnection) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
 
+_MEDIA = frozenset({"twilio", "audiohook", "stream"})
 _DOORS = {
     "/twilio": "twilio",
     "/audiohook": "audiohook",
@@ -278,8 +373,13 @@ def _plain(
     content_type: str = "text/plain; charset=utf-8",
 ) -> Response:
     response = connection.respond(status, body)
+    del response.headers["Content-Type"]  # Headers append: respond() set text/plain already
     response.headers["Content-Type"] = content_type
     return response
+
+
+def _json(connection: ServerConnection, status: http.HTTPStatus, body: object) -> Response:
+    return _plain(connection, status, json.dumps(body) + "\n", "application/json")
 
 
 @contextlib.asynccontextmanager
@@ -299,12 +399,13 @@ async def running_sidecar(
         ping_interval=20,
         ping_timeout=20,
         logger=_WEBSOCKETS_LOG,
+        create_connection=BodyConnection,
     ) as server:
         sidecar.ready = True
         try:
             yield sidecar, server
         finally:
-            sidecar.ready = False
+            await sidecar.shutdown(settings.drain_timeout_s)
             server.close()
             await server.wait_closed()
             await sidecar.drain()

@@ -37,6 +37,19 @@ SpeakingListener = Callable[[CallInfo, Mapping[Speaker, float | None]], None]
 """Each speaker's speech start (stream ms) while speaking, None while silent."""
 
 
+def notify_all(
+    listeners: list[Listener], info: CallInfo, text: TurnText | None, verdicts: list[Verdict]
+) -> list[Exception]:
+    """Tell each listener; return what they raised."""
+    errors = []
+    for listener in listeners:
+        try:
+            listener(info, text, verdicts)
+        except Exception as exc:
+            errors.append(exc)
+    return errors
+
+
 def load_engine(settings: Settings) -> tuple[PolicyEngine, PolicyPack]:
     """The policy pack and, when it has semantic assertions, the ONNX classifiers.
 
@@ -167,23 +180,11 @@ class Services:
     ) -> list[Exception]:
         """Tell every listener; returns what they raised (a display bug must not stop
         evaluation: the caller records it)."""
-        errors = []
-        for listener in self.listeners:
-            try:
-                listener(info, text, verdicts)
-            except Exception as exc:
-                errors.append(exc)
-        return errors
+        return notify_all(self.listeners, info, text, verdicts)
 
     def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> list[Exception]:
         """Mid-turn alerts, to listeners that want them (``early_listeners``)."""
-        errors = []
-        for listener in self.early_listeners:
-            try:
-                listener(info, None, verdicts)
-            except Exception as exc:
-                errors.append(exc)
-        return errors
+        return notify_all(self.early_listeners, info, None, verdicts)
 
     def notify_speaking(self, info: CallInfo, speaking: Mapping[Speaker, float | None]) -> None:
         """Who is speaking now (each stream tick); a listener's error is logged only."""

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -111,8 +111,11 @@ class CallSession:
         # and the conversation it had so far is replayed from the ledger first.
         first_turn = services.evidence.next_turn_index(started.info)
         self._next_segment = services.evidence.next_segment_index(started.info)
+        # ... and its timeline: this session's clock starts at 0, the call's where the
+        # earlier sessions ended (every time of this session is shifted by that).
+        self._offset_ms = services.evidence.stream_offset_ms(started.info)
         self._track_ms: dict[Speaker, float] = {}
-        self._last_tick_ms = 0.0
+        self._last_tick_ms = self._offset_ms
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         if first_turn > 0:
             self._items.put_nowait(_Restore())
@@ -129,7 +132,9 @@ class CallSession:
         self._consumer = asyncio.get_running_loop().create_task(self._consume())
         metrics.CALLS.labels(source=self.info.source).inc()
         metrics.ACTIVE_CALLS.labels(source=self.info.source).inc()
-        services.evidence.submit_event(self.info, "call_started", 0.0, dict(self.info.parameters))
+        services.evidence.submit_event(
+            self.info, "call_started", self._offset_ms, dict(self.info.parameters)
+        )
 
     def _vad_options(self, speaker: Speaker) -> VadOptions:
         return self._services.settings.vad.options(speaker)
@@ -137,8 +142,10 @@ class CallSession:
     # ------------------------------------------------------------------ events from the protocol
 
     def handle(self, event: ProtocolEvent) -> None:
+        """One event of the stream, its times on the stream's own clock."""
         if self._ended:
             return
+        event = self._on_call_clock(event)
         try:
             if isinstance(event, AudioChunk):
                 self._audio(event)
@@ -157,6 +164,26 @@ class CallSession:
         except Exception as exc:  # bad audio must not end the call's judging
             self._items.put_nowait(_AudioFault(exc, self._heard_ms))
 
+    def signal(self, event: ControlEvent) -> None:
+        """A trusted signal from outside the stream (the control API), stamped on the call's
+        clock (:attr:`position_ms`); it takes its place after everything heard so far."""
+        if not self._ended:
+            self._items.put_nowait(event)
+
+    def _on_call_clock(self, event: ProtocolEvent) -> ProtocolEvent:
+        off = self._offset_ms
+        if not off:
+            return event
+        if isinstance(event, AudioChunk):
+            return replace(event, start_ms=event.start_ms + off)
+        if isinstance(event, ControlEvent | Dtmf):
+            return replace(event, at_ms=event.at_ms + off)
+        if isinstance(event, Gap):
+            return replace(event, start_ms=event.start_ms + off, end_ms=event.end_ms + off)
+        if isinstance(event, CallEnded) and event.at_ms is not None:
+            return replace(event, at_ms=event.at_ms + off)
+        return event
+
     def _audio(self, chunk: AudioChunk) -> None:
         if chunk.encoding == "PCMU":
             pcm = ulaw_decode(chunk.payload)
@@ -169,7 +196,22 @@ class CallSession:
 
     @property
     def _heard_ms(self) -> float:
-        return max(self._track_ms.values(), default=0.0)
+        return max(self._track_ms.values(), default=self._offset_ms)
+
+    @property
+    def position_ms(self) -> float:
+        """Stream time heard so far: where an event handed in now takes its place."""
+        return self._heard_ms
+
+    @property
+    def stream_offset_ms(self) -> float:
+        """Where this session's own clock (0 at its start) sits on the call's clock."""
+        return self._offset_ms
+
+    @property
+    def ended(self) -> bool:
+        """No more input is taken (the stream ended or the call is being finished)."""
+        return self._ended
 
     @property
     def _clock_ms(self) -> float:

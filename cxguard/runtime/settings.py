@@ -139,6 +139,9 @@ class TenantSettings:
     console_token: str | None = field(default=None, metadata=SECRET)
     """Opens ``/console?token=…`` on this tenant's calls and alerts only (docs/console.md);
     single tenant: ``CXGUARD_CONSOLE_TOKEN``."""
+    control_token: str | None = field(default=None, metadata=SECRET)
+    """Bearer token for the control API (``POST /calls/{call_id}/events``): admits mid-call
+    facts about this tenant's calls only."""
 
     def client_secret_bytes(self) -> bytes | None:
         if self.audiohook_client_secret is None:
@@ -192,6 +195,18 @@ class LedgerSettings:
 
     def key_bytes(self) -> bytes | None:
         return self.key.encode("utf-8") if self.key else None
+
+
+@dataclass(frozen=True)
+class AudioHookSettings:
+    """Genesys AudioHook sessions (``/audiohook``; docs/protocols.md)."""
+
+    supported_languages: tuple[str, ...] = ()
+    """Sent in ``opened`` when Genesys asks (``supportedLanguages: true`` in ``open``): the
+    languages this sidecar transcribes, e.g. ``[en-US]``; empty says none are promised."""
+    send_events: bool = False
+    """Send ``event`` messages back to Genesys: each judged turn's (redacted) transcript in
+    the transcription-connector shape, and its ``fail``/``undetermined`` verdicts."""
 
 
 @dataclass(frozen=True)
@@ -252,11 +267,15 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     tenants: tuple[TenantSettings, ...] = ()
     max_message_bytes: int = 64 * 1024
+    drain_timeout_s: float = 30.0
+    """On SIGTERM: how long open calls may take to be judged (and their evidence stored)
+    before their streams are closed anyway (docs/protocols.md, "Shutdown")."""
     caller_id_key: str | None = field(default=None, metadata=SECRET)
     """Secret for keyed hashes of callers' numbers and names (``participant.ani``, ``From``
     …); without it they are dropped at the parser (see ``protocols/caller_id.py``)."""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     sinks: tuple[SinkSettings, ...] = ()
+    audiohook: AudioHookSettings = field(default_factory=AudioHookSettings)
 
     def tenant(self, name: str) -> TenantSettings | None:
         return next((t for t in self.tenants if t.name == name), None)

@@ -321,7 +321,8 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
     names: dict[str, int] = {}
     keys: dict[str, int] = {}
     tokens: dict[str, int] = {}
-    consoles: dict[str, int] = {}
+    # A per-tenant door token shared by two tenants would open both.
+    doors: dict[str, dict[str, int]] = {"console_token": {}, "control_token": {}}
     for i, t in enumerate(settings.tenants):
 
         def at(field: str, i: int = i) -> str:
@@ -360,14 +361,17 @@ def check_consistency(settings: Settings, origins: _Origins) -> Iterator[str]:
             )
         if key:
             keys.setdefault(key, i)
-        console = t.console_token
-        if console and console in consoles:
-            yield (
-                f"{at('console_token')}: tenant {t.name!r} reuses the console token of tenant "
-                f"{settings.tenants[consoles[console]].name!r}: it would open both"
-            )
-        if console:
-            consoles.setdefault(console, i)
+        for field_name, seen in doors.items():
+            token = getattr(t, field_name)
+            if token and token in seen:
+                what = field_name.replace("_", " ")
+                other = settings.tenants[seen[token]].name
+                yield (
+                    f"{at(field_name)}: tenant {t.name!r} reuses the {what} of tenant "
+                    f"{other!r}: it would open both tenants"
+                )
+            if token:
+                seen.setdefault(token, i)
         token = t.twilio_auth_token
         if token and token in tokens:
             yield (

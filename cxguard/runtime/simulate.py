@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,11 @@ from cxguard.simulate.twilio import DEFAULT_ACCOUNT, TwilioClient
 
 SAMPLE_RATE = 8000
 HANDSHAKE_TIMEOUT_S = 10.0
+
+Cue = tuple[float, Callable[[], Awaitable[object]]]
+"""``(stream_ms, action)``: awaited once, before the frame that starts at ``stream_ms`` is
+sent (e.g. a control-API request at a chosen point of the call), or before the stream's end
+when it is not that long."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,16 @@ async def play(
     headers: Mapping[str, str] | None = None,
     fast: bool = False,
     speed: float = 1.0,
+    cues: Sequence[Cue] = (),
 ) -> Playback:
     """Play ``customer``/``agent`` (equal lengths, in the client's encoding and rate; see
-    :func:`load_tracks_for`) through ``client`` to ``url``."""
+    :func:`load_tracks_for`) through ``client`` to ``url``, running each of ``cues`` when
+    the stream reaches it."""
     width = 2 if client.encoding == "L16" else 1
     frame_bytes = client.frame_ms * client.sample_rate // 1000 * width
     frames = len(agent) // frame_bytes
     sent = 0
+    pending = sorted(cues, key=lambda cue: cue[0])
     begun = time.monotonic()
     async with connect(url, additional_headers=dict(headers or {}), max_size=2**20) as ws:
         changed = asyncio.Event()
@@ -126,12 +134,16 @@ async def play(
                         due = started + i * client.frame_ms / 1000.0 / speed
                         if (delay := due - time.monotonic()) > 0:
                             await asyncio.sleep(delay)
+                    while pending and pending[0][0] <= i * client.frame_ms:
+                        await pending.pop(0)[1]()
                     part = slice(i * frame_bytes, (i + 1) * frame_bytes)
                     client.send_audio(customer[part], agent[part])
                     await _flush(ws, client)
                     sent += 1
                     if fast and i % 10 == 0:
                         await asyncio.sleep(0)  # let the server's reader keep up
+                for _, action in pending:  # cues past the last frame: before the end
+                    await action()
                 if not reader.done():
                     client.finish()
                     await _flush(ws, client)
@@ -147,7 +159,11 @@ async def play(
 
 
 async def simulate_call(
-    url: str, agent: Path, customer: Path, options: SimulationOptions = SimulationOptions()
+    url: str,
+    agent: Path,
+    customer: Path,
+    options: SimulationOptions = SimulationOptions(),
+    cues: Sequence[Cue] = (),
 ) -> SimulationResult:
     """Play two mono recordings as one Twilio ``both_tracks`` Media Stream."""
     agent_ulaw, customer_ulaw = load_tracks(agent, customer)
@@ -167,6 +183,7 @@ async def simulate_call(
         headers=headers,
         fast=options.fast,
         speed=options.speed,
+        cues=cues,
     )
     return SimulationResult(
         client.call_sid,

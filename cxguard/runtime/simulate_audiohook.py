@@ -4,14 +4,14 @@ upgrade, ``open``, stereo PCMU (external = customer, internal = agent), ``close`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from cxguard.protocols.audiohook_auth import sign_request
-from cxguard.runtime.simulate import load_tracks, play
+from cxguard.runtime.simulate import Cue, load_tracks, play
 from cxguard.simulate.audiohook import DEFAULT_ORGANIZATION, AudioHookClient
 
 
@@ -37,7 +37,11 @@ class AudioHookResult:
 
 
 async def simulate_audiohook_call(
-    url: str, agent: Path, customer: Path, options: AudioHookSimulation = AudioHookSimulation()
+    url: str,
+    agent: Path,
+    customer: Path,
+    options: AudioHookSimulation = AudioHookSimulation(),
+    cues: Sequence[Cue] = (),
 ) -> AudioHookResult:
     client = AudioHookClient(
         organization_id=options.organization_id,
@@ -63,6 +67,7 @@ async def simulate_audiohook_call(
         headers=headers,
         fast=options.fast,
         speed=options.speed,
+        cues=cues,
     )
     return AudioHookResult(
         client.conversation_id,

@@ -3,12 +3,12 @@ connection, in cxguard's, Vonage's or mod_audio_fork's first-message shape."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cxguard.runtime.simulate import Playback, load_tracks_for, play
+from cxguard.runtime.simulate import Cue, Playback, load_tracks_for, play
 from cxguard.simulate.stream import StreamClient, Style
 
 
@@ -28,7 +28,11 @@ class StreamSimulation:
 
 
 async def simulate_stream_call(
-    url: str, agent: Path, customer: Path, options: StreamSimulation = StreamSimulation()
+    url: str,
+    agent: Path,
+    customer: Path,
+    options: StreamSimulation = StreamSimulation(),
+    cues: Sequence[Cue] = (),
 ) -> Playback:
     client = StreamClient(
         call_id=options.call_id,
@@ -49,4 +53,5 @@ async def simulate_stream_call(
         headers=headers,
         fast=options.fast,
         speed=options.speed,
+        cues=cues,
     )

@@ -36,6 +36,7 @@ def _audiohook(settings: Settings, admission: Admission) -> MediaStream:
         tenant=admission.tenant or settings.default_tenant,
         max_message_bytes=settings.max_message_bytes,
         caller_id_key=_key(settings),
+        supported_languages=settings.audiohook.supported_languages,
     )
     return AudioHookSession(
         options, organization_id=admission.organization_id, session_id=admission.session_id

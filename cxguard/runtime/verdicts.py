@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from cxguard import pii
 from cxguard.model import (
@@ -30,10 +30,11 @@ from cxguard.model import (
     Verdict,
 )
 from cxguard.policy.calls import Backchannel, Decided, Early, Failed, Judged, JudgeOutput
-from cxguard.policy.engine import AssertionResult
+from cxguard.policy.engine import AssertionResult, PolicyEngine
 from cxguard.policy.framework import describe_pack
 from cxguard.runtime import metrics
-from cxguard.runtime.services import Services
+from cxguard.runtime.evidence_writer import EvidenceWriter
+from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher
 from cxguard.sinks.messages import derive_alert_id
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,34 @@ def error_summary(error: BaseException | str) -> str:
     return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
 
 
+class VerdictServices(Protocol):
+    """What a call's verdicts need of the process: the sidecar's
+    :class:`~cxguard.runtime.services.Services`, or
+    :class:`~cxguard.runtime.guard_evidence.GuardServices` for a conversation judged
+    elsewhere (a Pipecat agent), which has no ASR."""
+
+    @property
+    def engine(self) -> PolicyEngine: ...
+    @property
+    def engine_pack_hash(self) -> str: ...
+    @property
+    def model_ids(self) -> Mapping[str, str]: ...
+    @property
+    def evidence(self) -> EvidenceWriter: ...
+    @property
+    def alerts(self) -> AlertDispatcher: ...
+    @property
+    def handoff(self) -> HandoffDispatcher: ...
+
+    def notify(
+        self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]
+    ) -> list[Exception]: ...
+
+    def notify_early(self, info: CallInfo, verdicts: list[Verdict]) -> list[Exception]: ...
+
+
 class VerdictPipeline:
-    def __init__(self, services: Services, info: CallInfo) -> None:
+    def __init__(self, services: VerdictServices, info: CallInfo) -> None:
         self._services = services
         self._info = info
         # Verdicts may be about an earlier turn (an obligation it used up): keep them anchored.

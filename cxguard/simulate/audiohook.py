@@ -41,6 +41,11 @@ DEFAULT_OFFER: Final[tuple[MediaParameter, ...]] = (
     media_offer(("internal",)),
 )
 """What Genesys offers for a two-party call, in its order."""
+L16_OFFER: Final[tuple[MediaParameter, ...]] = tuple(
+    media_offer(m["channels"], "L16")  # type: ignore[arg-type]
+    for m in DEFAULT_OFFER
+)
+"""The same offer in 16-bit linear PCM (``AudioHookClient(encoding="L16")``)."""
 
 
 def client_message(
@@ -74,6 +79,7 @@ def open_message(
     language: str | None = None,
     custom_config: Mapping[str, Any] | None = None,
     supported_languages: bool | None = None,
+    continued_sessions: Sequence[Mapping[str, Any]] | None = None,
     serverseq: int = 0,
     position_ms: float = 0.0,
 ) -> str:
@@ -89,6 +95,9 @@ def open_message(
         params["customConfig"] = dict(custom_config)
     if supported_languages is not None:
         params["supportedLanguages"] = supported_languages
+    if continued_sessions is not None:
+        shape = isinstance(continued_sessions, list | tuple)
+        params["continuedSessions"] = list(continued_sessions) if shape else continued_sessions
     return client_message("open", session_id, seq, serverseq, position_ms, params)
 
 
@@ -183,13 +192,16 @@ def error_message(
     return client_message("error", session_id, seq, serverseq, position_ms, params)
 
 
-def interleave_stereo(external: bytes, internal: bytes) -> bytes:
-    """One stereo PCMU frame: ``external[0] internal[0] external[1] …`` (1 byte per sample)."""
+def interleave_stereo(external: bytes, internal: bytes, sample_bytes: int = 1) -> bytes:
+    """One stereo frame: ``external[0] internal[0] external[1] …`` (samples of
+    ``sample_bytes`` bytes: 1 for PCMU, 2 for L16)."""
     if len(external) != len(internal):
         raise ValueError(f"channel lengths differ: {len(external)} != {len(internal)}")
     frame = bytearray(2 * len(external))
-    frame[0::2] = external
-    frame[1::2] = internal
+    step = 2 * sample_bytes
+    for byte in range(sample_bytes):
+        frame[byte::step] = external[byte::sample_bytes]
+        frame[sample_bytes + byte :: step] = internal[byte::sample_bytes]
     return bytes(frame)
 
 
@@ -211,11 +223,19 @@ class AudioHookClient:
         language: str | None = None,
         custom_config: Mapping[str, Any] | None = None,
         supported_languages: bool | None = None,
+        continued_sessions: Sequence[Mapping[str, Any]] | None = None,
         external_speaker: str = "customer",
         answer_server: bool = True,
+        encoding: str = "PCMU",
     ) -> None:
         """``answer_server=False``: do not answer ``pause``/``resume``/``disconnect`` (tests
-        that drive each message themselves)."""
+        that drive each message themselves). ``continued_sessions``: the sessions of this
+        conversation this one continues (each one's :meth:`continuation`), as Genesys sends
+        them when it reconnects. ``encoding="L16"``: offer and send 16-bit linear PCM
+        (``send_audio`` then takes L16 frames)."""
+        self.encoding = encoding
+        if encoding == "L16" and media is DEFAULT_OFFER:
+            media = L16_OFFER
         self.session_id = session_id or str(uuid.uuid4())
         self.organization_id = organization_id
         self.conversation_id = conversation_id or str(uuid.uuid4())
@@ -224,6 +244,7 @@ class AudioHookClient:
         self._language = language
         self._custom_config = dict(custom_config) if custom_config is not None else None
         self._supported_languages = supported_languages
+        self._continued = continued_sessions  # as given: tests send malformed ones too
         self._external_is_customer = external_speaker == "customer"
         self._answer = answer_server
         self.state: ClientState = "idle"
@@ -263,6 +284,7 @@ class AudioHookClient:
                 language=self._language,
                 custom_config=self._custom_config,
                 supported_languages=self._supported_languages,
+                continued_sessions=self._continued,
                 serverseq=self.serverseq,
                 position_ms=self.position_ms,
             )
@@ -270,6 +292,10 @@ class AudioHookClient:
 
     def ready(self) -> bool:
         return self.state in ("open", "paused")
+
+    def continuation(self) -> dict[str, Any]:
+        """This session as a later session's ``continuedSessions`` entry names it."""
+        return {"id": self.session_id, "serverseq": self.serverseq, "clientseq": self.seq}
 
     def assume_opened(
         self, channels: tuple[MediaChannel, ...] = ("external", "internal"), serverseq: int = 1
@@ -285,14 +311,17 @@ class AudioHookClient:
         if len(customer) != len(agent):
             raise ValueError(f"channel lengths differ: {len(customer)} != {len(agent)}")
         external, internal = (customer, agent) if self._external_is_customer else (agent, customer)
-        duration_ms = len(customer) * 1000 / 8000
+        width = 2 if self.encoding == "L16" else 1
+        duration_ms = len(customer) / width * 1000 / 8000
+        if self.state in ("closing", "closed"):
+            return  # Genesys sends no audio after its ``close``
         if self.state == "paused":
             self.position_ms += duration_ms
             return
         if self.channels == ("external", "internal"):
-            frame = interleave_stereo(external, internal)
+            frame = interleave_stereo(external, internal, width)
         elif self.channels == ("internal", "external"):
-            frame = interleave_stereo(internal, external)
+            frame = interleave_stereo(internal, external, width)
         else:
             frame = external if self.channels == ("external",) else internal
         self.send_frame(frame, duration_ms)
