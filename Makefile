@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cxguard demo --stay
+	@# From a terminal the console stays up after the call (Ctrl-C stops); scripts and CI get a demo that ends.
+	$(BIN)/cxguard demo $$([ -t 0 ] && echo --stay)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cxguard tests benchmarks scripts
@@ -33,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/latency.py --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cxguard-demo-evidence.db
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cxguard-demo-evidence.db cxguard-demo-evidence.db.state
