@@ -122,6 +122,44 @@ def serve(
         raise _fail(exc) from exc
 
 
+@app.command("asr-worker")
+def asr_worker(
+    redis_url: Annotated[str, typer.Option("--redis-url", help="Redis the sidecars use.")],
+    config: ConfigOpt = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda (default: asr.device).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Segments per batch (asr.batch_size).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Consumer name (default: host-pid).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
+) -> None:
+    """Transcribe the sidecars' segments from Redis Streams (asr.pool: redis; docs/scale.md)."""
+    import dataclasses
+
+    from cxguard.runtime.asr_pool_worker import run_worker
+    from cxguard.runtime.services import load_transcriber
+    from cxguard.runtime.settings import load_settings
+
+    _logging(verbose, log_format)
+    try:
+        settings = load_settings(config, redis_url=redis_url)
+        if device is not None:
+            asr = dataclasses.replace(settings.asr, device=device)
+            settings = dataclasses.replace(settings, asr=asr)
+        transcriber = load_transcriber(settings)
+        transcriber.warmup()
+        run_worker(
+            redis_url, settings.asr, transcriber.transcribe_batch, batch_size=batch_size, name=name
+        )
+    except CxguardError as exc:
+        raise _fail(exc) from exc
+
+
 @app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="ws://HOST:PORT/twilio or …/audiohook")],
