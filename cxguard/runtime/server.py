@@ -28,6 +28,7 @@ from cxguard.errors import AuthenticationError, ProtocolError
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
+from cxguard.runtime.admission import refusal
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.console.web import LIVE_PATH, ConsoleWeb, is_console
 from cxguard.runtime.rejections import RejectionLog
@@ -76,8 +77,13 @@ class Sidecar:
         if path == "/readyz":
             if not self.ready:
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
-            body = json.dumps({"ready": True, **self.services.health()}) + "\n"
-            return _plain(connection, http.HTTPStatus.OK, body, "application/json")
+            health = {"active_calls": self.active_calls, **self.services.health()}
+            full = refusal(
+                self.services.settings.admission, self.active_calls, self.services.asr.depth
+            )
+            body = json.dumps({"ready": full is None, "refusing": full, **health}) + "\n"
+            status = http.HTTPStatus.OK if full is None else http.HTTPStatus.SERVICE_UNAVAILABLE
+            return _plain(connection, status, body, "application/json")
         if is_console(path):
             return await self.console.process_request(connection, request)
         door = _DOORS.get(path)
@@ -110,6 +116,11 @@ class Sidecar:
             )
         self._admissions[connection] = admission
         return None
+
+    @property
+    def active_calls(self) -> int:
+        """Media streams open, and calls still being judged after theirs closed."""
+        return len(self._handlers) + len(self._calls)
 
     # ---------------------------------------------------------------- one media stream
 
