@@ -124,8 +124,10 @@ def serve(
 
 @app.command("asr-worker")
 def asr_worker(
-    redis_url: Annotated[str, typer.Option("--redis-url", help="Redis the sidecars use.")],
     config: ConfigOpt = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Redis the sidecars use (or redis_url).")
+    ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda (default: asr.device).")
     ] = None,
@@ -135,12 +137,16 @@ def asr_worker(
     name: Annotated[
         str | None, typer.Option("--name", help="Consumer name (default: host-pid).")
     ] = None,
+    heartbeat: Annotated[
+        Path | None, typer.Option("--heartbeat", help="File touched every round (liveness).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Transcribe the sidecars' segments from Redis Streams (asr.pool: redis; docs/scale.md)."""
     import dataclasses
 
+    from cxguard.errors import ConfigError
     from cxguard.runtime.asr_pool_worker import run_worker
     from cxguard.runtime.services import load_transcriber
     from cxguard.runtime.settings import load_settings
@@ -148,13 +154,21 @@ def asr_worker(
     _logging(verbose, log_format)
     try:
         settings = load_settings(config, redis_url=redis_url)
+        url = settings.redis_url
+        if not url:
+            raise ConfigError("asr-worker needs --redis-url or redis_url in the settings")
         if device is not None:
             asr = dataclasses.replace(settings.asr, device=device)
             settings = dataclasses.replace(settings, asr=asr)
         transcriber = load_transcriber(settings)
         transcriber.warmup()
         run_worker(
-            redis_url, settings.asr, transcriber.transcribe_batch, batch_size=batch_size, name=name
+            url,
+            settings.asr,
+            transcriber.transcribe_batch,
+            batch_size=batch_size,
+            name=name,
+            heartbeat=str(heartbeat) if heartbeat else None,
         )
     except CxguardError as exc:
         raise _fail(exc) from exc

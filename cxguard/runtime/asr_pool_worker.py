@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,10 @@ class PoolWorker:
         *,
         batch_size: int | None = None,
         name: str | None = None,
+        heartbeat: str | None = None,
     ) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._heartbeat = Path(heartbeat) if heartbeat else None
         self._redis = client
         self._settings = settings
         self._transcribe = transcribe_batch
@@ -85,6 +88,8 @@ class PoolWorker:
     def run(self) -> None:
         log.info("ASR worker %s consuming %s", self.name, ", ".join(self._streams))
         while not self.stop.is_set():
+            if self._heartbeat is not None:  # a liveness probe reads its age
+                self._heartbeat.touch()
             try:
                 taken = self._claim() or self._read()
             except rexc.RedisError as exc:
