@@ -96,6 +96,10 @@ def serve(
             "--insecure", help="Beyond loopback, admit streams on doors without credentials."
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Sidecar processes on the port (SO_REUSEPORT)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
@@ -103,6 +107,8 @@ def serve(
     /readyz).
 
     Listening beyond loopback needs credentials (or --insecure); see docs/security.md."""
+    import dataclasses
+
     from cxguard.runtime.app import serve_forever
     from cxguard.runtime.settings import load_settings
 
@@ -117,6 +123,13 @@ def serve(
             public_url=public_url,
             insecure=insecure or None,
         )
+        if workers is not None:
+            settings = dataclasses.replace(settings, processes=workers)
+        if settings.processes > 1:
+            from cxguard.runtime.processes import serve_processes
+
+            level = logging.DEBUG if verbose else logging.INFO
+            raise typer.Exit(serve_processes(settings, level=level, fmt=log_format))
         asyncio.run(serve_forever(settings))
     except CxguardError as exc:
         raise _fail(exc) from exc

@@ -139,6 +139,14 @@ async def test_a_pooled_call_gets_the_local_verdicts(
     assert isinstance(pool, RedisAsrPool)
     assert pool.depth == 0 and pool.settled > 0 and pool.duplicates == 0
     assert all(v.segments for v in recorder.verdicts)
+    # What KEDA scales the workers on: consumer-group lag (read, acknowledged, deleted: 0).
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for stream in work_streams(prefix):
+            (group,) = client.xinfo_groups(stream)
+            assert (group["lag"], group["pending"], client.xlen(stream)) == (0, 0, 0)
+    finally:
+        client.close()
 
 
 def _pending(client: redis.Redis, prefix: str, consumer: str) -> int:

@@ -16,6 +16,7 @@ import contextlib
 import http
 import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -60,6 +61,8 @@ class Sidecar:
             weakref.WeakKeyDictionary()
         )
         self.ready = False
+        self.calls_seen = 0
+        """Calls this process has taken (each stream that started one)."""
         self.rejections = RejectionLog(log)
         self.console = ConsoleWeb(services.console, services.settings)
 
@@ -77,7 +80,12 @@ class Sidecar:
         if path == "/readyz":
             if not self.ready:
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
-            health = {"active_calls": self.active_calls, **self.services.health()}
+            health = {
+                "active_calls": self.active_calls,
+                "calls_seen": self.calls_seen,
+                "pid": os.getpid(),  # which of `serve --workers N` answered
+                **self.services.health(),
+            }
             full = refusal(
                 self.services.settings.admission, self.active_calls, self.services.asr.depth
             )
@@ -170,6 +178,7 @@ class Sidecar:
             )
 
         task = asyncio.get_running_loop().create_task(finish())
+        self.calls_seen += 1
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
@@ -295,8 +304,10 @@ def _plain(
 
 @contextlib.asynccontextmanager
 async def running_sidecar(
-    services: Services, host: str, port: int
+    services: Services, host: str, port: int, *, reuse_port: bool = False
 ) -> AsyncIterator[tuple[Sidecar, Server]]:
+    """``reuse_port``: share the port with sibling processes (SO_REUSEPORT; the kernel
+    spreads new connections over them)."""
     sidecar = Sidecar(services)
     settings = services.settings
     if _WEBSOCKETS_LOG.level == logging.NOTSET:
@@ -310,6 +321,7 @@ async def running_sidecar(
         ping_interval=20,
         ping_timeout=20,
         logger=_WEBSOCKETS_LOG,
+        reuse_port=reuse_port or None,
     ) as server:
         sidecar.ready = True
         try:

@@ -276,6 +276,10 @@ class Settings:
     """The speaker on Twilio's inbound track: ``agent`` or ``customer``."""
     twilio_track_outbound: str = "agent"
     default_tenant: str = "default"
+    processes: int = 1
+    """Sidecar processes on one port (``cxguard serve --workers N``, SO_REUSEPORT): each owns
+    the calls its connections carry and its own state dir (``<state_dir>/process-<i>``);
+    share the rest through Redis and PostgreSQL (docs/scale.md)."""
     asr: AsrSettings = field(default_factory=AsrSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     vad: VadSettings = field(default_factory=VadSettings)
