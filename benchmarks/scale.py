@@ -11,9 +11,11 @@ clock, as in ``latency.py``). ``dropped_turns``: turns ``undetermined`` because 
 them (queue full / waited too long). ``lost_turns``: turns whose transcript never came (the
 pool's deadline: ``undetermined``, "no transcript from the ASR pool"). ``judged_twice``: (turn,
 assertion) pairs with more than one verdict. ``left_on_streams``: work entries unread or
-unacknowledged at the end. ``--kill-worker-at SECONDS`` SIGKILLs the first worker that long
-after the calls start (with more than one worker the others claim what it held; with one, a
-replacement is started, as a Deployment would).
+unacknowledged at the end; ``claimed_segments``: what workers took over from a dead one
+(``XAUTOCLAIM``); ``sidecar_cpu_s``/``worker_cpu_s``: CPU the processes used (the cost of
+the split, against the in-process row). ``--kill-worker-at SECONDS`` SIGKILLs the first
+worker that long after the calls start (with more than one worker the others claim what it
+held; with one, a replacement is started, as a Deployment would).
 
     python benchmarks/scale.py --json --calls 2 --duration 20 --sidecars 1 2 --workers 1 2
     python benchmarks/scale.py --json --calls 2 --sidecars 1 --workers 2 --kill-worker-at 8
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +77,21 @@ def _sidecar(
     with log.open("ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=ENV)
     return proc, port
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (and its reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _claimed(logs: list[Path]) -> int:
+    total = 0
+    for log in logs:
+        for m in re.finditer(r"claimed (\d+) abandoned", log.read_text(errors="replace")):
+            total += int(m.group(1))
+    return total
 
 
 def _left(client: redis.Redis, prefix: str) -> int:
@@ -145,6 +163,9 @@ def run(
         for i in range(sidecars):
             runs += [(i, r) for r in results.get(i, [])]
         left = _left(client, prefix) if pooled else 0
+        side_cpu = sum(_cpu_s(p.pid) for p, _ in sides if p.poll() is None)
+        side_procs = [p for p, _ in sides]
+        asr_cpu = sum(_cpu_s(p.pid) for p in procs if p not in side_procs and p.poll() is None)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -157,7 +178,12 @@ def run(
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
         client.close()
-    return _tally(sidecars, workers, calls, runs, ledgers, left, killed)
+    row = _tally(sidecars, workers, calls, runs, ledgers, left, killed)
+    row["claimed_segments"] = _claimed(sorted(tmp.glob("w*.log")))
+    # CPU of the processes still alive at the end (a killed worker's share is not counted).
+    row["sidecar_cpu_s"] = round(side_cpu, 1)
+    row["worker_cpu_s"] = round(asr_cpu, 1)
+    return row
 
 
 def _tally(
