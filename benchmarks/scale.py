@@ -7,15 +7,17 @@ bundled two-track call stream as Twilio Media Streams at real-time pace, spread 
 over the sidecars; then every verdict is read back from the ledgers.
 
 ``p50_ms``/``p95_ms`` = the VAD closed the turn → every verdict of the turn decided (server
-clock, as in ``latency.py``). ``dropped_turns``: turns ``undetermined`` because ASR refused
-them (queue full / waited too long). ``lost_turns``: turns whose transcript never came (the
-pool's deadline: ``undetermined``, "no transcript from the ASR pool"). ``judged_twice``: (turn,
-assertion) pairs with more than one verdict. ``left_on_streams``: work entries unread or
-unacknowledged at the end; ``claimed_segments``: what workers took over from a dead one
-(``XAUTOCLAIM``); ``sidecar_cpu_s``/``worker_cpu_s``: CPU the processes used (the cost of
-the split, against the in-process row). ``--kill-worker-at SECONDS`` SIGKILLs the first
-worker that long after the calls start (with more than one worker the others claim what it
-held; with one, a replacement is started, as a Deployment would).
+clock, as in ``latency.py``; most of it is the wait for the speaker turn to end);
+``transcript_*`` = the turn's last segment closed → its transcript in hand (what pooling
+changes: the Redis round trip and the workers' queue). ``dropped_turns``: turns
+``undetermined`` because ASR refused them (queue full / waited too long). ``lost_turns``: turns
+whose transcript never came (the pool's deadline: ``undetermined``, "no transcript from the ASR
+pool"). ``judged_twice``: (turn, assertion) pairs with more than one verdict.
+``left_on_streams``: work entries unread or unacknowledged at the end; ``claimed_segments``:
+what workers took over from a dead one (``XAUTOCLAIM``); ``sidecar_cpu_s``/``worker_cpu_s``:
+CPU the processes used (the cost of the split, against the in-process row). ``--kill-worker-at
+SECONDS`` SIGKILLs the first worker that long after the calls start (with more than one worker
+the others claim what it held; with one, a replacement is started, as a Deployment would).
 
     python benchmarks/scale.py --json --calls 2 --duration 20 --sidecars 1 2 --workers 1 2
     python benchmarks/scale.py --json --calls 2 --sidecars 1 --workers 2 --kill-worker-at 8
@@ -196,6 +198,7 @@ def _tally(
     killed: list[str],
 ) -> dict[str, Any]:
     closed: list[float] = []
+    heard: list[float] = []
     turns = dropped = lost = twice = 0
     opened = [EvidenceLedger(url) for url in ledgers]
     try:
@@ -218,6 +221,7 @@ def _tally(
                 lat = [v["latency_ms"] for v in vs if v.get("latency_ms")]
                 if lat:
                     closed.append(max(x.get("end_to_verdict", 0.0) for x in lat))
+                    heard.append(max(x.get("asr_wait", 0.0) for x in lat))
     finally:
         for ledger in opened:
             ledger.close()
@@ -229,6 +233,8 @@ def _tally(
         "turns": turns,
         "p50_ms": _pct(closed, 50),
         "p95_ms": _pct(closed, 95),
+        "transcript_p50_ms": _pct(heard, 50),
+        "transcript_p95_ms": _pct(heard, 95),
         "dropped_turns": dropped,
         "lost_turns": lost,
         "judged_twice": twice,

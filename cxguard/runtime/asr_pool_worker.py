@@ -92,12 +92,13 @@ class PoolWorker:
                 self._heartbeat.touch()
             try:
                 taken = self._claim() or self._read()
+                if taken:
+                    self._work(taken)
             except rexc.RedisError as exc:
+                # What this worker holds unanswered stays pending: claimed after the outage
+                # (by another worker, or by this one: XAUTOCLAIM does not mind who).
                 log.error("ASR worker: Redis unavailable (%s); retrying", exc)
                 time.sleep(1.0)
-                continue
-            if taken:
-                self._work(taken)
 
     def _claim(self) -> list[_Taken]:
         """Segments a dead worker left: they are the oldest, so they go first."""
@@ -114,6 +115,9 @@ class PoolWorker:
                 count=self._batch - len(taken),
             )
             self._claim_cursor[stream] = cursor.decode() if isinstance(cursor, bytes) else cursor
+            gone = [e for e, f in entries if not f]  # deleted while pending: nothing to do
+            if gone:
+                self._redis.xack(stream, self._settings.group, *gone)
             taken += [self._taken(stream, e, f) for e, f in entries if f]
         if taken:
             log.warning("ASR worker %s claimed %d abandoned segments", self.name, len(taken))
