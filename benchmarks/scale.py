@@ -16,8 +16,9 @@ pool"). ``judged_twice``: (turn, assertion) pairs with more than one verdict.
 ``left_on_streams``: work entries unread or unacknowledged at the end; ``claimed_segments``:
 what workers took over from a dead one (``XAUTOCLAIM``); ``sidecar_cpu_s``/``worker_cpu_s``:
 CPU the processes used (the cost of the split, against the in-process row). ``--kill-worker-at
-SECONDS`` SIGKILLs the first worker that long after the calls start (with more than one worker
-the others claim what it held; with one, a replacement is started, as a Deployment would).
+SECONDS`` SIGKILLs the first worker at the first moment after SECONDS (from the calls' start)
+that it holds segments (with more than one worker the others claim what it held; with one, a
+replacement is started, as a Deployment would).
 
     python benchmarks/scale.py --json --calls 2 --duration 20 --sidecars 1 2 --workers 1 2
     python benchmarks/scale.py --json --calls 2 --sidecars 1 --workers 2 --kill-worker-at 8
@@ -26,6 +27,7 @@ the others claim what it held; with one, a replacement is started, as a Deployme
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -96,6 +98,15 @@ def _claimed(logs: list[Path]) -> int:
     return total
 
 
+def _held(client: redis.Redis, prefix: str, consumer: str) -> int:
+    """Segments ``consumer`` has read and not acknowledged."""
+    held = 0
+    for stream in work_streams(prefix):
+        with contextlib.suppress(redis.ResponseError):  # no group yet
+            held += len(client.xpending_range(stream, "asr-workers", "-", "+", 100, consumer))
+    return held
+
+
 def _left(client: redis.Redis, prefix: str) -> int:
     left = 0
     for stream in work_streams(prefix):
@@ -137,8 +148,12 @@ def run(
 
             def kill() -> None:
                 time.sleep(max(0.0, t0 + kill_at - time.time()))
+                # ...at the first moment it holds segments (mid-batch), so the fault is real.
+                held, until = 0, time.time() + 30
+                while (held := _held(client, prefix, "w0")) == 0 and time.time() < until:
+                    time.sleep(0.005)
                 pool[0].send_signal(signal.SIGKILL)
-                killed.append("w0")
+                killed.append(f"w0 holding {held}")
                 if len(pool) == 1:  # a Deployment would start a replacement
                     procs.append(_worker(config, redis_url, "w0b", tmp / "w0b.log"))
 
