@@ -215,3 +215,45 @@ async def test_without_a_worker_segments_end_undetermined_at_the_deadline(prefix
         assert client.xlen(work_streams(prefix)[0]) == 1
     finally:
         client.close()
+
+
+async def test_a_redis_outage_mid_batch_loses_no_segment(tmp_path: Path) -> None:
+    """Redis (a private instance, fsync'd) stops while a worker holds segments: its replies
+    cannot be written, it keeps retrying, and after the restart it claims its own pending
+    entries again; the sidecar's reader reconnects; every segment gets one transcript."""
+    from tests.support_services import RedisServer
+    from tests.test_runtime_asr_worker import _agent_segments
+
+    segments = list(_agent_segments().values())[:4]
+    prefix = "cxgtest:outage"
+    with RedisServer() as private:
+        pool = RedisAsrPool(private.url, _asr(prefix))
+        config = tmp_path / "w.yaml"
+        config.write_text(f'asr:\n  device: cpu\n  stream: "{prefix}"\n  claim_idle_ms: 1000\n')
+        cmd = [sys.executable, "-m", "cxguard.cli", "asr-worker", "--redis-url", private.url]
+        with (tmp_path / "w.log").open("wb") as err:
+            worker = subprocess.Popen(
+                [*cmd, "--config", str(config), "--name", "wz"],
+                stderr=err,
+                env={**os.environ, "PYTHONPATH": os.getcwd()},
+            )
+        client = redis.Redis.from_url(private.url, socket_timeout=5)
+        try:
+            futures = [pool.submit(s) for s in segments]
+            started = time.monotonic()
+            while _pending(client, prefix, "wz") == 0:
+                assert time.monotonic() - started < 90, (tmp_path / "w.log").read_text()
+                assert worker.poll() is None, (tmp_path / "w.log").read_text()
+                await asyncio.sleep(0.01)
+            private.stop()  # the worker is mid-batch: its replies cannot be written
+            await asyncio.sleep(2.0)
+            private.start()
+            results = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        finally:
+            client.close()
+            _stop(worker)
+            await asyncio.wait_for(pool.close(), 30)
+    assert len(results) == 4 and all(r.text for r in results)
+    assert pool.settled == len(segments) and pool.depth == 0
+    log = (tmp_path / "w.log").read_text()
+    assert "Redis unavailable" in log and "claimed" in log
