@@ -144,7 +144,8 @@ def test_compose_has_the_sidecar_postgres_and_redis_with_healthchecks(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert set(services) == {"cxguard", "postgres", "redis"}
+    assert set(services) == {"cxguard", "asr-worker", "postgres", "redis"}
+    assert services["asr-worker"]["profiles"] == ["pool"]  # only with --profile pool
     for name, service in services.items():
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
         assert service.get("restart") == "unless-stopped", name

@@ -18,7 +18,7 @@ from cxguard.runtime.simulate import SimulationOptions, SimulationResult, simula
 log = logging.getLogger(__name__)
 
 
-async def serve_forever(settings: Settings) -> None:
+async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. Refuses (``ConfigError``) to listen beyond loopback with no
     credentials unless ``settings.insecure``; checked before any model is loaded."""
     check_exposure(settings)
@@ -29,7 +29,9 @@ async def serve_forever(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_sidecar(services, settings.host, settings.port) as (sidecar, server):
+        async with running_sidecar(
+            services, settings.host, settings.port, reuse_port=reuse_port
+        ) as (sidecar, server):
             for door in sidecar.auth.open_doors:
                 log.warning(
                     "/%s admits requests WITHOUT credentials: configure them, or set "

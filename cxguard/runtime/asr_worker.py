@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from cxguard.errors import AsrError, AsrOverloaded
-from cxguard.model import Segment, Transcript
+from cxguard.model import CallInfo, Segment, Transcript
 from cxguard.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,18 @@ class BatchFn(Protocol):
     def __call__(
         self, items: Sequence[np.ndarray], *, on_done: Callable[[int, Result], None] | None = None
     ) -> Sequence[Result]: ...
+
+
+class AsrQueue(Protocol):
+    """What a call's session needs of ASR: this in-process worker, or the Redis pool of
+    :mod:`cxguard.runtime.asr_pool`."""
+
+    def submit(self, turn: Segment, call: CallInfo | None = None) -> asyncio.Future[Transcript]: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(order=True)
@@ -66,8 +78,9 @@ class AsrWorker:
         self._seq = itertools.count()
         self._tasks = [asyncio.get_running_loop().create_task(self._run()) for _ in range(workers)]
 
-    def submit(self, turn: Segment) -> asyncio.Future[Transcript]:
-        """Queue a turn; raises AsrOverloaded at once when the queue is full."""
+    def submit(self, turn: Segment, call: CallInfo | None = None) -> asyncio.Future[Transcript]:
+        """Queue a turn; raises AsrOverloaded at once when the queue is full. (``call`` is
+        for the pooled ASR's wire; one process has no use for it.)"""
         loop = asyncio.get_running_loop()
         job = _Job(
             0 if turn.speaker == "agent" else 1,

@@ -17,6 +17,7 @@ import contextlib
 import http
 import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,7 @@ from cxguard.errors import AuthenticationError, ControlRequestError, ProtocolErr
 from cxguard.model import CallStarted, ProtocolEvent
 from cxguard.protocols.base import CloseCode, MediaStream
 from cxguard.runtime import metrics
+from cxguard.runtime.admission import refusal
 from cxguard.runtime.audiohook_events import AudioHookEvents
 from cxguard.runtime.auth import FAILURE_DELAY_S, Admission, Authenticator, UpgradeRequest
 from cxguard.runtime.console.web import LIVE_PATH, ConsoleWeb, is_console
@@ -64,6 +66,8 @@ class Sidecar:
             weakref.WeakKeyDictionary()
         )
         self.ready = False
+        self.calls_seen = 0
+        """Calls this process has taken (each stream that started one)."""
         self.rejections = RejectionLog(log)
         self.console = ConsoleWeb(services.console, services.settings)
         self.calls = LiveCalls()
@@ -90,8 +94,18 @@ class Sidecar:
             if not self.ready:
                 why = "draining\n" if self.draining else "starting\n"
                 return _plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, why)
-            body = json.dumps({"ready": True, **self.services.health()}) + "\n"
-            return _plain(connection, http.HTTPStatus.OK, body, "application/json")
+            health = {
+                "active_calls": self.active_calls,
+                "calls_seen": self.calls_seen,
+                "pid": os.getpid(),  # which of `serve --workers N` answered
+                **self.services.health(),
+            }
+            full = refusal(
+                self.services.settings.admission, self.active_calls, self.services.asr.depth
+            )
+            body = json.dumps({"ready": full is None, "refusing": full, **health}) + "\n"
+            status = http.HTTPStatus.OK if full is None else http.HTTPStatus.SERVICE_UNAVAILABLE
+            return _plain(connection, status, body, "application/json")
         if is_console(path):
             return await self.console.process_request(connection, request)
         door = "control" if path.startswith("/calls/") else _DOORS.get(path)
@@ -150,6 +164,11 @@ class Sidecar:
             return response
         return _json(connection, http.HTTPStatus.ACCEPTED, answer)
 
+    @property
+    def active_calls(self) -> int:
+        """Media streams open, and calls still being judged after theirs closed."""
+        return len(self._handlers) + len(self._calls)
+
     # ---------------------------------------------------------------- one media stream
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -201,6 +220,7 @@ class Sidecar:
             )
 
         task = asyncio.get_running_loop().create_task(finish())
+        self.calls_seen += 1
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
@@ -384,8 +404,10 @@ def _json(connection: ServerConnection, status: http.HTTPStatus, body: object) -
 
 @contextlib.asynccontextmanager
 async def running_sidecar(
-    services: Services, host: str, port: int
+    services: Services, host: str, port: int, *, reuse_port: bool = False
 ) -> AsyncIterator[tuple[Sidecar, Server]]:
+    """``reuse_port``: share the port with sibling processes (SO_REUSEPORT; the kernel
+    spreads new connections over them)."""
     sidecar = Sidecar(services)
     settings = services.settings
     if _WEBSOCKETS_LOG.level == logging.NOTSET:
@@ -400,6 +422,7 @@ async def running_sidecar(
         ping_timeout=20,
         logger=_WEBSOCKETS_LOG,
         create_connection=BodyConnection,
+        reuse_port=reuse_port or None,
     ) as server:
         sidecar.ready = True
         try:

@@ -16,11 +16,11 @@ from threadpoolctl import threadpool_limits
 
 from cxguard.asr.options import AsrOptions
 from cxguard.asr.transcriber import Transcriber
-from cxguard.errors import EvidenceError
+from cxguard.errors import ConfigError, EvidenceError
 from cxguard.model import CallInfo, Speaker, TurnText, Verdict
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import PolicyPack, default_pack_path, load_pack
-from cxguard.runtime.asr_worker import AsrWorker, BatchFn
+from cxguard.runtime.asr_worker import AsrQueue, AsrWorker, BatchFn
 from cxguard.runtime.console.hub import ConsoleHub
 from cxguard.runtime.evidence_writer import EvidenceWriter
 from cxguard.runtime.notify import AlertDispatcher, HandoffDispatcher, open_outbox
@@ -90,7 +90,7 @@ def load_transcriber(settings: Settings) -> Transcriber:
 @dataclass
 class Services:
     settings: Settings
-    asr: AsrWorker
+    asr: AsrQueue
     engine: PolicyEngine
     engine_pack_hash: str
     model_ids: Mapping[str, str]
@@ -119,18 +119,28 @@ class Services:
     ) -> Services:
         """Load models (in a thread: loading takes a second) and connect the sinks."""
         engine, pack = await asyncio.to_thread(load_engine, settings)
-        if transcribe_batch is None:
-            transcriber = await asyncio.to_thread(load_transcriber, settings)
-            await asyncio.to_thread(transcriber.warmup)
-            transcribe_batch, model_id = transcriber.transcribe_batch, transcriber.model_id
         a = settings.asr
-        worker = AsrWorker(
-            transcribe_batch,
-            workers=a.workers,
-            queue_size=a.queue_size,
-            max_wait_ms=a.max_wait_ms,
-            batch_size=a.batch_size,
-        )
+        worker: AsrQueue
+        if a.pool == "redis" and transcribe_batch is None:
+            # Pooled ASR (docs/scale.md): no model here; each transcript names its own.
+            from cxguard.runtime.asr_pool import RedisAsrPool
+
+            if not settings.redis_url:
+                raise ConfigError("asr.pool: redis needs redis_url")
+            worker = RedisAsrPool(settings.redis_url, a)
+            model_id = f"pool:{a.model}"
+        else:
+            if transcribe_batch is None:
+                transcriber = await asyncio.to_thread(load_transcriber, settings)
+                await asyncio.to_thread(transcriber.warmup)
+                transcribe_batch, model_id = transcriber.transcribe_batch, transcriber.model_id
+            worker = AsrWorker(
+                transcribe_batch,
+                workers=a.workers,
+                queue_size=a.queue_size,
+                max_wait_ms=a.max_wait_ms,
+                batch_size=a.batch_size,
+            )
         evidence = await asyncio.to_thread(EvidenceWriter.open, settings)
         console = ConsoleHub()
         outbox, alerts = open_outbox(settings, evidence, extra=[console.route()])

@@ -239,7 +239,7 @@ class CallSession:
             future: asyncio.Future[Transcript] | None = None
             error = None
             try:
-                future = self._services.asr.submit(seg)
+                future = self._services.asr.submit(seg, self.info)
             except AsrError as exc:
                 error = str(exc)
             metrics.SEGMENTS.labels(speaker=seg.speaker).inc()

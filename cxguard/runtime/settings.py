@@ -55,6 +55,36 @@ class AsrSettings:
     refused as ``undetermined`` (``[fallback:]turn|full-bN|tT``; see cxguard/asr/decoding.py)."""
     fallback_model: str | None = "auto"
     """Model of ``fallback:`` decodes: ``auto`` = ``base`` if installed (``cxguard[base]``)."""
+    pool: str = "local"
+    """Where segments are transcribed: ``local`` (this process's model, in-process queue) or
+    ``redis`` (published to a Redis Stream for ``cxguard asr-worker`` processes; needs
+    ``redis_url``; see docs/scale.md)."""
+    stream: str = "cxguard:asr"
+    """Key prefix of the pooled ASR streams: ``<stream>:agent``, ``<stream>:customer`` (work)
+    and ``<stream>:reply:<sidecar>`` (transcripts back to one sidecar)."""
+    group: str = "asr-workers"
+    """Consumer group of the ASR workers on the work streams."""
+    claim_idle_ms: float = 30_000.0
+    """A segment a worker took and has not acknowledged this long is claimed by another
+    worker (``XAUTOCLAIM``): the first worker is taken for dead."""
+    pool_timeout_ms: float = 60_000.0
+    """A pooled segment with no transcript this long after it was published is judged
+    ``undetermined`` (no worker alive, or all of them far behind)."""
+
+    def __post_init__(self) -> None:
+        if self.pool not in ("local", "redis"):
+            raise ConfigError(f"asr.pool must be 'local' or 'redis', not {self.pool!r}")
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """When ``/readyz`` tells a load balancer to send no new calls (503). Calls in progress
+    are never dropped: only new ones are steered elsewhere."""
+
+    max_active_calls: int = 0
+    """Active calls at which this sidecar stops being ready; 0: no cap."""
+    max_asr_backlog: int = 0
+    """Segments waiting for ASR at which this sidecar stops being ready; 0: no cap."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +291,12 @@ class Settings:
     """The speaker on Twilio's inbound track: ``agent`` or ``customer``."""
     twilio_track_outbound: str = "agent"
     default_tenant: str = "default"
+    processes: int = 1
+    """Sidecar processes on one port (``cxguard serve --workers N``, SO_REUSEPORT): each owns
+    the calls its connections carry and its own state dir (``<state_dir>/process-<i>``);
+    share the rest through Redis and PostgreSQL (docs/scale.md)."""
     asr: AsrSettings = field(default_factory=AsrSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     vad: VadSettings = field(default_factory=VadSettings)
     turns: TurnSettings = field(default_factory=TurnSettings)
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
