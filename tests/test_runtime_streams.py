@@ -106,6 +106,7 @@ async def test_audiohook_violation_disconnects_then_closes_with_the_error_code(
     types = [m["type"] for m in client.messages_received]
     assert types == ["opened", "disconnect", "closed"]
     assert client.messages_received[1]["parameters"]["reason"] == "error"
+    assert await side.services.evidence.wait_stored(10)  # the spool may still hold it
     ledger = EvidenceLedger(side.services.settings.evidence_url)
     try:
         kinds = [e["kind"] for e in ledger.events(call_id=client.conversation_id)]
@@ -184,6 +185,7 @@ async def test_a_stream_that_stops_is_closed_normally_and_logs_no_rejection(
         assert await closed(ws) == (1000, "stop")
     await side.drain()
     assert rejections(caplog) == []
+    assert await side.services.evidence.wait_stored(10)  # the spool may still hold it
     ledger = EvidenceLedger(side.services.settings.evidence_url)
     try:
         invalid = ledger.events(call_id=client.call_sid, kind="control.invalid_control")
