@@ -264,14 +264,17 @@ class Sidecar:
             if isinstance(result, Exception):
                 log.error("draining a stream failed: %s", result, exc_info=result)
 
-    async def drain(self) -> None:
-        """Wait for open streams to end and every call still being evaluated."""
+    async def drain(self, stored_within_s: float = 5.0) -> None:
+        """Wait for open streams to end and every call still being evaluated, then (up to
+        ``stored_within_s``) for the spool to reach the ledger: what a drained sidecar has
+        judged can be read back. Writes the ledger cannot take yet stay in the spool."""
         while self._calls or self._handlers:
             current = asyncio.current_task()
             pending = [t for t in (*self._calls, *self._handlers) if t is not current]
             if not pending:
-                return
+                break
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.services.evidence.wait_stored(stored_within_s)
         self.rejections.flush()
 
 
