@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_policy_support import KeywordScorer, pack
 
@@ -547,6 +547,10 @@ CONTEXTS: list[tuple[dict[str, str], list[tuple[Speaker, str]]]] = [
         min_size=1,
         max_size=6,
     ),
+)
+@example(  # a card-shaped 16 digits, a sentence end, four more: the run goes on past the "."
+    context=({}, []),
+    parts=[("four one one one", " ")] * 3 + [("one one one one", ". "), ("four one one one", " ")],
 )
 def test_random_monologues(
     context: tuple[dict[str, str], list[tuple[Speaker, str]]], parts: list[tuple[str, str]]

@@ -226,15 +226,20 @@ def _cards(d: _Digits, near: Near) -> list[Hit]:
     if hits:
         return hits
     n, digits = len(d.text), d.text
-    shaped = (n in (15, 16) and digits[0] in CARD_INDUSTRY) or (
-        13 <= n <= 19 and near("card", *CARD_REACH, 0, len(d.atoms) - 1)
-    )
-    if shaped:
+    if 13 <= n <= 19 and near("card", *CARD_REACH, 0, len(d.atoms) - 1):
+        shaped: tuple[int, int] | None = (0, n)
+    else:  # 15-16 digits from the run's start to a pause: more digits after it do not undo it
+        shaped = next(
+            ((0, e) for e in d.bounds[1:] if e in (15, 16) and digits[0] in CARD_INDUSTRY), None
+        )
+    if shaped is not None:
+        size = shaped[1]
         evidence = (
-            f"card-shaped number ({n} digits, not Luhn-valid: a card number ASR misheard "
+            f"card-shaped number ({size} digits, not Luhn-valid: a card number ASR misheard "
             "is still one)"
         )
-        return [Hit("card_number", 0, len(d.atoms) - 1, evidence, digits)]
+        hi = d.atoms_of(size - 1, size)[1]
+        return [Hit("card_number", 0, hi, evidence, digits[:size])]
     return []
 
 
