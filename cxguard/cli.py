@@ -582,7 +582,7 @@ def evidence_migrate(evidence: EvidenceOpt = None) -> None:
     from cxguard.evidence.schema import SCHEMA_VERSION
 
     with _ledger(evidence, write=True):
-        pass
+        pass  # opening a ledger for writing migrates its schema; nothing else to do
     typer.echo(json.dumps({"schema_version": SCHEMA_VERSION}))
 
 

@@ -18,16 +18,22 @@ from cxguard.runtime.simulate import SimulationOptions, SimulationResult, simula
 log = logging.getLogger(__name__)
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (where the loop supports signal handlers)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # e.g. not on the main thread
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. Refuses (``ConfigError``) to listen beyond loopback with no
     credentials unless ``settings.insecure``; checked before any model is loaded."""
     check_exposure(settings)
     services = await Services.start(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     try:
         async with running_sidecar(
             services, settings.host, settings.port, reuse_port=reuse_port
@@ -76,12 +82,7 @@ async def serve_with_call(
             await sidecar.drain()
             if stay is not None:
                 stay(result)
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError):
-                        loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
+                await _stop_on_signals().wait()
         return result
     finally:
         await services.close()

@@ -167,10 +167,10 @@ class _AlertPost:
         return {"Content-Type": "application/json"}
 
     def payload(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        raise NotImplementedError  # each sink type (alert-webhook, slack) shapes its body
 
     def digest_payload(self, digest: Digest) -> dict[str, Any]:
-        raise NotImplementedError
+        raise NotImplementedError  # each sink type shapes its digest
 
     # ------------------------------------------------------------------ digests
 
