@@ -93,6 +93,14 @@ SAME_DIGIT_RUN = 6
 trusted: measured, tiny.en then returns 12 or 28 ones for 15 spoken ones (docs/asr.md)."""
 
 
+SPOKEN_DIGIT_RUN = 8
+"""One digit decoded as a word of its own this many times in a row is a loop, not a count:
+tiny.en returned 21-47 ones for a read 4111 1111 1111 1111 (docs/asr.md) and, on the demo's
+card number, "3, 6, 6, 6, ..." for "3 6 6" — by 48 tokens, where the decoder is first checked.
+A grouped reading ("1111 1111") is judged by the 20-digit rule of :func:`loop_found` instead.
+Such a run is no more trusted than after a loop (:data:`SAME_DIGIT_RUN`)."""
+
+
 def same_digit_run(text: str) -> int:
     """Longest run of one digit in ``text``, across spaces and punctuation ("1 1 1" is 3)."""
     digits: list[str] = []
@@ -204,7 +212,11 @@ def repeats(words: list[str]) -> list[tuple[int, int, int]]:
 def loop_found(words: list[str]) -> tuple[int, int] | None:
     """``(n, times)`` of a run that only a looping decoder produces, else None."""
     for n, times, digits in repeats(words):
-        if digits:
+        if n == 1 and digits == 1 and times >= SPOKEN_DIGIT_RUN:
+            # One digit written again and again as its own word ("6, 6, 6, 6, ..."): how a
+            # decoder that lost its place in a digit-by-digit reading loops.
+            looping = True
+        elif digits:
             # Numbers are read aloud with runs ("4111 1111 1111 1111", "4242 4242 ..."):
             # only a run longer than any card or account number (19 digits) is a loop,
             # however the decoder groups them ("111 111 111 ..." holds three per word).

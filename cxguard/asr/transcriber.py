@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
@@ -56,6 +56,9 @@ class _Item:
     index: int
     audio: npt.NDArray[np.float32]
     bursts: int = 0
+    encoded: dict[tuple[str, int], npt.NDArray[np.float32]] = field(default_factory=dict)
+    """Encoder outputs by (model, window frames): fallbacks in a window already encoded for
+    this segment reuse them."""
 
 
 class Transcriber:
@@ -234,8 +237,15 @@ class Transcriber:
             ):
                 end += 1
             idx = order[start:end]
+            key = (model.model_id, frames[order[start]])
             group = [
-                Segment(todo[k].audio, frames[k], self._budget(todo[k].audio.size), todo[k].bursts)
+                Segment(
+                    todo[k].audio,
+                    frames[k],
+                    self._budget(todo[k].audio.size),
+                    todo[k].bursts,
+                    todo[k].encoded.get(key),
+                )
                 for k in idx
             ]
             raws = model.decode(
@@ -245,6 +255,9 @@ class Transcriber:
                 no_repeat_ngram_size=self.options.no_repeat_ngram_size,
                 seed=self.options.sampling_seed,
             )
+            for k, seg in zip(idx, group, strict=True):
+                if seg.encoded is not None:
+                    todo[k].encoded[key] = seg.encoded
             for k, raw in zip(idx, raws, strict=True):
                 try:
                     text = check(
