@@ -15,7 +15,10 @@ whose transcript never came (the pool's deadline: ``undetermined``, "no transcri
 pool"). ``judged_twice``: (turn, assertion) pairs with more than one verdict.
 ``left_on_streams``: work entries unread or unacknowledged at the end; ``claimed_segments``:
 what workers took over from a dead one (``XAUTOCLAIM``); ``sidecar_cpu_s``/``worker_cpu_s``:
-CPU the processes used (the cost of the split, against the in-process row). ``--kill-worker-at
+CPU the processes used, model loads included; ``call_cpu_s``/``call_cpu_ms_per_turn``: CPU of
+every process from the calls' start to the end, start-up excluded (a replacement worker's
+model load is included): the cost of the split at equal load, against the in-process row
+(``--sidecars 1 2 4 --workers 1`` with the same ``--calls``). ``--kill-worker-at
 SECONDS`` SIGKILLs the first worker at the first moment after SECONDS (from the calls' start)
 that it holds segments (with more than one worker the others claim what it held; with one, a
 replacement is started, as a Deployment would).
@@ -141,6 +144,9 @@ def run(
         for _, port in sides:
             _wait_ready(port, 120)
         time.sleep(3.0 if pooled else 0.0)  # let the workers load their models
+        # CPU already spent (model loads, warm-up): subtracted, so the rows compare the
+        # cost of the calls themselves at equal load.
+        loaded = {p.pid: _cpu_s(p.pid) for p in procs}
         rng = random.Random(7)
         t0 = time.time() + 1.0
         starts = [t0] + [t0 + rng.uniform(0, 3.0) for _ in range(calls - 1)]
@@ -183,6 +189,7 @@ def run(
         side_cpu = sum(_cpu_s(p.pid) for p, _ in sides if p.poll() is None)
         side_procs = [p for p, _ in sides]
         asr_cpu = sum(_cpu_s(p.pid) for p in procs if p not in side_procs and p.poll() is None)
+        call_cpu = sum(_cpu_s(p.pid) - loaded.get(p.pid, 0.0) for p in procs if p.poll() is None)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -200,6 +207,9 @@ def run(
     # CPU of the processes still alive at the end (a killed worker's share is not counted).
     row["sidecar_cpu_s"] = round(side_cpu, 1)
     row["worker_cpu_s"] = round(asr_cpu, 1)
+    row["call_cpu_s"] = round(call_cpu, 2)
+    turns = row.get("turns") or 0
+    row["call_cpu_ms_per_turn"] = round(1000 * call_cpu / turns, 1) if turns else None
     return row
 
 
