@@ -1,10 +1,12 @@
-"""Private Redis and PostgreSQL servers for fault tests and benchmarks: each on its own port
-and data directory, so stopping, freezing or locking one out never touches the shared
-instances on 6379 / 5432.
+"""Servers that tests and benchmarks start for themselves. Private Redis and PostgreSQL, each
+on its own port and data directory, so stopping, freezing or locking one out never touches the
+shared instances on 6379 / 5432; and a real sidecar on a free loopback port.
 
     with RedisServer() as redis:          # redis.url, .stop(), .start(), .freeze(), .thaw()
     with PostgresCluster() as pg:         # pg.url, .stop(), .start(), .freeze(), .thaw(),
                                           # .revoke(), .restore()
+    async with serving(ledger_settings(tmp_path), by_call) as (side, host):
+        ...                               # ws://{host}/twilio; by_call.turns / .verdicts
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.runtime.server import Sidecar, running_sidecar
+from cxguard.runtime.services import Listener, Services
+from cxguard.runtime.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -198,3 +208,37 @@ class PostgresCluster:
         with contextlib.suppress(subprocess.SubprocessError):
             self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def ledger_settings(tmp_path: Path, **settings: Any) -> Settings:
+    """A sidecar's settings with its own SQLite ledger in ``tmp_path`` (port chosen by
+    :func:`serving`); ``settings`` are the test's own (tenants, Redis, ...)."""
+    return Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}", **settings)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, *listeners: Listener) -> AsyncIterator[tuple[Sidecar, str]]:
+    """A started sidecar and its ``127.0.0.1:PORT``; ``listeners`` hear each turn's verdicts
+    of record. Its services are closed on the way out, whatever the test did."""
+    services = await Services.start(settings)
+    services.listeners.extend(listeners)
+    try:
+        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
+            port = next(iter(server.sockets)).getsockname()[1]
+            yield side, f"127.0.0.1:{port}"
+    finally:
+        await services.close()
+
+
+class ByCall:
+    """A listener that keeps turns and verdicts per call id (tests that play several calls
+    through one sidecar compare them)."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, list[TurnText]] = {}
+        self.verdicts: dict[str, list[Verdict]] = {}
+
+    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+        if text is not None:
+            self.turns.setdefault(info.call_id, []).append(text)
+        self.verdicts.setdefault(info.call_id, []).extend(verdicts)

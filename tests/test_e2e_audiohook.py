@@ -11,34 +11,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from support_services import ByCall, ledger_settings, serving
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.protocols.audiohook_auth import sign_request
 from cxguard.protocols.twilio_signature import compute_signature
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings, TenantSettings
+from cxguard.runtime.server import Sidecar
+from cxguard.runtime.settings import TenantSettings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 from cxguard.runtime.simulate_audiohook import AudioHookSimulation, simulate_audiohook_call
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 API_KEY = "northwind-audiohook-key"
 TOKEN = "twilio-auth-token-northwind"
-
-
-class ByCall:
-    def __init__(self) -> None:
-        self.turns: dict[str, list[TurnText]] = {}
-        self.verdicts: dict[str, list[Verdict]] = {}
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.setdefault(info.call_id, []).append(text)
-        self.verdicts.setdefault(info.call_id, []).extend(verdicts)
 
 
 @pytest.fixture
@@ -49,16 +37,9 @@ async def signed_sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, By
         audiohook_api_key=API_KEY,
         audiohook_client_secret=base64.b64encode(SECRET).decode(),
     )
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}", tenants=(tenant,))
-    services = await Services.start(settings)
     recorder = ByCall()
-    services.listeners.append(recorder)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"127.0.0.1:{port}", recorder
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path, tenants=(tenant,)), recorder) as (side, host):
+        yield side, host, recorder
 
 
 async def test_audiohook_and_twilio_give_the_same_turns_and_verdicts(

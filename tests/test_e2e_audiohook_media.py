@@ -9,41 +9,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support_services import ByCall, ledger_settings, serving
 
-from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.auth import Admission
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import AudioHookSettings, Settings, load_settings
+from cxguard.runtime.server import Sidecar
+from cxguard.runtime.settings import AudioHookSettings, load_settings
 from cxguard.runtime.simulate import load_tracks_for, play
 from cxguard.runtime.streams import open_stream
 from cxguard.simulate.audiohook import AudioHookClient
 
 
-class ByCall:
-    def __init__(self) -> None:
-        self.turns: dict[str, list[TurnText]] = {}
-        self.verdicts: dict[str, list[Verdict]] = {}
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.setdefault(info.call_id, []).append(text)
-        self.verdicts.setdefault(info.call_id, []).extend(verdicts)
-
-
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, ByCall]]:
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}")
-    services = await Services.start(settings)
     recorder = ByCall()
-    services.listeners.append(recorder)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"ws://127.0.0.1:{port}/audiohook", recorder
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path), recorder) as (side, host):
+        yield side, f"ws://{host}/audiohook", recorder
 
 
 async def test_an_l16_session_gives_the_pcmu_sessions_turns(
@@ -87,14 +68,8 @@ def test_supported_languages_come_from_the_config(tmp_path: Path) -> None:
 
 
 async def test_send_events_returns_transcripts_and_violations(tmp_path: Path) -> None:
-    settings = Settings(
-        port=0,
-        evidence_url=f"sqlite:///{tmp_path / 'events.db'}",
-        audiohook=AudioHookSettings(send_events=True),
-    )
-    services = await Services.start(settings)
+    settings = ledger_settings(tmp_path, audiohook=AudioHookSettings(send_events=True))
     recorder = ByCall()
-    services.listeners.append(recorder)
     agent, customer = demo_audio()
     client = AudioHookClient()
     agent_audio, customer_audio = load_tracks_for(client, agent, customer)
@@ -105,17 +80,12 @@ async def test_send_events_returns_transcripts_and_violations(tmp_path: Path) ->
             while len(recorder.turns.get(client.conversation_id, [])) < 17:
                 await asyncio.sleep(0.1)
 
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            url = f"ws://127.0.0.1:{port}/audiohook"
-            played = await play(
-                url, client, customer_audio, agent_audio, fast=True,
-                cues=[(last_ms, judged_so_far)],
-            )  # fmt: skip
-            await side.drain()
-    finally:
-        await services.close()
+    async with serving(settings, recorder) as (side, host):
+        played = await play(
+            f"ws://{host}/audiohook", client, customer_audio, agent_audio, fast=True,
+            cues=[(last_ms, judged_so_far)],
+        )  # fmt: skip
+        await side.drain()
     assert played.problems == () and played.close_code == 1000
     entities = [
         e

@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support_services import ByCall, ledger_settings, serving
 
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
+from cxguard.runtime.server import Sidecar
 from cxguard.runtime.settings import Settings
 from cxguard.runtime.simulate import load_tracks, play
 from cxguard.simulate.audiohook import AudioHookClient
@@ -24,29 +23,11 @@ CUT_MS = 41_600
 """Between an agent turn (38.4-41.3 s) and the customer's answer (42.0 s)."""
 
 
-class ByCall:
-    def __init__(self) -> None:
-        self.turns: dict[str, list[TurnText]] = {}
-        self.verdicts: dict[str, list[Verdict]] = {}
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.setdefault(info.call_id, []).append(text)
-        self.verdicts.setdefault(info.call_id, []).extend(verdicts)
-
-
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, ByCall]]:
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}")
-    services = await Services.start(settings)
     recorder = ByCall()
-    services.listeners.append(recorder)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"ws://127.0.0.1:{port}/audiohook", recorder
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path), recorder) as (side, host):
+        yield side, f"ws://{host}/audiohook", recorder
 
 
 async def test_a_continued_session_continues_the_call(
@@ -122,20 +103,15 @@ async def test_a_session_continued_on_another_sidecar_continues_the_call(
                               continued_sessions=[first.continuation()]), slice(cut, None)),
     ):  # fmt: skip
         state = LedgerSettings(state_dir=str(tmp_path / f"state-{name}"))
-        services = await Services.start(Settings(port=0, evidence_url=url, ledger=state))
+        settings = Settings(port=0, evidence_url=url, ledger=state)
         recorder = ByCall()
-        services.listeners.append(recorder)
         recorders.append(recorder)
-        try:
-            async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-                port = next(iter(server.sockets)).getsockname()[1]
-                ws = f"ws://127.0.0.1:{port}/audiohook"
-                played = await play(ws, client, customer_ulaw[part], agent_ulaw[part], fast=True)
-                assert played.problems == () and played.close_code == 1000
-                await side.drain()
-                assert await services.evidence.wait_stored(10)
-        finally:
-            await services.close()
+        async with serving(settings, recorder) as (side, host):
+            ws = f"ws://{host}/audiohook"
+            played = await play(ws, client, customer_ulaw[part], agent_ulaw[part], fast=True)
+            assert played.problems == () and played.close_code == 1000
+            await side.drain()
+            assert await side.services.evidence.wait_stored(10)
     call = first.conversation_id
     before, after = (r.turns[call] for r in recorders)
     assert [t.index for t in before + after] == list(range(len(before) + len(after)))

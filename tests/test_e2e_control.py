@@ -12,15 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support_services import ByCall, ledger_settings, serving
 
 from cxguard.audio.codec import ulaw_decode
 from cxguard.audio.vad import VadOptions, VadSegmenter
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings, TenantSettings
+from cxguard.runtime.server import Sidecar
+from cxguard.runtime.settings import TenantSettings
 from cxguard.runtime.simulate import Cue, SimulationOptions, load_tracks, simulate_call
 from cxguard.runtime.simulate_stream import StreamSimulation, simulate_stream_call
 
@@ -30,32 +29,14 @@ TWILIO = "twilio-token-northwind"
 PAYMENT = "billing.no_payment_arrangements_unauthenticated"
 
 
-class ByCall:
-    def __init__(self) -> None:
-        self.turns: dict[str, list[TurnText]] = {}
-        self.verdicts: dict[str, list[Verdict]] = {}
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.setdefault(info.call_id, []).append(text)
-        self.verdicts.setdefault(info.call_id, []).extend(verdicts)
-
-
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, ByCall]]:
     tenant = TenantSettings(
         "northwind", twilio_auth_token=TWILIO, stream_token=STREAM, control_token=CONTROL
     )
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}", tenants=(tenant,))
-    services = await Services.start(settings)
     recorder = ByCall()
-    services.listeners.append(recorder)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"127.0.0.1:{port}", recorder
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path, tenants=(tenant,)), recorder) as (side, host):
+        yield side, host, recorder
 
 
 def agent_pause_before_the_payment_plan() -> tuple[float, float]:

@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support_services import ByCall, ledger_settings, serving
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings, TenantSettings
+from cxguard.runtime.server import Sidecar
+from cxguard.runtime.settings import TenantSettings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 from cxguard.runtime.simulate_stream import StreamSimulation, simulate_stream_call
 
@@ -23,30 +22,12 @@ TOKEN = "stream-token-for-northwind-0123456789"
 TWILIO = "twilio-token-northwind"
 
 
-class ByCall:
-    def __init__(self) -> None:
-        self.turns: dict[str, list[TurnText]] = {}
-        self.verdicts: dict[str, list[Verdict]] = {}
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.setdefault(info.call_id, []).append(text)
-        self.verdicts.setdefault(info.call_id, []).extend(verdicts)
-
-
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, ByCall]]:
     tenant = TenantSettings("northwind", stream_token=TOKEN, twilio_auth_token=TWILIO)
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}", tenants=(tenant,))
-    services = await Services.start(settings)
     recorder = ByCall()
-    services.listeners.append(recorder)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"127.0.0.1:{port}", recorder
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path, tenants=(tenant,)), recorder) as (side, host):
+        yield side, host, recorder
 
 
 async def test_stream_gives_the_twilio_paths_turns_in_both_encodings(

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from support_services import ledger_settings, serving
 from websockets.asyncio.client import connect
 
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.model import CallInfo, TurnText, Verdict
 from cxguard.runtime.demo import demo_audio
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings
+from cxguard.runtime.server import Sidecar
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 from cxguard.simulate import twilio as tm
 
@@ -44,21 +43,12 @@ class Recorder:
 @pytest.fixture
 async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str, Recorder, str]]:
     tenant = f"e2e{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        port=0,
-        evidence_url=f"sqlite:///{tmp_path / 'ev.db'}",
-        redis_url=REDIS_URL,
-        default_tenant=tenant,
-    )
-    services = await Services.start(settings)
+    settings = ledger_settings(tmp_path, redis_url=REDIS_URL, default_tenant=tenant)
     recorder = Recorder()
-    services.listeners.append(recorder)
     try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"ws://127.0.0.1:{port}/twilio", recorder, tenant
+        async with serving(settings, recorder) as (side, host):
+            yield side, f"ws://{host}/twilio", recorder, tenant
     finally:
-        await services.close()
         client = aioredis.from_url(REDIS_URL)
         keys = [k async for k in client.scan_iter(f"cxguard:{tenant}:*")]
         if keys:

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support_services import ledger_settings, serving
 from websockets.asyncio.client import connect
 
 from cxguard.errors import ControlRequestError
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.protocols.control_api import Fact, call_id_of, parse_facts, parse_request
 from cxguard.protocols.twilio_signature import compute_signature
-from cxguard.runtime.server import Sidecar, running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings, TenantSettings
+from cxguard.runtime.server import Sidecar
+from cxguard.runtime.settings import TenantSettings
 from cxguard.simulate.twilio import TwilioClient
 
 NORTHWIND = "control-token-northwind-0123456789"
@@ -88,14 +88,8 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, str]]:
         TenantSettings("northwind", twilio_auth_token=TWILIO["northwind"], control_token=NORTHWIND),
         TenantSettings("contoso", twilio_auth_token=TWILIO["contoso"], control_token=CONTOSO),
     )
-    settings = Settings(port=0, evidence_url=f"sqlite:///{tmp_path / 'ev.db'}", tenants=tenants)
-    services = await Services.start(settings)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"127.0.0.1:{port}"
-    finally:
-        await services.close()
+    async with serving(ledger_settings(tmp_path, tenants=tenants)) as (side, host):
+        yield side, host
 
 
 class OpenCall:

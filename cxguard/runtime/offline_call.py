@@ -4,13 +4,13 @@ No server and no websocket: the recordings are read as the simulator reads them 
 20 ms frames, padded with silence to equal length), and each frame is taken in as the live
 session takes in a Twilio ``both_tracks`` stream (customer = inbound first, then agent):
 μ-law decoded, fed to each speaker's VAD segmenter with the settings' ``vad:`` options, the
-stream clock ticked every :data:`~cxguard.runtime.session.TICK_MS`, segments transcribed with
-the settings' ``asr:`` model and decodes, and everything handed to a
-:class:`~cxguard.policy.calls.CallJudge` with the settings' ``turns:`` options, in the order the
-live session's pipeline would. The same audio therefore gets the same verdicts offline as
-through ``serve`` (a test checks it on the demo call); what differs is only that nothing is
-recorded, alerted or handed off, and ASR is never overloaded (each segment is transcribed on
-its own, never refused for waiting).
+stream clock ticked by the live session's own
+:class:`~cxguard.runtime.stream_clock.StreamClock`, segments transcribed with the settings'
+``asr:`` model and decodes, and everything handed to a :class:`~cxguard.policy.calls.CallJudge`
+with the settings' ``turns:`` options, in the order the live session's pipeline would. The
+same audio therefore gets the same verdicts offline as through ``serve`` (a test checks it on
+the demo call); what differs is only that nothing is recorded, alerted or handed off, and ASR
+is never overloaded (each segment is transcribed on its own, never refused for waiting).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from cxguard.errors import AsrError, AudioError
 from cxguard.model import SPEAKERS, Segment, Speaker, Transcript
 from cxguard.policy.offline import Step, Tick
 from cxguard.policy.turns import HeardSegment
-from cxguard.runtime.session import TICK_MS, TRACK_LAG_MS
 from cxguard.runtime.settings import Settings
 from cxguard.runtime.simulate import SAMPLE_RATE, load_tracks
+from cxguard.runtime.stream_clock import StreamClock
 
 FRAME_SAMPLES = 160
 """20 ms at 8 kHz: one Twilio media message."""
@@ -81,28 +81,18 @@ class _Tracks:
         self.segmenters = {
             s: VadSegmenter(s, SAMPLE_RATE, settings.vad.options(s)) for s in SPEAKERS
         }
-        self.track_ms: dict[Speaker, float] = {}
-        self.last_tick_ms = 0.0
+        self.clock = StreamClock()
         self.items: list[Segment | Tick] = []
 
     def feed(self, speaker: Speaker, payload: bytes, start_ms: float) -> None:
         pcm = ulaw_decode(payload)
         end_ms = start_ms + 1000.0 * len(pcm) / SAMPLE_RATE
-        self.track_ms[speaker] = max(self.track_ms.get(speaker, 0.0), end_ms)
+        self.clock.heard(speaker, end_ms)
         self.items += self.segmenters[speaker].feed(pcm, start_ms)
-        at = self._clock_ms
-        if at - self.last_tick_ms >= TICK_MS:
-            self.last_tick_ms = at
+        at = self.clock.tick()
+        if at is not None:
             speaking = {s: seg.speech_start_ms for s, seg in self.segmenters.items()}
             self.items.append(Tick(at, speaking))
-
-    @property
-    def _clock_ms(self) -> float:
-        ahead = max(self.track_ms.values(), default=0.0)
-        if len(self.track_ms) < 2:
-            return ahead
-        behind = min(self.track_ms.values())
-        return behind if ahead - behind <= TRACK_LAG_MS else ahead
 
     def flush(self) -> None:
         for seg in self.segmenters.values():

@@ -49,16 +49,11 @@ from cxguard.policy.calls import CallJudge, JudgeOutput
 from cxguard.policy.turns import HeardSegment
 from cxguard.runtime import metrics
 from cxguard.runtime.services import Services
+from cxguard.runtime.stream_clock import StreamClock
 from cxguard.runtime.verdicts import CallSummary, SegmentTiming, VerdictPipeline
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
-
-TICK_MS = 100.0
-"""How often (stream time) the pipeline is told the stream moved on: the resolution of turn
-ends by silence and of handoff graces."""
-TRACK_LAG_MS = 1000.0
-"""A track further behind than this (or silent) does not hold the stream clock back."""
 
 
 @dataclass
@@ -114,8 +109,7 @@ class CallSession:
         # ... and its timeline: this session's clock starts at 0, the call's where the
         # earlier sessions ended (every time of this session is shifted by that).
         self._offset_ms = services.evidence.stream_offset_ms(started.info)
-        self._track_ms: dict[Speaker, float] = {}
-        self._last_tick_ms = self._offset_ms
+        self._clock = StreamClock(self._offset_ms)
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         if first_turn > 0:
             self._items.put_nowait(_Restore())
@@ -154,7 +148,7 @@ class CallSession:
             elif isinstance(event, Gap):
                 for speaker, seg in self._segmenters.items():
                     self._segments(seg.gap(event.start_ms, event.end_ms), event.end_ms)
-                    self._track_ms[speaker] = max(self._track_ms.get(speaker, 0.0), event.end_ms)
+                    self._clock.heard(speaker, event.end_ms)
                 self._items.put_nowait(event)
                 self._tick(force=True)
             elif isinstance(event, CallEnded):
@@ -190,13 +184,13 @@ class CallSession:
         else:
             pcm = np.frombuffer(chunk.payload, dtype="<i2").astype(np.int16)
         end_ms = chunk.start_ms + 1000.0 * len(pcm) / chunk.sample_rate
-        self._track_ms[chunk.speaker] = max(self._track_ms.get(chunk.speaker, 0.0), end_ms)
+        self._clock.heard(chunk.speaker, end_ms)
         self._segments(self._segmenters[chunk.speaker].feed(pcm, chunk.start_ms), end_ms)
         self._tick()
 
     @property
     def _heard_ms(self) -> float:
-        return max(self._track_ms.values(), default=self._offset_ms)
+        return self._clock.heard_ms
 
     @property
     def position_ms(self) -> float:
@@ -213,19 +207,9 @@ class CallSession:
         """No more input is taken (the stream ended or the call is being finished)."""
         return self._ended
 
-    @property
-    def _clock_ms(self) -> float:
-        """Stream time up to which both tracks are known (the speaker turns' clock)."""
-        ahead = self._heard_ms
-        if len(self._track_ms) < 2:
-            return ahead
-        behind = min(self._track_ms.values())
-        return behind if ahead - behind <= TRACK_LAG_MS else ahead
-
     def _tick(self, force: bool = False) -> None:
-        at = self._clock_ms
-        if force or at - self._last_tick_ms >= TICK_MS:
-            self._last_tick_ms = at
+        at = self._clock.tick(force)
+        if at is not None:
             speaking = {s: seg.speech_start_ms for s, seg in self._segmenters.items()}
             self._items.put_nowait(_Tick(at, speaking))
             self._services.notify_speaking(self.info, speaking)
