@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -23,7 +25,8 @@ import redis
 from cxguard.errors import AsrOverloaded
 from cxguard.model import CallInfo, Segment, TurnText, Verdict
 from cxguard.runtime.asr_pool import RedisAsrPool
-from cxguard.runtime.asr_wire import work_streams
+from cxguard.runtime.asr_pool_worker import PoolWorker, reply_ttl_ms
+from cxguard.runtime.asr_wire import WorkItem, work_streams
 from cxguard.runtime.server import running_sidecar
 from cxguard.runtime.services import Services
 from cxguard.runtime.settings import AsrSettings, Settings
@@ -257,3 +260,34 @@ async def test_a_redis_outage_mid_batch_loses_no_segment(tmp_path: Path) -> None
     assert pool.settled == len(segments) and pool.depth == 0
     log = (tmp_path / "w.log").read_text()
     assert "Redis unavailable" in log and "claimed" in log
+
+
+def test_a_dead_sidecars_reply_stream_expires(prefix: str) -> None:
+    # A segment whose sidecar is gone (nobody reads its reply stream), past its deadline: the
+    # worker answers it unread, and the reply stream is set to expire instead of staying forever.
+    client = redis.Redis.from_url(REDIS_URL)
+    settings = _asr(prefix, pool_timeout_ms=5_000.0)
+    reply = f"{prefix}:reply:gone"
+    seg = Segment("agent", b"\x00\x00" * 800, 8000, 0.0, 100.0)
+    now = time.time()
+    item = WorkItem("gone:0", reply, "call-1", "default", seg, now - 10, now - 5)
+
+    def never(*_: object, **__: object) -> list[Any]:
+        raise AssertionError("a segment past its deadline is not transcribed")
+
+    worker = PoolWorker(client, settings, never, name="w-ttl")
+    client.xadd(work_streams(prefix)[0], item.encode())  # type: ignore[arg-type]
+    running = threading.Thread(target=worker.run)
+    running.start()
+    until = time.time() + 10
+    while worker.done == 0 and time.time() < until:
+        time.sleep(0.05)
+    worker.stop.set()
+    running.join(10)
+    try:
+        assert worker.done == 1
+        assert client.xlen(reply) == 1
+        ttl = int(client.pttl(reply))
+        assert 0 < ttl <= reply_ttl_ms(settings) == 10_000
+    finally:
+        client.close()

@@ -62,6 +62,11 @@ def ensure_group(client: redis.Redis, settings: AsrSettings) -> None:
                 raise
 
 
+def reply_ttl_ms(settings: AsrSettings) -> int:
+    """How long a reply stream lives after its last reply: twice the pool's deadline."""
+    return int(2 * settings.pool_timeout_ms)
+
+
 class PoolWorker:
     def __init__(
         self,
@@ -191,7 +196,13 @@ class PoolWorker:
     def _answer(self, t: _Taken, result: Result) -> None:
         assert t.item is not None
         # The reply first, the ack after: dying in between repeats work, never loses it.
-        self._redis.xadd(t.item.reply_to, encode_result(t.item.id, result, self.name))  # type: ignore[arg-type]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(t.item.reply_to, encode_result(t.item.id, result, self.name))  # type: ignore[arg-type]
+        # A sidecar that died leaves its reply stream unread: it expires. Each reply pushes
+        # the expiry on; a live sidecar reads its replies long before (it has settled any
+        # segment as undetermined by ``pool_timeout_ms``, so a later reply is of no use).
+        pipe.pexpire(t.item.reply_to, reply_ttl_ms(self._settings))
+        pipe.execute()
         self._ack(t)
         self.done += 1
 
