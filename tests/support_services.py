@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -217,11 +217,15 @@ def ledger_settings(tmp_path: Path, **settings: Any) -> Settings:
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *listeners: Listener) -> AsyncIterator[tuple[Sidecar, str]]:
+async def serving(
+    settings: Settings, *listeners: Listener, early: Sequence[Listener] = ()
+) -> AsyncIterator[tuple[Sidecar, str]]:
     """A started sidecar and its ``127.0.0.1:PORT``; ``listeners`` hear each turn's verdicts
-    of record. Its services are closed on the way out, whatever the test did."""
+    of record, ``early`` the mid-turn ones. Its services are closed on the way out, whatever
+    the test did."""
     services = await Services.start(settings)
     services.listeners.extend(listeners)
+    services.early_listeners.extend(early)
     try:
         async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
             port = next(iter(server.sockets)).getsockname()[1]

@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from support_services import PostgresCluster, RedisServer, free_port
+from support_services import PostgresCluster, RedisServer, free_port, serving
 
 from cxguard.evidence import LedgerOptions, Spool
 from cxguard.evidence.ledger import EvidenceLedger
 from cxguard.model import Alert, CallInfo, TurnText, Verdict
-from cxguard.runtime.server import running_sidecar
-from cxguard.runtime.services import Services
 from cxguard.runtime.settings import LedgerSettings, Settings, TenantSettings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 from cxguard.sinks.messages import derive_alert_id
@@ -80,15 +78,8 @@ class Seen:
 
 @asynccontextmanager
 async def sidecar(settings: Settings, seen: Seen) -> AsyncIterator[tuple[Any, str]]:
-    services = await Services.start(settings)
-    services.listeners.append(seen)
-    services.early_listeners.append(seen.on_early)
-    try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield side, f"ws://127.0.0.1:{port}/twilio"
-    finally:
-        await services.close()
+    async with serving(settings, seen, early=[seen.on_early]) as (side, host):
+        yield side, f"ws://{host}/twilio"
 
 
 async def _stream(url: str, **options: Any) -> str:
