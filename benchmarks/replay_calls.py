@@ -29,29 +29,17 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from cxguard.asr.wer import WerCounts, score, token_class, tokens
-from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.model import TurnText
 from cxguard.runtime.server import running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import Settings
+from cxguard.runtime.services import Recorder, Services
+from cxguard.runtime.settings import AsrSettings, Settings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
-
-
-@dataclass
-class Recorder:
-    turns: list[TurnText] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.append(text)
-        self.verdicts.extend(verdicts)
 
 
 def call_dirs(paths: list[Path]) -> list[Path]:
@@ -110,6 +98,9 @@ def summarise(
         details.append({"turn": t.index, "script": ref, "heard": t.text,
                         "undetermined": t.undetermined_reason, "edits": counts.edits,
                         "amount_stated": stated})  # fmt: skip
+    customer = [{"turn": t.index, "script": _script_for(t, manifest["pieces"]), "heard": t.text,
+                 "undetermined": t.undetermined_reason}
+                for t in rec.turns if t.speaker == "customer"]  # fmt: skip
     return {
         "call": f"{manifest['source']}-{manifest['call_id']}",
         "agent_turns": len(agent),
@@ -122,14 +113,19 @@ def summarise(
         "amount_turns_wrong": f"{amount_wrong}/{amount_turns}",
         "asr_decodes_of_agent_verdicts": dict(decodes),
         "turns": details,
+        "customer_turns": customer,
         "_wer": wer,
         "_amounts": (amount_wrong, amount_turns),
     }  # fmt: skip
 
 
-async def replay(dirs: list[Path], redis_url: str, evidence_dir: Path) -> dict[str, Any]:
+async def replay(
+    dirs: list[Path], redis_url: str, evidence_dir: Path, fallbacks: tuple[str, ...] | None
+) -> dict[str, Any]:
     tenant = f"replay{uuid.uuid4().hex[:8]}"
+    asr = AsrSettings() if fallbacks is None else AsrSettings(fallbacks=fallbacks)
     settings = Settings(
+        asr=asr,
         port=0,
         evidence_url=f"sqlite:///{evidence_dir / 'replay.db'}",
         redis_url=redis_url,
@@ -216,15 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--details", action="store_true", help="each agent turn: script vs heard")
+    ap.add_argument(
+        "--fallbacks",
+        type=lambda v: tuple(x for x in v.split(",") if x),
+        help="asr.fallbacks for this run, comma-separated (default: the settings' default)",
+    )
+    ap.add_argument("--details", action="store_true", help="each call's turns: script vs heard")
     args = ap.parse_args(argv)
     dirs = call_dirs(args.calls)
     with tempfile.TemporaryDirectory(prefix="cxg-replay-") as tmp:
-        result = asyncio.run(replay(dirs, args.redis_url, Path(tmp)))
+        result = asyncio.run(replay(dirs, args.redis_url, Path(tmp), args.fallbacks))
     report = {
         "total": totals(result["calls"]),
         "model_ids": result["model_ids"],
-        "calls": result["calls"],
+        "calls": result["calls"]
+        if args.details
+        else [
+            {k: v for k, v in c.items() if k not in ("turns", "customer_turns")}
+            for c in result["calls"]
+        ],
     }
     text = json.dumps(report, indent=2)
     if args.out:

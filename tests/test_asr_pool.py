@@ -23,12 +23,12 @@ import pytest
 import redis
 
 from cxguard.errors import AsrOverloaded
-from cxguard.model import CallInfo, Segment, TurnText, Verdict
+from cxguard.model import Segment
 from cxguard.runtime.asr_pool import RedisAsrPool
 from cxguard.runtime.asr_pool_worker import PoolWorker, reply_ttl_ms
 from cxguard.runtime.asr_wire import WorkItem, work_streams
 from cxguard.runtime.server import running_sidecar
-from cxguard.runtime.services import Services
+from cxguard.runtime.services import Recorder, Services
 from cxguard.runtime.settings import AsrSettings, Settings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 
@@ -36,17 +36,6 @@ DATA = Path(__file__).parent / "data" / "turns"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PARAMETERS = {"authenticated": "false"}
 Outcomes = list[tuple[int, str, str]]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.turns: list[TurnText] = []
-        self.verdicts: list[Verdict] = []
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.append(text)
-        self.verdicts.extend(verdicts)
 
 
 @pytest.fixture

@@ -29,24 +29,13 @@ from cxguard.policy.offline import evaluate_transcript
 from cxguard.policy.scoring import TextScorer
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.server import running_sidecar
-from cxguard.runtime.services import Services
+from cxguard.runtime.services import Recorder, Services
 from cxguard.runtime.settings import Settings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 
 DATA = Path(__file__).parent / "data"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PARAMETERS = {"authenticated": "false"}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.turns: list[TurnText] = []
-        self.verdicts: list[Verdict] = []
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.append(text)
-        self.verdicts.extend(verdicts)
 
 
 async def _call(

@@ -19,25 +19,15 @@ from support_services import ledger_settings, serving
 from websockets.asyncio.client import connect
 
 from cxguard.evidence.ledger import EvidenceLedger
-from cxguard.model import CallInfo, TurnText, Verdict
+from cxguard.model import Verdict
 from cxguard.runtime.demo import demo_audio
 from cxguard.runtime.server import Sidecar
+from cxguard.runtime.services import Recorder
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 from cxguard.simulate import twilio as tm
 
 DEMO = Path(__file__).resolve().parents[1] / "cxguard" / "data" / "demo"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.turns: list[TurnText] = []
-        self.verdicts: list[Verdict] = []
-
-    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            self.turns.append(text)
-        self.verdicts.extend(verdicts)
 
 
 @pytest.fixture

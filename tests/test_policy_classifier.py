@@ -166,3 +166,28 @@ def test_env_var_points_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert default_models_dir() == tmp_path
     with pytest.raises(ClassifierError):
         OnnxTextScorer()
+
+
+def test_agent_heads_read_amounts_collapsed_as_the_manifest_says(
+    scorer: OnnxTextScorer, tmp_path: Path
+) -> None:
+    """The agent heads were fitted on turns with amounts collapsed (manifest
+    ``collapse_amounts``): one balance in any shape the ASR writes it scores the same; the
+    customer heads read amounts as they are."""
+    shapes = [
+        "Your checking account balance is $1,274.55 right now.",
+        "Your checking account balance is 22,300 and 26,000 and 22,000 right now.",
+        "Your checking account balance is eight thousand hundred and three dollars right now.",
+    ]
+    agent = scorer.score(shapes, "agent")
+    assert agent[0] == agent[1] == agent[2]
+    assert max(agent[0].values()) < 0.5
+    customer = scorer.score(shapes, "customer")
+    assert customer[0] != customer[1]
+    # The flag is read from the manifest, not assumed: without it the shapes score apart.
+    models = _copy_models(tmp_path)
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["heads"]["agent"]["collapse_amounts"] = False
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    raw = OnnxTextScorer(ClassifierOptions(models_dir=models)).score(shapes, "agent")
+    assert raw[0] != raw[1]

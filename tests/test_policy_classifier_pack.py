@@ -84,3 +84,30 @@ def test_an_excuse_covers_only_its_own_words(engine: PolicyEngine) -> None:
     )
     assert matched, evidence
     assert "without" in evidence or "excused" not in evidence
+
+
+def test_asking_about_a_closure_is_not_processing_it(engine: PolicyEngine) -> None:
+    """The processes-closure classifier excuses question sentences (an offer or a question is
+    not the closure) and nothing else: the statement next to a question still counts."""
+    pack = load_pack(PACK)
+    closure = next(a for a in pack.assertions if a.id == "billing.closure_escalation")
+    forbid = getattr(closure, "forbid", None)
+    assert isinstance(forbid, AnyMatcher)
+    spec = next(m for m in forbid.any if isinstance(m, ClassifierMatcher))
+    assert spec.label == "agent.processes_closure" and spec.unless
+
+    def hit(text: str) -> bool:
+        return match(spec, TurnView(text, "agent", engine.scorer, pack.thresholds)).matched
+
+    closing = "I have now closed your account, effective today."
+    assert hit(closing)
+    assert hit(f"{closing} Is there anything else I can help you with?")
+    scores = engine.scorer.score
+    for question in (
+        "Would you like me to terminate your account and send the final bill?",
+        "When would you like to end it?",
+    ):
+        # The classifier alone takes these for the closure; the excuse is what clears them.
+        assert scores([question], "agent")[0][spec.label] >= pack.thresholds[spec.label]
+        assert not hit(question), question
+        assert hit(f"{closing} {question}"), question

@@ -32,6 +32,7 @@ from tokenizers import Tokenizer
 
 from cxguard.errors import ClassifierError
 from cxguard.model import Speaker
+from cxguard.policy.textnorm import collapse_amounts
 
 MODELS_ENV = "CXGUARD_MODELS_DIR"
 MANIFEST = "manifest.json"
@@ -100,6 +101,8 @@ class _Heads:
     session: ort.InferenceSession
     labels: tuple[str, ...]
     thresholds: Mapping[str, float]
+    collapse_amounts: bool
+    """The heads were fitted on text with money amounts collapsed (policy/textnorm.py)."""
 
 
 class OnnxTextScorer:
@@ -130,7 +133,9 @@ class OnnxTextScorer:
             if width != len(labels):
                 raise ClassifierError(f"{entry['file']}: {width} outputs for {len(labels)} labels")
             thresholds = {label: float(entry["thresholds"][label]) for label in labels}
-            self._heads[str(speaker)] = _Heads(str(entry["id"]), session, labels, thresholds)
+            self._heads[str(speaker)] = _Heads(
+                str(entry["id"]), session, labels, thresholds, bool(entry.get("collapse_amounts"))
+            )
             ids[str(entry["id"])] = str(entry["sha256"])[:12]
         self._model_ids = ids
 
@@ -169,6 +174,8 @@ class OnnxTextScorer:
         group = self._group(speaker)
         if not texts:
             return []
+        if group.collapse_amounts:
+            texts = [collapse_amounts(t) for t in texts]
         embeddings = self.embed(texts)
         try:
             scores = group.session.run(["scores"], {"embedding": embeddings})[0]

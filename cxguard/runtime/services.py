@@ -37,6 +37,20 @@ SpeakingListener = Callable[[CallInfo, Mapping[Speaker, float | None]], None]
 """Each speaker's speech start (stream ms) while speaking, None while silent."""
 
 
+@dataclass
+class Recorder:
+    """A listener that keeps every turn text and verdict it is told of, in order (code that
+    embeds a sidecar and reads its verdicts back: tests, benchmarks)."""
+
+    turns: list[TurnText] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def __call__(self, info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
+        if text is not None:
+            self.turns.append(text)
+        self.verdicts.extend(verdicts)
+
+
 def notify_all(
     listeners: list[Listener], info: CallInfo, text: TurnText | None, verdicts: list[Verdict]
 ) -> list[Exception]:

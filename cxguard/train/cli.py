@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cxguard.policy.textnorm import collapse_amounts
 from cxguard.train import corpus, encoder, finetune, heads, report
 from cxguard.train.agent_data import generate
 from cxguard.train.corpus import Example
@@ -32,6 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 64
 WORKERS = 2  # embedding processes (the target machine has 2 cores)
 HEAD_IDS = {"customer": "heads-customer", "agent": "heads-agent"}
+COLLAPSE_AMOUNTS = frozenset({"agent"})
+"""Speakers whose heads read turns with money amounts collapsed (cxguard/policy/textnorm.py):
+on agent turns it removed payment-arrangement false alarms on ASR-garbled balances; on customer
+turns it cost billing-question and dispute precision (amounts are part of those requests)."""
 
 
 def _sha256(path: Path) -> str:
@@ -61,6 +67,10 @@ def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) 
     ]
     if with_asr:
         raw += list(corpus.asr_channel(data_dir / "asr" / "asr_channel.jsonl", raw))
+    raw = [
+        replace(e, text=collapse_amounts(e.text)) if e.speaker in COLLAPSE_AMOUNTS else e
+        for e in raw
+    ]
     probes = corpus.probes(data_dir, demo)
     seen: dict[tuple[str, str], set[str]] = {}
     test = {(e.speaker, corpus.normalise(e.text)) for e in raw if e.split == "test"}
@@ -112,14 +122,22 @@ def _versions() -> dict[str, str]:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
-            out[pkg] = "absent"
+            continue
     return out
 
 
 def train_all(
-    out_dir: Path, seed: int = 0, console: Console | None = None, data_dir: Path | None = None
+    out_dir: Path,
+    seed: int = 0,
+    console: Console | None = None,
+    data_dir: Path | None = None,
+    heads_only: bool = False,
 ) -> dict[str, Any]:
-    """Rebuild encoder, heads, ``manifest.json`` and model cards in ``out_dir``."""
+    """Rebuild encoder, heads, ``manifest.json`` and model cards in ``out_dir``.
+
+    ``heads_only`` keeps the encoder already in ``out_dir`` (its manifest entry, fidelity
+    included, is carried over) and refits only the heads over it: minutes instead of a
+    fine-tune, and the encoder file, so every embedding not read by the heads, is unchanged."""
     console = console or Console()
     data_dir = data_dir or REPO / "data"
     demo = REPO / "cxguard" / "data" / "demo" / "dialogue.json"
@@ -132,6 +150,7 @@ def train_all(
         TimeElapsedColumn(),
     )
     stages: dict[str, float] = {}
+    previous: dict[str, Any] = {}
     mark = time.perf_counter()
 
     def done(stage: str) -> None:
@@ -147,14 +166,20 @@ def train_all(
         progress.advance(step)
         done("load_data")
 
-        step = progress.add_task("fine-tune encoder", total=finetune.n_steps(examples, seed))
-        bert = finetune.finetune(examples, seed, MAX_TOKENS, lambda: progress.advance(step))
-        done("fine_tune")
+        if heads_only:
+            previous = json.loads((out_dir / "manifest.json").read_text())
+            kept = _kept_encoder(out_dir)
+            enc_path, tok_path = out_dir / kept["file"], out_dir / kept["tokenizer"]["file"]
+        else:
+            total = finetune.n_steps(examples, seed)
+            step = progress.add_task("fine-tune encoder", total=total)
+            bert = finetune.finetune(examples, seed, MAX_TOKENS, lambda: progress.advance(step))
+            done("fine_tune")
 
-        step = progress.add_task("export + quantise encoder", total=1)
-        enc_path, tok_path = encoder.export(out_dir, Path(tmp), bert)
-        progress.advance(step)
-        done("export_quantise")
+            step = progress.add_task("export + quantise encoder", total=1)
+            enc_path, tok_path = encoder.export(out_dir, Path(tmp), bert)
+            progress.advance(step)
+            done("export_quantise")
 
         step = progress.add_task("embed turns (int8, 1 per run)", total=len(texts))
         matrix = encoder.embed_parallel(
@@ -163,10 +188,12 @@ def train_all(
         index = {t: i for i, t in enumerate(texts)}
         done("embed")
 
-        step = progress.add_task("check int8 fidelity", total=1)
-        fidelity = _fidelity(Path(tmp) / "minilm-l6-v2-fp32.onnx", tok_path, texts, matrix, index)
-        progress.advance(step)
-        done("fidelity")
+        if not heads_only:
+            step = progress.add_task("check int8 fidelity", total=1)
+            fp32 = Path(tmp) / "minilm-l6-v2-fp32.onnx"
+            fidelity = _fidelity(fp32, tok_path, texts, matrix, index)
+            progress.advance(step)
+            done("fidelity")
 
         groups: dict[str, Any] = {}
         step = progress.add_task("fit heads", total=sum(len(g) for g in GROUPS.values()))
@@ -186,10 +213,12 @@ def train_all(
     done("fit_heads")
     manifest = {
         "format": 1,
-        "created_by": "cxguard train",
+        "created_by": "cxguard train" + (" --heads-only" if heads_only else ""),
         "seed": seed,
         "max_tokens": MAX_TOKENS,
-        "encoder": {
+        "encoder": kept
+        if heads_only
+        else {
             "id": "minilm-l6-v2-int8",
             "file": enc_path.name,
             "sha256": _sha256(enc_path),
@@ -201,13 +230,29 @@ def train_all(
             "fidelity": fidelity,
         },
         "heads": groups,
-        "versions": _versions(),
+        # --heads-only: the encoder's builders (torch, transformers) as they were when it was.
+        "versions": {**previous.get("versions", {}), **_versions()},
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     report.write_cards(out_dir, manifest)
     elapsed = time.perf_counter() - started
     _print_summary(console, manifest, elapsed, stages)
     return {**manifest, "elapsed_s": round(elapsed, 1), "stages_s": stages}
+
+
+def _kept_encoder(out_dir: Path) -> dict[str, Any]:
+    """The encoder entry of ``out_dir/manifest.json``, its files checked against it."""
+    try:
+        entry: dict[str, Any] = json.loads((out_dir / "manifest.json").read_text())["encoder"]
+        files = (entry["file"], entry["tokenizer"]["file"])
+        shas = (entry["sha256"], entry["tokenizer"]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"--heads-only needs an encoder in {out_dir}/manifest.json: {exc}"
+        raise SystemExit(msg) from None
+    for name, sha in zip(files, shas, strict=True):
+        if not (out_dir / name).is_file() or _sha256(out_dir / name) != sha:
+            raise SystemExit(f"--heads-only: {out_dir / name} is missing or not the manifest's")
+    return entry
 
 
 def _fidelity(
@@ -256,6 +301,7 @@ def _evaluate(
         "id": HEAD_IDS[speaker],
         "file": path.name,
         "sha256": _sha256(path),
+        "collapse_amounts": speaker in COLLAPSE_AMOUNTS,
         "labels": [h.label for h in fitted],
         "thresholds": {h.label: round(h.threshold, 4) for h in fitted},
         "c": {h.label: h.c for h in fitted},
@@ -294,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxguard train", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "models", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--heads-only",
+        action="store_true",
+        help="keep the encoder in --out and refit only the heads over it",
+    )
     args = parser.parse_args(argv)
-    train_all(args.out, seed=args.seed)
+    train_all(args.out, seed=args.seed, heads_only=args.heads_only)
     return 0

@@ -21,6 +21,7 @@ from typing import Literal
 
 import yaml
 
+from cxguard.policy.textnorm import collapse_amounts
 from cxguard.train.labels import GROUPS
 from cxguard.train.rules import AgentRules
 
@@ -251,11 +252,10 @@ def own_file(path: Path, speaker: str, split: Split) -> Iterator[Example]:
 
 def probes(data_dir: Path, demo_dialogue: Path) -> set[str]:
     """Normalised texts that tests check: never trained on, never used to pick thresholds."""
-    out = {
-        normalise(p["text"]) for p in yaml.safe_load((data_dir / "own" / "probes.yaml").read_text())
-    }
-    out |= {normalise(t["text"]) for t in json.loads(demo_dialogue.read_text())["turns"]}
-    return out
+    texts = [p["text"] for p in yaml.safe_load((data_dir / "own" / "probes.yaml").read_text())]
+    texts += [t["text"] for t in json.loads(demo_dialogue.read_text())["turns"]]
+    # Also as the agent heads read them, so a probe cannot return with its amounts collapsed.
+    return {normalise(t) for t in texts} | {normalise(collapse_amounts(t)) for t in texts}
 
 
 # --------------------------------------------------------------------------- other writers, agent
