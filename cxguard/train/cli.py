@@ -137,7 +137,7 @@ def train_all(
 
     ``heads_only`` keeps the encoder already in ``out_dir`` (its manifest entry, fidelity
     included, is carried over) and refits only the heads over it: minutes instead of a
-    fine-tune, and the encoder file, so every embedding not read by the heads, is unchanged."""
+    fine-tune, and the encoder file stays byte for byte what it was."""
     console = console or Console()
     data_dir = data_dir or REPO / "data"
     demo = REPO / "cxguard" / "data" / "demo" / "dialogue.json"
