@@ -41,8 +41,10 @@ _NUMBER_WORDS = re.compile(rf"\b{_WORD}", re.IGNORECASE)
 
 
 def _amount(run: str) -> bool:
-    if _HAS_CURRENCY.search(run) or "[digits]" in run.lower():
-        return bool(_FIGURES.search(run) or _NUMBER_WORDS.search(run) or "[" in run)
+    if "[DIGITS]" in run:
+        return True
+    if _HAS_CURRENCY.search(run):
+        return bool(_FIGURES.search(run) or _NUMBER_WORDS.search(run))
     return len(_FIGURES.findall(run)) >= 2 or len(_NUMBER_WORDS.findall(run)) >= 3
 
 

@@ -167,8 +167,8 @@ def train_all(
         done("load_data")
 
         if heads_only:
-            previous = json.loads((out_dir / "manifest.json").read_text())
-            kept = _kept_encoder(out_dir)
+            previous = _kept_manifest(out_dir)
+            kept = previous["encoder"]
             enc_path, tok_path = out_dir / kept["file"], out_dir / kept["tokenizer"]["file"]
         else:
             total = finetune.n_steps(examples, seed)
@@ -240,10 +240,11 @@ def train_all(
     return {**manifest, "elapsed_s": round(elapsed, 1), "stages_s": stages}
 
 
-def _kept_encoder(out_dir: Path) -> dict[str, Any]:
-    """The encoder entry of ``out_dir/manifest.json``, its files checked against it."""
+def _kept_manifest(out_dir: Path) -> dict[str, Any]:
+    """``out_dir/manifest.json``, its encoder's files checked against it."""
     try:
-        entry: dict[str, Any] = json.loads((out_dir / "manifest.json").read_text())["encoder"]
+        manifest: dict[str, Any] = json.loads((out_dir / "manifest.json").read_text())
+        entry = manifest["encoder"]
         files = (entry["file"], entry["tokenizer"]["file"])
         shas = (entry["sha256"], entry["tokenizer"]["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -252,7 +253,7 @@ def _kept_encoder(out_dir: Path) -> dict[str, Any]:
     for name, sha in zip(files, shas, strict=True):
         if not (out_dir / name).is_file() or _sha256(out_dir / name) != sha:
             raise SystemExit(f"--heads-only: {out_dir / name} is missing or not the manifest's")
-    return entry
+    return manifest
 
 
 def _fidelity(
