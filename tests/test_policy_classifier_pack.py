@@ -111,3 +111,37 @@ def test_asking_about_a_closure_is_not_processing_it(engine: PolicyEngine) -> No
         assert scores([question], "agent")[0][spec.label] >= pack.thresholds[spec.label]
         assert not hit(question), question
         assert hit(f"{closing} {question}"), question
+
+
+def test_escalation_excuses_callbacks_holds_and_teams_working_the_case(
+    engine: PolicyEngine,
+) -> None:
+    """Escalation is handing the caller to a person now: a call-back, a hold for the agent's
+    own look-up, or a team put to work on the case is not one, on either branch; a real
+    transfer in the same turn still is."""
+    pack = load_pack(PACK)
+    closure = next(a for a in pack.assertions if a.id == "billing.closure_escalation")
+    require = getattr(closure, "require", None)
+    assert isinstance(require, AnyMatcher)
+
+    def hit(text: str) -> bool:
+        view = TurnView(text, "agent", engine.scorer, pack.thresholds)
+        return any(match(m, view).matched for m in require.any)
+
+    transfer = "Let me transfer you to a specialist now."
+    assert hit(transfer)
+    assert hit("I'll transfer you now, and if we get cut off I'll call you back.")
+    working = "I am going to get our billing team working on this right away."
+    # The classifier alone takes a team put to work for a handover; the excuse clears it.
+    assert (
+        engine.scorer.score([working], "agent")[0]["agent.escalation"]
+        >= pack.thresholds["agent.escalation"]
+    )
+    for text in (
+        working,
+        "I'll get our technical team on it.",
+        "I can call you back tomorrow once I have a manager on the line.",
+        "Can I put you on a short hold while I pull up your file?",
+    ):
+        assert not hit(text), text
+        assert hit(f"{text} {transfer}"), text
