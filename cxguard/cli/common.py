@@ -33,6 +33,7 @@ EvidenceOpt = Annotated[
 ]
 
 
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="One tenant (default: every one).")]
 LogFormatOpt = Annotated[
     str, typer.Option("--log-format", help="Log lines as 'text' or 'json' (one object a line).")
 ]

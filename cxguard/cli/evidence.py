@@ -12,6 +12,7 @@ import typer
 from cxguard.cli.common import (
     ConfigOpt,
     EvidenceOpt,
+    TenantOpt,
     epoch,
     evidence_app,
     fail,
@@ -35,6 +36,10 @@ KeyFileOpt = Annotated[
     Path | None,
     typer.Option("--key-file", envvar="CXGUARD_EVIDENCE_KEY_FILE", dir_okay=False),
 ]
+HeadsOpt = Annotated[
+    Path | None,
+    typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
+]
 
 
 def _key(key: str | None, key_file: Path | None) -> HeadKey | None:
@@ -54,7 +59,7 @@ def _key(key: str | None, key_file: Path | None) -> HeadKey | None:
 def evidence_export(
     evidence: EvidenceOpt = None,
     call: Annotated[str | None, typer.Option("--call")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     turns: Annotated[bool, typer.Option("--turns", help="Turn rows instead of verdicts.")] = False,
     events: Annotated[
         bool,
@@ -85,13 +90,10 @@ def evidence_export(
 def evidence_verify(
     evidence: EvidenceOpt = None,
     call: Annotated[str | None, typer.Option("--call")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     key: KeyOpt = None,
     key_file: KeyFileOpt = None,
-    heads: Annotated[
-        Path | None,
-        typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
-    ] = None,
+    heads: HeadsOpt = None,
     spool: Annotated[
         Path | None, typer.Option("--spool", help="The sidecar's spool.db (default: found).")
     ] = None,
@@ -145,7 +147,7 @@ def _spooled(ledger: EvidenceLedger, path: Path | None) -> dict[tuple[str, str],
 @evidence_app.command("heads")
 def evidence_heads(
     evidence: EvidenceOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
 ) -> None:
     """Print every chain head with its HMAC as JSON lines: keep them outside the database
     (another host, a WORM bucket) and check the ledger against them with ``verify --heads``."""
@@ -170,7 +172,7 @@ def evidence_note(
     text: Annotated[str, typer.Option("--text", help="What was done (remediation).")],
     by: Annotated[str, typer.Option("--by", help="Who did it.")],
     evidence: EvidenceOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     call: Annotated[str | None, typer.Option("--call", help="A call id.")] = None,
     finding: Annotated[str | None, typer.Option("--finding", help="A drift finding id.")] = None,
     turn: Annotated[int | None, typer.Option("--turn", help="The call's turn it is about.")] = None,
@@ -195,7 +197,7 @@ def evidence_note(
 def evidence_purge(
     evidence: EvidenceOpt = None,
     config: ConfigOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     retention: Annotated[
         str | None, typer.Option("--retention", help="6m, 12m or 6y (default: the settings').")
     ] = None,
@@ -230,17 +232,14 @@ def evidence_purge(
 @evidence_app.command("report")
 def evidence_report(
     evidence: EvidenceOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="md, html, pdf or json.")] = "md",
     out: Annotated[Path | None, typer.Option("--out", help="Write here (pdf: required).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
     key: KeyOpt = None,
     key_file: KeyFileOpt = None,
-    heads: Annotated[
-        Path | None,
-        typer.Option("--heads", exists=True, dir_okay=False, help="Heads kept from `heads`."),
-    ] = None,
+    heads: HeadsOpt = None,
     allow_open: Annotated[
         bool, typer.Option("--allow-open", help="Calls still live are not a chain problem.")
     ] = False,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cxguard.cli.common import (
     EvidenceOpt,
+    TenantOpt,
     app,
     epoch,
     fail,
@@ -20,9 +21,6 @@ from cxguard.cli.common import (
     tenants_of,
 )
 from cxguard.errors import CxguardError
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command("eval")
@@ -97,7 +95,7 @@ def eval_(
 @app.command()
 def drift(
     evidence: EvidenceOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Baselines start here (ISO 8601).")
     ] = None,
@@ -150,7 +148,7 @@ def drift(
 @policy_app.command("compare")
 def policy_compare(
     evidence: EvidenceOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    tenant: TenantOpt = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO 8601.")] = None,
     assertion: Annotated[str | None, typer.Option("--assertion")] = None,

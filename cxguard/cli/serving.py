@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,6 @@ from cxguard.cli.common import (
     log_to_stderr,
 )
 from cxguard.errors import CxguardError
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
@@ -140,16 +141,8 @@ async def _simulate(
             fast=fast, parameters=params, auth_token=auth_token, call_sid=call_id
         )
         result = await simulate_call(url, agent, customer, options, cues)
-        return {
-            "protocol": protocol,
-            "call_sid": result.call_sid,
-            "stream_sid": result.stream_sid,
-            "frames": result.frames,
-            "seconds": round(result.seconds, 3),
-            "close_code": result.close_code,
-            "problems": list(result.problems),
-            **facts,
-        }
+        ids = {"call_sid": result.call_sid, "stream_sid": result.stream_sid}
+        return _report(protocol, ids, result, facts)
     if protocol == "audiohook":
         hook = AudioHookSimulation(
             fast=fast,
@@ -159,16 +152,11 @@ async def _simulate(
             conversation_id=call_id,
         )
         outcome = await simulate_audiohook_call(url, agent, customer, hook, cues)
-        return {
-            "protocol": protocol,
+        named: dict[str, object] = {
             "conversation_id": outcome.conversation_id,
-            "frames": outcome.frames,
-            "seconds": round(outcome.seconds, 3),
-            "close_code": outcome.close_code,
             "server_messages": [m.get("type") for m in outcome.server_messages],
-            "problems": list(outcome.problems),
-            **facts,
         }
+        return _report(protocol, named, outcome, facts)
     mono = ("customer",) if stream.style == "vonage" else ("customer", "agent")
     wanted = StreamSimulation(
         fast=fast,
@@ -181,9 +169,29 @@ async def _simulate(
         call_id=call_id,
     )
     played = await simulate_stream_call(url, agent, customer, wanted, cues)
+    return _report(protocol, {"call_id": played.call_id}, played, facts)
+
+
+class _Played(Protocol):
+    """What every simulator's result carries."""
+
+    @property
+    def frames(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def close_code(self) -> int | None: ...
+    @property
+    def problems(self) -> Sequence[str]: ...
+
+
+def _report(
+    protocol: str, ids: Mapping[str, object], played: _Played, facts: Mapping[str, object]
+) -> dict[str, object]:
+    """The one JSON line ``simulate`` prints: the protocol's ids, then what every one has."""
     return {
         "protocol": protocol,
-        "call_id": played.call_id,
+        **ids,
         "frames": played.frames,
         "seconds": round(played.seconds, 3),
         "close_code": played.close_code,
