@@ -7,7 +7,8 @@ at 8 kHz, the pyannote telephone call cut by its .stm, the FSDD card reading and
 digits), the bundled eSpeak demo call cut by its turns.json, synthetic bank-call speech that
 others wrote (SGD Banks_1 turns with amounts, with other numbers, words only, short turns) plus
 seeded digit readings, spoken by espeak-ng and flite voices at several rates through 8 kHz
-μ-law, and non-speech (noise, hum, DTMF, music) that must come back empty or refused.
+μ-law, and non-speech that must come back empty or refused: noise, hum, DTMF, music, and the
+real OSR and pyannote speech played backwards (speech-like sound with no words).
 
 Configurations:
 
@@ -17,13 +18,16 @@ Configurations:
   ``full-t0.4``, ``fallback:full-b5``): what each would do as the only decode;
 * ``fast-only``: the fast decode, refused when a guard fails (what main did before fallbacks,
   apart from its full-window retry of loops);
-* ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``;
+* ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``, then decode
+  agreement on what all three found only unsure (``cxguard.asr.agreement``);
+* ``cascade-no-agreement``: the same without agreement (main before 2026-12-03);
 * ``cascade+base``: the same, then ``fallback:full-b5`` (the larger model, when installed).
 
 Per configuration: word error rate split into words / digits / amounts (cxguard.asr.wer), per
 corpus; refusals (false rejections on speech; on short segments separately); text accepted on
-non-speech (hallucinations); cost per segment (mean and p95 ms, each segment alone); for
-cascades, which decode produced the text. Rejected text counts as deletions.
+non-speech (hallucinations; on reversed speech separately); cost per segment (mean and p95 ms,
+each segment alone); for cascades, which decode produced the text. Rejected text counts as
+deletions.
 
 The ``tts-money`` sentences are also spoken from a verbalised script (``$1,630`` read as "one
 thousand six hundred thirty dollars") as ``tts-money-spoken``: the same reference, so the gap
@@ -40,6 +44,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,15 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
-from benchmarks.asr_corpus import Utterance, float16k, nonspeech, real, sgd_sentences, synthetic
+from benchmarks.asr_corpus import (
+    Utterance,
+    float16k,
+    nonspeech,
+    real,
+    reversed_speech,
+    sgd_sentences,
+    synthetic,
+)
 from cxguard.asr import AsrOptions, Transcriber, resolve_model_path
 from cxguard.asr.decoding import DEFAULT_FALLBACKS
 from cxguard.asr.guards import loudest_frame_dbfs
@@ -60,17 +73,20 @@ from scripts.replay.tts import speak, voices
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16_000
 SHORT_S = 1.5
+NON_SPEECH = ("noise", "reversed")
 STRATEGIES = ("turn-b1", "turn-b5", "full-b1", "full-b5", "full-t0.4", "fallback:full-b5")
 ORDER = (
-    "fast-only", "cascade", "naive", "cascade+base", "turn-b5", "full-b5", "full-b1",
-    "fallback:full-b5", "full-t0.4",
+    "fast-only", "cascade", "cascade-no-agreement", "naive", "cascade+base", "turn-b5",
+    "full-b5", "full-b1", "fallback:full-b5", "full-t0.4",
 )  # fmt: skip
 """Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
-CASCADES: dict[str, tuple[str, ...]] = {
-    "fast-only": (),
-    "cascade": DEFAULT_FALLBACKS,
-    "cascade+base": (*DEFAULT_FALLBACKS, "fallback:full-b5"),
+CASCADES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "fast-only": ((), False),
+    "cascade": (DEFAULT_FALLBACKS, True),
+    "cascade-no-agreement": (DEFAULT_FALLBACKS, False),
+    "cascade+base": ((*DEFAULT_FALLBACKS, "fallback:full-b5"), True),
 }
+"""Per cascade: the fallbacks, and whether decode agreement (cxguard.asr.agreement) is on."""
 
 
 def demo_turns() -> list[Utterance]:
@@ -89,19 +105,20 @@ def demo_turns() -> list[Utterance]:
 
 def corpus(shared_audio: Path, per_kind: int, short: int, digits: int) -> list[Utterance]:
     vs = voices()
-    utts = real(shared_audio) + demo_turns() + synthetic(vs, per_kind, digits, short)
+    spoken = real(shared_audio)
+    utts = spoken + demo_turns() + synthetic(vs, per_kind, digits, short)
     money = sgd_sentences(per_kind)["tts-money"]
     for i, text in enumerate(money):
         for pool in ("espeak-ng", "flite"):
             v = [x for x in vs if x.engine == pool][(i + 9) % (6 if pool == "espeak-ng" else 4)]
             audio = float16k(speak(speakable(text), v), 8000)
             utts.append(Utterance("tts-money-spoken", audio, text, v.label))
-    return utts + list(nonspeech())
+    return utts + list(nonspeech()) + reversed_speech(spoken)
 
 
 def _summary(utts: list[Utterance], results: list[tuple[str, str, float]]) -> dict[str, Any]:
     """``results``: per utterance (text or "", outcome, seconds)."""
-    speech = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus != "noise"]
+    speech = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus not in NON_SPEECH]
     by_corpus: dict[str, WerCounts] = {}
     for u, (text, _, _) in speech:
         by_corpus.setdefault(u.corpus, WerCounts()).add(corpus_counts([u.text], [text]))
@@ -118,6 +135,7 @@ def _summary(utts: list[Utterance], results: list[tuple[str, str, float]]) -> di
 
     short = [(u, r) for u, r in speech if u.audio.size / RATE <= SHORT_S]
     noise = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus == "noise"]
+    backwards = [(u, r) for u, r in zip(utts, results, strict=True) if u.corpus == "reversed"]
     ms = np.array([r[2] for r in results]) * 1000
     return {
         "wer": {"all": rates(total), "real": rates(real_c), "synthetic": rates(synth_c)},
@@ -127,6 +145,7 @@ def _summary(utts: list[Utterance], results: list[tuple[str, str, float]]) -> di
         "empty_on_speech": sum(r[1] == "empty" for _, r in speech),
         "hallucinated_on_noise": f"{sum(bool(r[0]) for _, r in noise)}/{len(noise)}",
         "hallucinations": sorted({r[0] for _, r in noise if r[0]}),
+        "text_on_reversed_speech": f"{sum(bool(r[0]) for _, r in backwards)}/{len(backwards)}",
         "cost_ms": {"mean": round(float(ms.mean()), 1),
                     "p95": round(float(np.percentile(ms, 95)), 1),
                     "max": round(float(ms.max()), 1)},
@@ -152,11 +171,13 @@ def run_strategy(asr: Transcriber, name: str, utts: list[Utterance]) -> dict[str
 
 
 def run_cascade(
-    fallbacks: tuple[str, ...], utts: list[Utterance], model: str, threads: int
+    plan: tuple[tuple[str, ...], bool], utts: list[Utterance], model: str, threads: int
 ) -> dict[str, Any]:
-    asr = Transcriber(
-        AsrOptions(model=model, cpu_threads=threads, device="cpu", fallbacks=fallbacks)
-    )
+    fallbacks, agreement = plan
+    options = AsrOptions(model=model, cpu_threads=threads, device="cpu", fallbacks=fallbacks)
+    if not agreement:
+        options = replace(options, agree_logprob=None)
+    asr = Transcriber(options)
     asr.warmup()
     results = []
     produced: Counter[str] = Counter()

@@ -93,6 +93,17 @@ def real(shared_audio: Path) -> list[Utterance]:
     return utts
 
 
+def reversed_speech(utts: list[Utterance]) -> list[Utterance]:
+    """Real speech played backwards (corpus ``reversed``): a voice, a telephone channel and the
+    rhythm of speech, but no words — any text accepted on it is a hallucination, and unlike
+    noise or tones the no-speech rule does not empty it."""
+    return [
+        Utterance("reversed", u.audio[::-1].copy(), "", f"reversed:{u.corpus}")
+        for u in utts
+        if u.corpus in ("osr", "pyannote")
+    ]
+
+
 def split_on_silence(
     audio: npt.NDArray[np.float32], frame_s: float = 0.02, gap_s: float = 0.08, pad_s: float = 0.1
 ) -> list[npt.NDArray[np.float32]]:

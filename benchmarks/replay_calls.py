@@ -29,6 +29,7 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +121,9 @@ def summarise(
 
 
 async def replay(
-    dirs: list[Path], redis_url: str, evidence_dir: Path, fallbacks: tuple[str, ...] | None
+    dirs: list[Path], redis_url: str, evidence_dir: Path, asr: AsrSettings
 ) -> dict[str, Any]:
     tenant = f"replay{uuid.uuid4().hex[:8]}"
-    asr = AsrSettings() if fallbacks is None else AsrSettings(fallbacks=fallbacks)
     settings = Settings(
         asr=asr,
         port=0,
@@ -217,11 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda v: tuple(x for x in v.split(",") if x),
         help="asr.fallbacks for this run, comma-separated (default: the settings' default)",
     )
+    ap.add_argument(
+        "--agree-logprob",
+        type=lambda v: None if v.lower() in ("none", "null") else float(v),
+        default=AsrSettings.agree_logprob,
+        help="asr.agree_logprob for this run ('none': refuse what every decode found unsure)",
+    )
     ap.add_argument("--details", action="store_true", help="each call's turns: script vs heard")
     args = ap.parse_args(argv)
     dirs = call_dirs(args.calls)
     with tempfile.TemporaryDirectory(prefix="cxg-replay-") as tmp:
-        result = asyncio.run(replay(dirs, args.redis_url, Path(tmp), args.fallbacks))
+        asr = AsrSettings() if args.fallbacks is None else AsrSettings(fallbacks=args.fallbacks)
+        asr = replace(asr, agree_logprob=args.agree_logprob)
+        result = asyncio.run(replay(dirs, args.redis_url, Path(tmp), asr))
     report = {
         "total": totals(result["calls"]),
         "model_ids": result["model_ids"],

@@ -62,6 +62,8 @@ class AsrRejected(AsrError):
         """The loop ran on digits (a number read out): see the transcriber's fallback rule."""
         self.decode = ""
         """The decode strategy whose text this is (set by the transcriber)."""
+        self.asr_ms = 0.0
+        """Time the model spent on this decode (set by the transcriber)."""
         self.attempts: tuple[str, ...] = ()
         """Every decode tried on the segment, ``name:reason`` for each one that failed."""
 

@@ -54,6 +54,10 @@ class AsrOptions:
     reject_logprob: float | None = -1.0
     """Text decoded with a lower average log-probability is rejected (``low_logprob``);
     Whisper would retry with sampling there. ``None`` keeps such text."""
+    agree_logprob: float | None = -1.5
+    """When every decode of a segment was rejected for ``low_logprob`` only, text that two of
+    them agree on (normalised words) is accepted if each scored at least this
+    (:mod:`cxguard.asr.agreement`); ``None`` refuses such segments as before."""
     compression_ratio_threshold: float = 2.4
     silence_dbfs: float = -50.0
     """A turn whose loudest 20 ms frame is quieter than this never reaches the model."""

@@ -5,8 +5,9 @@ the encoder window sized to the segment, greedy). Text that fails a guard — lo
 log-probability, a loop, a runaway — is not refused at once: the ``fallbacks`` strategies
 (:mod:`cxguard.asr.decoding`) are tried in order, each on the segments still rejected, and
 a segment is refused (:class:`~cxguard.asr.AsrRejected`, ``undetermined`` downstream) only when
-every one of them failed too. The :class:`~cxguard.model.Transcript` names the decode and the
-model that produced its text.
+every one of them failed too — and, if all failed only for low log-probability, no two of them
+agreed on the words (:mod:`cxguard.asr.agreement`). The :class:`~cxguard.model.Transcript`
+names the decode and the model that produced its text.
 
 Segments that share a window size and a strategy are batched into one ``generate`` call, so a
 batch decodes exactly as the same segments one by one would.
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from cxguard.asr.agreement import agreed
 from cxguard.asr.decoding import Decode
 from cxguard.asr.guards import (
     AsrRejected,
@@ -166,6 +168,7 @@ class Transcriber:
             else:
                 pending.append(_Item(i, audio, speech_bursts(audio)))
         tried: dict[int, list[str]] = {it.index: [] for it in pending}
+        rejections: dict[int, list[AsrRejected]] = {it.index: [] for it in pending}
         for how in (self._first, *self._plan):
             todo = [it for it in pending if _needs(out[it.index], how)]
             if not todo:
@@ -177,14 +180,19 @@ class Transcriber:
                     result = recount(result.text, result.model_id) or result
                 failed = f":{result.reason}" if isinstance(result, AsrRejected) else ""
                 tried[item.index].append(how.name + failed)
-                if isinstance(result, AsrRejected) and isinstance(previous, AsrRejected):
-                    continue  # keep the first decode's rejection: it says what went wrong first
+                if isinstance(result, AsrRejected):
+                    rejections[item.index].append(result)
+                    if isinstance(previous, AsrRejected):
+                        continue  # keep the first decode's rejection: it says what failed first
                 out[item.index] = result
                 if isinstance(result, Transcript):
                     report(item.index, result)
         done: list[Result] = []
+        floor = self.options.agree_logprob
         for i, r in enumerate(out):
             assert r is not None  # every segment was either gated or decoded
+            if isinstance(r, AsrRejected) and floor is not None:
+                r = agreed(rejections[i], floor) or r
             if isinstance(r, AsrRejected):
                 r.record_attempts(tuple(tried[i]))
             report(i, r)
@@ -270,6 +278,7 @@ class Transcriber:
                     )
                 except AsrRejected as rejected:
                     rejected.decode = how.name
+                    rejected.asr_ms = raw.asr_ms
                     results[k] = rejected
                     continue
                 d = raw.decoded

@@ -97,6 +97,7 @@ def load_transcriber(settings: Settings) -> Transcriber:
             num_workers=a.workers,
             fallbacks=tuple(a.fallbacks),
             fallback_model=a.fallback_model,
+            agree_logprob=a.agree_logprob,
         )
     )
 

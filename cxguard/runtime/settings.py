@@ -55,6 +55,10 @@ class AsrSettings:
     refused as ``undetermined`` (``[fallback:]turn|full-bN|tT``; see cxguard/asr/decoding.py)."""
     fallback_model: str | None = "auto"
     """Model of ``fallback:`` decodes: ``auto`` = ``base`` if installed (``cxguard[base]``)."""
+    agree_logprob: float | None = -1.5
+    """A segment every decode found only unsure (low log-probability) is accepted when two
+    decodes give the same words, each scoring at least this; ``null`` refuses it
+    (``undetermined``) as before (cxguard/asr/agreement.py)."""
     pool: str = "local"
     """Where segments are transcribed: ``local`` (this process's model, in-process queue) or
     ``redis`` (published to a Redis Stream for ``cxguard asr-worker`` processes; needs
