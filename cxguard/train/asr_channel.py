@@ -77,10 +77,16 @@ MAX_WORDS = 40  # one sentence window of the runtime (policy.matchers.WINDOW_WOR
 
 
 def select(
-    examples: Iterable[Example], cap_agent: int, cap_customer: int, source_prefix: str = ""
+    examples: Iterable[Example],
+    cap_agent: int,
+    cap_customer: int,
+    source_prefix: str = "",
+    exclude: frozenset[str] = frozenset(),
+    label: str | None = None,
 ) -> list[Example]:
     """A deterministic sample of training turns, chosen by a hash of the text (never by a
-    model's output): half of each cap from turns with a positive label, the rest from all."""
+    model's output): half of each cap from turns with a positive label (``label`` only, when
+    given), the rest from all. Texts in ``exclude`` (normalised) are never chosen."""
     chosen: list[Example] = []
     for speaker, cap in (("agent", cap_agent), ("customer", cap_customer)):
         pool = sorted(
@@ -91,10 +97,11 @@ def select(
                 and e.split == "train"
                 and e.source.startswith(source_prefix)
                 and len(e.text.split()) <= MAX_WORDS
+                and normalise(e.text) not in exclude
             ),
             key=lambda e: bucket("asr:" + normalise(e.text)),
         )
-        positives = [e for e in pool if _positive(e)]
+        positives = [e for e in pool if _positive(e, label)]
         seen: set[str] = set()
         for part, limit in ((positives, cap // 2), (pool, cap)):
             for e in part:
@@ -106,7 +113,25 @@ def select(
     return chosen
 
 
-def _positive(e: Example) -> bool:
+def replayed_sgd_texts(path: Path, dialogues: int) -> frozenset[str]:
+    """The turns of the first ``dialogues`` SGD dialogues in file order: the ones the replay
+    benchmark renders (``scripts/replay/render.py sgd --skip/--limit``), kept out of training
+    so the replayed calls stay unseen through the ASR channel."""
+    seen: list[str] = []
+    texts: set[str] = set()
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row["dialogue_id"] not in seen:
+            if len(seen) == dialogues:
+                break
+            seen.append(row["dialogue_id"])
+        texts.add(normalise(row["utterance"]))
+    return frozenset(texts)
+
+
+def _positive(e: Example, label: str | None = None) -> bool:
+    if label is not None:
+        return e.labels.get(label) == 1
     return any(v == 1 for k, v in e.labels.items() if not k.endswith(".other"))
 
 
@@ -166,6 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent", type=int, default=1600, help="agent turns to speak")
     parser.add_argument("--customer", type=int, default=900, help="customer turns to speak")
     parser.add_argument("--source", default="", help="only sources starting with this")
+    parser.add_argument("--label", help="positives are turns with this label (default: any)")
+    parser.add_argument(
+        "--replayed-dialogues",
+        type=int,
+        default=240,
+        help="never speak turns of the first N SGD dialogues (the replay benchmark's calls)",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/work/scratch/clf_asr/cache.jsonl"))
     parser.add_argument("--out", type=Path, default=REPO / "data" / "asr" / "asr_channel.jsonl")
     parser.add_argument(
@@ -182,7 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=0,
         with_asr=False,
     )
-    chosen = select(examples, args.agent, args.customer, args.source)
+    replayed = replayed_sgd_texts(
+        REPO / "data" / "public" / "sgd" / "sgd_banks1_turns.jsonl", args.replayed_dialogues
+    )
+    chosen = select(examples, args.agent, args.customer, args.source, replayed, args.label)
     transcribe_all([(e.text, e.speaker) for e in chosen], args.cache, args.out)
     return 0
 
