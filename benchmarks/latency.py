@@ -16,7 +16,10 @@ times put through the same arrival schedule on one model (FIFO), as a naive serv
 verdicts decided, as the server measured them; ``speech_end_*`` add the endpointing wait (last
 voiced frame → verdict, client clock); ``floor_wait_*`` is the part spent waiting for the
 speaker turn to end (the floor changing or ``turns.end_silence_ms`` of silence) after the last
-segment was transcribed; ``baseline_*`` are the naive server's turn closed → transcribed.
+segment was transcribed; ``processing_*`` are the rest (per turn, ``end_to_verdict -
+floor_wait`` = ASR queue + ASR of its last segment + policy): what cxguard adds after the
+later of the segment closing and the floor changing; ``baseline_*`` are the naive server's
+turn closed → transcribed.
 
 ``--turns-baseline`` also runs the same load with segments judged as turns
 (``turns.end_silence_ms: 0``, cxguard before speaker turns), reported as ``segment_turns``.
@@ -209,6 +212,7 @@ def run_load(
     latencies: list[float] = []
     closed: list[float] = []
     floor_waits: list[float] = []
+    processing: list[float] = []
     undetermined_turns = dropped = 0
     pairs: list[tuple[str, str]] = []
     turns_seen = 0
@@ -231,6 +235,9 @@ def run_load(
                 latencies.append(1000 * (decided - speech_end_wall))
                 closed.append(max(x.get("end_to_verdict", 0.0) for x in lat))
                 floor_waits.append(max(x.get("floor_wait", 0.0) for x in lat))
+                processing.append(
+                    max(x.get("end_to_verdict", 0.0) - x.get("floor_wait", 0.0) for x in lat)
+                )
                 if any(v["verdict"] == "undetermined" for v in vs):
                     undetermined_turns += 1
                     if any(
@@ -253,6 +260,9 @@ def run_load(
         "speech_end_p99_ms": _pct(latencies, 99),
         "floor_wait_p50_ms": _pct(floor_waits, 50),
         "floor_wait_p95_ms": _pct(floor_waits, 95),
+        "processing_p50_ms": _pct(processing, 50),
+        "processing_p95_ms": _pct(processing, 95),
+        "processing_p99_ms": _pct(processing, 99),
         "dropped_turns": dropped,
         "undetermined_turns": undetermined_turns,
         "wer": round(_wer(pairs), 4),

@@ -53,6 +53,7 @@ def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
         ({"fallbacks": ("full-b5", "beam-5")}, "decode strategy 'beam-5'"),
         ({"fallbacks": ("turn-t2",)}, "decode strategy 'turn-t2'"),
         ({"fallbacks": ("full-b0",)}, "beam must be 1..16"),
+        ({"agree_logprob": 1.5}, "agree_logprob is an average log-probability"),
     ],
 )
 def test_invalid_options_are_config_errors(changes: dict[str, Any], message: str) -> None:

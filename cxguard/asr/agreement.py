@@ -16,6 +16,7 @@ failed only the log-probability guard, and each must score at least ``floor``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from cxguard.asr.guards import AsrRejected
@@ -42,7 +43,7 @@ def agreed(rejections: Sequence[AsrRejected], floor: float) -> Transcript | None
     best = max(groups.values(), key=len, default=[])
     if len(best) < 2:
         return None
-    top = max(best, key=lambda r: r.avg_logprob or float("-inf"))
+    top = max(best, key=lambda r: r.avg_logprob if r.avg_logprob is not None else -math.inf)
     return Transcript(
         top.text,
         top.model_id,

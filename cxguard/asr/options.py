@@ -116,6 +116,10 @@ class AsrOptions:
             raise ConfigError(
                 f"asr no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
+        if self.agree_logprob is not None and not self.agree_logprob <= 0.0:
+            raise ConfigError(
+                f"asr agree_logprob is an average log-probability (<= 0), got {self.agree_logprob}"
+            )
         for name in self.fallbacks:
             Decode.parse(name)  # raises ConfigError naming the bad entry
         if self.num_workers < 1 or self.cpu_threads < 0 or self.max_batch < 1:
