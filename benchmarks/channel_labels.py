@@ -109,38 +109,33 @@ def measure(
     on_text = dict(zip(texts, scorer.score(texts, speaker), strict=True))
     on_asr = dict(zip(texts, scorer.score(heard_texts, speaker), strict=True))
     report: dict[str, Any] = {"speaker": speaker, "labels": {}}
-    negatives = chosen[""]
+    # Turns ASR refused are undetermined live: left out of both columns alike.
+    negatives = [e for e in chosen[""] if hear[e.text] is not None]
     for label in scorer.labels(speaker):
         if label.endswith(".other"):
             continue
         t = thresholds[label]
-        pos = chosen.get(label, [])
-
-        def hits(
-            group: list[Example], scores: dict[str, Any], t: float = t, lab: str = label
-        ) -> int:
-            return sum(scores[e.text][lab] >= t for e in group if hear[e.text] is not None)
-
-        heard_pos = [e for e in pos if hear[e.text] is not None]
-        heard_neg = [e for e in negatives if hear[e.text] is not None]
+        pos = [e for e in chosen.get(label, []) if hear[e.text] is not None]
+        text_fa = [e for e in negatives if on_text[e.text][label] >= t]
+        asr_fa = [e for e in negatives if on_asr[e.text][label] >= t]
         report["labels"][label] = {
             "threshold": t,
             "positives": len(pos),
-            "recall_text": round(hits(pos, on_text) / len(heard_pos), 3) if heard_pos else None,
-            "recall_asr": round(hits(pos, on_asr) / len(heard_pos), 3) if heard_pos else None,
-            "negatives": len(heard_neg),
-            "false_alarms_text": hits(negatives, on_text),
-            "false_alarms_asr": hits(negatives, on_asr),
-            "false_alarm_examples_asr": [
-                (e.text, hear[e.text])
-                for e in negatives
-                if hear[e.text] is not None and on_asr[e.text][label] >= t
-            ][:8],
+            "recall_text": _share(sum(on_text[e.text][label] >= t for e in pos), len(pos)),
+            "recall_asr": _share(sum(on_asr[e.text][label] >= t for e in pos), len(pos)),
+            "negatives": len(negatives),
+            "false_alarms_text": len(text_fa),
+            "false_alarms_asr": len(asr_fa),
+            "false_alarm_examples_asr": [(e.text, hear[e.text]) for e in asr_fa[:8]],
         }
     report["refused_by_asr"] = sum(hear[e.text] is None for e in examples)
     report["turns"] = len(examples)
     report["model_ids"] = dict(scorer.model_ids)
     return report
+
+
+def _share(hits: int, of: int) -> float | None:
+    return round(hits / of, 3) if of else None
 
 
 def main(argv: list[str] | None = None) -> int:
