@@ -1,6 +1,7 @@
 """Replay rendered two-track calls through a real sidecar and count what it raised.
 
     PYTHONPATH=. .venv/bin/python benchmarks/replay_calls.py --json CALL_DIR... [--out FILE]
+        [--details] [--fallbacks turn-b5,full-b5] [--agree-logprob -1.5|none]
 
 Each ``CALL_DIR`` holds ``agent.wav``, ``customer.wav`` and ``call.json`` as written by
 ``scripts/replay/render.py`` (a directory of such directories is expanded). One sidecar is
