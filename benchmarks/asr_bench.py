@@ -21,6 +21,8 @@ Configurations:
 * ``cascade``: the default — fast decode, then ``turn-b5``, ``full-b5``, then decode
   agreement on what all three found only unsure (``cxguard.asr.agreement``);
 * ``cascade-no-agreement``: the same without agreement (main before 2026-12-03);
+* ``beam-first``: beam search first (``turn-b5``), then ``full-b5``, then agreement: no greedy
+  decode to loop on read-out digits (measured 2026-12-03, not adopted: benchmarks/README.md);
 * ``cascade+base``: the same, then ``fallback:full-b5`` (the larger model, when installed).
 
 Per configuration: word error rate split into words / digits / amounts (cxguard.asr.wer), per
@@ -62,7 +64,6 @@ from benchmarks.asr_corpus import (
     synthetic,
 )
 from cxguard.asr import AsrOptions, Transcriber, resolve_model_path
-from cxguard.asr.decoding import DEFAULT_FALLBACKS
 from cxguard.asr.guards import loudest_frame_dbfs
 from cxguard.asr.wer import CLASSES, WerCounts, corpus_counts
 from cxguard.errors import AsrError
@@ -76,17 +77,19 @@ SHORT_S = 1.5
 NON_SPEECH = ("noise", "reversed")
 STRATEGIES = ("turn-b1", "turn-b5", "full-b1", "full-b5", "full-t0.4", "fallback:full-b5")
 ORDER = (
-    "fast-only", "cascade", "cascade-no-agreement", "naive", "cascade+base", "turn-b5",
-    "full-b5", "full-b1", "fallback:full-b5", "full-t0.4",
+    "fast-only", "cascade", "beam-first", "cascade-no-agreement", "naive", "cascade+base",
+    "turn-b5", "full-b5", "full-b1", "fallback:full-b5", "full-t0.4",
 )  # fmt: skip
 """Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
-CASCADES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "fast-only": ((), False),
-    "cascade": (DEFAULT_FALLBACKS, True),
-    "cascade-no-agreement": (DEFAULT_FALLBACKS, False),
-    "cascade+base": ((*DEFAULT_FALLBACKS, "fallback:full-b5"), True),
+CASCADES: dict[str, tuple[int, tuple[str, ...], bool]] = {
+    "fast-only": (1, (), False),
+    "cascade": (1, ("turn-b5", "full-b5"), True),
+    "beam-first": (5, ("full-b5",), True),
+    "cascade-no-agreement": (1, ("turn-b5", "full-b5"), False),
+    "cascade+base": (1, ("turn-b5", "full-b5", "fallback:full-b5"), True),
 }
-"""Per cascade: the fallbacks, and whether decode agreement (cxguard.asr.agreement) is on."""
+"""Per cascade: the first decode's beam, the fallbacks, and whether decode agreement
+(cxguard.asr.agreement) is on."""
 
 
 def demo_turns() -> list[Utterance]:
@@ -171,10 +174,12 @@ def run_strategy(asr: Transcriber, name: str, utts: list[Utterance]) -> dict[str
 
 
 def run_cascade(
-    plan: tuple[tuple[str, ...], bool], utts: list[Utterance], model: str, threads: int
+    plan: tuple[int, tuple[str, ...], bool], utts: list[Utterance], model: str, threads: int
 ) -> dict[str, Any]:
-    fallbacks, agreement = plan
-    options = AsrOptions(model=model, cpu_threads=threads, device="cpu", fallbacks=fallbacks)
+    beam, fallbacks, agreement = plan
+    options = AsrOptions(
+        model=model, cpu_threads=threads, device="cpu", beam_size=beam, fallbacks=fallbacks
+    )
     if not agreement:
         options = replace(options, agree_logprob=None)
     asr = Transcriber(options)

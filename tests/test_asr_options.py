@@ -59,3 +59,21 @@ def test_turn_window_is_not_shortened_for_models_not_measured() -> None:
 def test_invalid_options_are_config_errors(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AsrOptions(**changes)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "threads"),
+    [(1, 1, 1), (2, 1, 1), (2, 2, 1), (4, 1, 3), (8, 1, 4), (8, 2, 3), (16, 4, 3), (64, 1, 4)],
+)
+def test_auto_threads_leave_a_core_to_the_event_loop(cpus: int, workers: int, threads: int) -> None:
+    # On 2 cores CTranslate2's own thread count made each decode 2-3x slower while the event
+    # loop streamed calls (benchmarks/README.md), so 0 means: the cores less one, shared.
+    assert AsrOptions(num_workers=workers).threads_per_decode(cpus) == threads
+    assert AsrOptions(cpu_threads=6, num_workers=workers).threads_per_decode(cpus) == 6
+
+
+def test_auto_threads_read_the_cores_this_process_may_use() -> None:
+    import os
+
+    usable = len(os.sched_getaffinity(0))
+    assert AsrOptions().threads_per_decode() == max(1, min(4, usable - 1))

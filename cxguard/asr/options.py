@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,7 +66,9 @@ class AsrOptions:
     """Token budget per second of audio (+16); a decode that uses it all is a runaway loop.
     Real speech measured at 2-9.4 tokens/s (the fastest a 0.6 s "Oh, hello, I...")."""
     cpu_threads: int = 0
-    """CTranslate2 intra_threads; 0 keeps its default."""
+    """CTranslate2 intra_threads per transcription; 0 = :meth:`threads_per_decode` picks: one
+    core is left to the event loop that streams the calls (measured on 2 cores: CTranslate2's
+    own default made every decode 2-3x slower under load, benchmarks/README.md)."""
     num_workers: int = 1
     """CTranslate2 inter_threads: transcriptions that may run at once from several threads."""
     max_turn_s: float = 30.0
@@ -87,6 +90,17 @@ class AsrOptions:
     """Seed of ``tT`` (temperature) decodes, mixed with a digest of the segment's audio."""
     model_cache_dir: str | None = None
     """Where ``base`` is assembled; ``None`` means ``~/.cache/cxguard/models``."""
+
+    def threads_per_decode(self, cpus: int | None = None) -> int:
+        """``cpu_threads``, or when it is 0: the usable cores less one for the event loop,
+        shared by the ``num_workers`` transcriptions that run at once, between 1 and 4
+        (CTranslate2 gains little past 4 threads on one Whisper decode)."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        if cpus is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            cpus = cpus or os.cpu_count() or 1
+        return max(1, min(4, (cpus - 1) // self.num_workers))
 
     @property
     def effective_min_window_s(self) -> float:

@@ -97,7 +97,7 @@ class Transcriber:
             name,
             device=device,
             compute_type=compute,
-            cpu_threads=self.options.cpu_threads,
+            cpu_threads=self.options.threads_per_decode(),
             num_workers=self.options.num_workers,
             language=self.options.language,
         )

@@ -43,6 +43,8 @@ class AsrSettings:
     beam_size: int = 1
     window: str = "turn"
     cpu_threads: int = 0
+    """CTranslate2 threads per transcription; 0: the cores less one for the event loop,
+    shared by ``workers``, 1..4 (``AsrOptions.threads_per_decode``)."""
     workers: int = 1
     """Transcriptions running at once (CTranslate2 inter_threads)."""
     queue_size: int = 64
