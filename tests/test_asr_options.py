@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cxguard.asr import AsrOptions, Decode
+from cxguard.asr.options import usable_cpus
 from cxguard.errors import ConfigError
 
 
@@ -73,7 +76,19 @@ def test_auto_threads_leave_a_core_to_the_event_loop(cpus: int, workers: int, th
 
 
 def test_auto_threads_read_the_cores_this_process_may_use() -> None:
-    import os
+    assert AsrOptions().threads_per_decode() == max(1, min(4, usable_cpus() - 1))
 
-    usable = len(os.sched_getaffinity(0))
-    assert AsrOptions().threads_per_decode() == max(1, min(4, usable - 1))
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("200000 100000\n", 2), ("150000 100000\n", 1), ("max 100000\n", None), ("junk", None)],
+)
+def test_a_cgroup_cpu_quota_caps_the_usable_cores(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max)
+    want = affinity if expected is None else min(affinity, expected)
+    assert usable_cpus(str(quota)) == want
+    assert usable_cpus(str(tmp_path / "absent")) == affinity

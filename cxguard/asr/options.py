@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from cxguard.asr.decoding import DEFAULT_FALLBACKS, Decode, Window
 from cxguard.errors import ConfigError
 
 Padding = Literal["silence", "zeros"]
+
+
+def usable_cpus(cgroup: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """Cores this process may use: its CPU affinity, lowered by a cgroup v2 CPU quota (a
+    container limited to 2 CPUs on a 64-core node must not start 4 threads per decode)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = Path(cgroup).read_text(encoding="ascii").split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return cpus
+    return max(1, min(cpus, int(quota) // int(period)))
+
 
 SAFE_MIN_WINDOW_S = {"tiny.en": 10.0}
 """Turn windows measured not to hurt WER (benchmarks/asr_bench.py); other models get 30 s."""
@@ -92,14 +108,13 @@ class AsrOptions:
     """Where ``base`` is assembled; ``None`` means ``~/.cache/cxguard/models``."""
 
     def threads_per_decode(self, cpus: int | None = None) -> int:
-        """``cpu_threads``, or when it is 0: the usable cores less one for the event loop,
-        shared by the ``num_workers`` transcriptions that run at once, between 1 and 4
-        (CTranslate2 gains little past 4 threads on one Whisper decode)."""
+        """``cpu_threads``, or when it is 0: the usable cores (:func:`usable_cpus`) less one
+        for the event loop, shared by the ``num_workers`` transcriptions that run at once,
+        between 1 and 4 (past that, more workers use cores better than more threads on one
+        decode; only 2 cores were measured)."""
         if self.cpu_threads:
             return self.cpu_threads
-        if cpus is None:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            cpus = cpus or os.cpu_count() or 1
+        cpus = usable_cpus() if cpus is None else cpus
         return max(1, min(4, (cpus - 1) // self.num_workers))
 
     @property
