@@ -49,3 +49,25 @@ def test_sentences_are_judged_per_assertion(tmp_path: Path) -> None:
     assert (closure["tp"], closure["fp"], closure["fn"]) == (3, 0, 0)
     assert report["sentences"] == 5 and report["sources"] == 5
     assert report["labels"]["agent.escalation"]["positives"] == 1
+
+
+TAU = ROOT / "data" / "public" / "taubench" / "agent_lines_airline.jsonl"
+
+
+def test_other_writers_airline_agent_sentences_hold_their_floors() -> None:
+    # 600 sentences tau-bench's gpt-4o airline agent wrote, labelled by the fixed rules
+    # (data/public/taubench/README.md). Floors sit below what main measured on 2026-12-03
+    # (closure 593/1/3, commitment 23/0/27): a change that loses them is a regression.
+    script = ROOT / "benchmarks" / "agent_lines_eval.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--lines", str(TAU), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    per = json.loads(out.stdout)["per_set"]
+    closure = per["closure"]["billing.closure_escalation"]
+    commitment = per["commitment"]["commitments.no_unauthorized_promises"]
+    assert closure["precision"] >= 0.99 and closure["recall"] >= 0.98, closure
+    assert commitment["precision"] >= 0.95 and commitment["recall"] >= 0.40, commitment
