@@ -64,6 +64,7 @@ from benchmarks.asr_corpus import (
     synthetic,
 )
 from cxguard.asr import AsrOptions, Transcriber, resolve_model_path
+from cxguard.asr.decoding import DEFAULT_FALLBACKS
 from cxguard.asr.guards import loudest_frame_dbfs
 from cxguard.asr.wer import CLASSES, WerCounts, corpus_counts
 from cxguard.errors import AsrError
@@ -83,10 +84,10 @@ ORDER = (
 """Default run order, most telling first (``turn-b1`` alone is ``fast-only``)."""
 CASCADES: dict[str, tuple[int, tuple[str, ...], bool]] = {
     "fast-only": (1, (), False),
-    "cascade": (1, ("turn-b5", "full-b5"), True),
+    "cascade": (1, DEFAULT_FALLBACKS, True),
     "beam-first": (5, ("full-b5",), True),
-    "cascade-no-agreement": (1, ("turn-b5", "full-b5"), False),
-    "cascade+base": (1, ("turn-b5", "full-b5", "fallback:full-b5"), True),
+    "cascade-no-agreement": (1, DEFAULT_FALLBACKS, False),
+    "cascade+base": (1, (*DEFAULT_FALLBACKS, "fallback:full-b5"), True),
 }
 """Per cascade: the first decode's beam, the fallbacks, and whether decode agreement
 (cxguard.asr.agreement) is on."""
