@@ -55,9 +55,10 @@ TAU = ROOT / "data" / "public" / "taubench" / "agent_lines_airline.jsonl"
 
 
 def test_other_writers_airline_agent_sentences_hold_their_floors() -> None:
-    # 600 sentences tau-bench's gpt-4o airline agent wrote, labelled by the fixed rules
-    # (data/public/taubench/README.md). Floors sit below what main measured on 2026-12-03
-    # (closure 593/1/3, commitment 23/0/27): a change that loses them is a regression.
+    # 325 sentences tau-bench's gpt-4o airline agent wrote in its odd-numbered tasks, labelled
+    # by reading (data/public/taubench/README.md); the even tasks train the agent head. Floors
+    # sit below what main measured on 2026-12-07 (closure 319/1/3, commitment 22/2/7; before
+    # the head learned from the even tasks: commitment 15/0/14 on these sentences).
     script = ROOT / "benchmarks" / "agent_lines_eval.py"
     out = subprocess.run(
         [sys.executable, str(script), "--lines", str(TAU), "--json"],
@@ -70,4 +71,4 @@ def test_other_writers_airline_agent_sentences_hold_their_floors() -> None:
     closure = per["closure"]["billing.closure_escalation"]
     commitment = per["commitment"]["commitments.no_unauthorized_promises"]
     assert closure["precision"] >= 0.99 and closure["recall"] >= 0.98, closure
-    assert commitment["precision"] >= 0.95 and commitment["recall"] >= 0.40, commitment
+    assert commitment["precision"] >= 0.9 and commitment["recall"] >= 0.7, commitment

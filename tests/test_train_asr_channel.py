@@ -36,3 +36,25 @@ def test_positives_of_one_label_fill_half_the_cap() -> None:
     assert len(chosen) == 8 and len(closures) >= 4
     anything = select(pool, 0, 8)  # without a label, any positive counts for the half
     assert sum(e.text.startswith("hello") for e in anything) <= 4
+
+
+def test_the_channel_speaks_amounts_as_written() -> None:
+    # The heads read "[AMOUNT]"; a voice must say "$40", or Whisper hears "Amongst".
+    from cxguard.train.cli import REPO, load_examples
+
+    demo = REPO / "cxguard" / "data" / "demo" / "dialogue.json"
+    kept = load_examples(REPO / "data", demo, 0, with_asr=False, collapse=False)
+    agent = [e.text for e in kept if e.speaker == "agent" and e.source == "taubench"]
+    assert any("$" in t for t in agent) and not any("[AMOUNT]" in t for t in agent)
+
+
+def test_a_run_without_a_cache_keeps_the_committed_rows(tmp_path: Path) -> None:
+    # write_out rewrites the whole file from what is done: a fresh machine has no cache, and
+    # the rows already committed must survive a run that speaks nothing new.
+    from cxguard.train import asr_channel
+
+    out = tmp_path / "asr_channel.jsonl"
+    row = {"asr": "hello", "speaker": "agent", "text": "Hello.", "voice": "flite:slt@1"}
+    out.write_text(json.dumps(row) + "\n")
+    asr_channel.transcribe_all([], tmp_path / "cache.jsonl", out)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [row]

@@ -64,3 +64,24 @@ def test_a_written_answer_becomes_one_spoken_turn(rules: AgentRules) -> None:
     assert "{{" not in rules.fill(answer)
     assert "account settings" in rules.fill(answer)
     assert len(rules.spoken("word " * 200).split()) <= rules.max_words
+
+
+def test_tau_bench_sentences_train_by_task_and_never_meet_the_evaluation_file() -> None:
+    import json
+
+    from cxguard.train.corpus import taubench_lines
+
+    pub = ROOT / "data" / "public"
+    rows = list(taubench_lines(pub))
+    texts = {e.text for e in rows}
+    assert len(texts) == len(rows) > 900
+    lines = (pub / "taubench" / "agent_lines_airline.jsonl").read_text().splitlines()
+    held = [json.loads(line) for line in lines]
+    assert {r["text"] for r in held}.isdisjoint(texts)
+    assert all(int(r["source"].rsplit("#task", 1)[1]) % 2 == 1 for r in held)
+    assert {e.split for e in rows} == {"train", "val"}
+    grants = [e for e in rows if e.labels["agent.unauthorized_commitment"] == 1]
+    assert len(grants) >= 40
+    # Only the three labels a person read are trained on; the rest stay undecided.
+    assert all(e.labels["agent.payment_arrangement"] == 0 for e in rows)
+    assert all(e.labels["agent.requests_verification"] is None for e in rows)

@@ -160,7 +160,9 @@ def transcribe_all(
     from cxguard.asr import Transcriber
     from cxguard.asr.guards import AsrRejected
 
-    done = _cached(cache)
+    # The committed file counts as done too: a fresh machine has no cache, and write_out
+    # rewrites the whole file from what is done.
+    done = {**_cached(out), **_cached(cache)}
     asr = Transcriber()
     with tempfile.TemporaryDirectory() as tmpdir, cache.open("a") as log:
         tmp = Path(tmpdir)
@@ -213,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPO / "cxguard" / "data" / "demo" / "dialogue.json",
         seed=0,
         with_asr=False,
+        collapse=False,
     )
     replayed = replayed_sgd_texts(
         REPO / "data" / "public" / "sgd" / "sgd_banks1_turns.jsonl", args.replayed_dialogues

@@ -44,7 +44,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) -> list[Example]:
+def load_examples(
+    data_dir: Path, demo: Path, seed: int, with_asr: bool = True, collapse: bool = True
+) -> list[Example]:
+    """Every example, deduplicated across splits. ``collapse=False`` keeps money amounts as
+    written (the ASR channel must speak "$40", not "[AMOUNT]")."""
     pub = data_dir / "public"
     own = data_dir / "own"
     rules = AgentRules(data_dir / "rules" / "agent_labels.yaml")
@@ -55,6 +59,7 @@ def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) 
         *corpus.bitext(pub),
         *corpus.sgd(pub),
         *corpus.bitext_responses(pub, rules),
+        *corpus.taubench_lines(pub),
         *corpus.abcd(pub, own / "abcd_labels.yaml"),
         *corpus.own_file(own / "customer_train.yaml", "customer", "train"),
         *corpus.own_file(own / "customer_val.yaml", "customer", "val"),
@@ -68,7 +73,9 @@ def load_examples(data_dir: Path, demo: Path, seed: int, with_asr: bool = True) 
     if with_asr:
         raw += list(corpus.asr_channel(data_dir / "asr" / "asr_channel.jsonl", raw))
     raw = [
-        replace(e, text=collapse_amounts(e.text)) if e.speaker in COLLAPSE_AMOUNTS else e
+        replace(e, text=collapse_amounts(e.text))
+        if collapse and e.speaker in COLLAPSE_AMOUNTS
+        else e
         for e in raw
     ]
     probes = corpus.probes(data_dir, demo)

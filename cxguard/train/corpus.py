@@ -280,6 +280,36 @@ def bitext_responses(root: Path, rules: AgentRules) -> Iterator[Example]:
             )
 
 
+_TAU_LABELS = {
+    "commitment": "agent.unauthorized_commitment",
+    "payment_arrangement": "agent.payment_arrangement",
+    "escalation": "agent.escalation",
+}
+
+
+def taubench_lines(root: Path) -> Iterator[Example]:
+    """tau-bench's airline agent sentences, labelled by reading (``taubench/README.md``) for
+    commitment, payment arrangement and escalation, and trained on for those three only: the
+    pre-written rules were not written for its flows ("Could you please provide your user ID?"
+    is identification there, which the rules call no verification request). The file holds
+    even-numbered tasks only (odd tasks are the evaluation set), split by task so that one
+    task's trials never straddle train and validation."""
+    with (root / "taubench" / "agent_lines_airline_train.jsonl").open() as f:
+        for line in f:
+            row = json.loads(line)
+            task = int(row["source"].rsplit("#task", 1)[1])
+            labels: dict[str, int | None] = dict.fromkeys(make_labels("agent", []))
+            labels.update({name: row[key] for key, name in _TAU_LABELS.items()})
+            yield Example(
+                row["text"],
+                "agent",
+                labels,
+                "taubench",
+                "public",
+                "val" if task % 8 == 0 else "train",
+            )
+
+
 def asr_channel(path: Path, examples: Iterable[Example]) -> Iterator[Example]:
     """What Whisper heard when a training turn was spoken (``cxguard.train.asr_channel``),
     with the labels of the turn it came from; training split only."""
