@@ -43,17 +43,14 @@ from benchmarks.heldout_eval import evaluate  # noqa: E402
 from cxguard.policy.classifier import ClassifierOptions, OnnxTextScorer  # noqa: E402
 from cxguard.policy.engine import PolicyEngine  # noqa: E402
 from cxguard.policy.pack import load_pack  # noqa: E402
+from cxguard.train.corpus import AGENT_LINE_LABELS  # noqa: E402
 
 SETS = {
     "payment": ("payment_arrangement", "billing.no_payment_arrangements_unauthenticated"),
     "commitment": ("commitment", "commitments.no_unauthorized_promises"),
     "closure": ("escalation", "billing.closure_escalation"),
 }
-LABEL_OF = {
-    "payment_arrangement": "agent.payment_arrangement",
-    "commitment": "agent.unauthorized_commitment",
-    "escalation": "agent.escalation",
-}
+LABEL_OF = AGENT_LINE_LABELS
 CLOSURE = "billing.closure_escalation"
 BILLING_INTENTS = ("pay_bill", "bill_due", "bill_balance", "min_payment")
 

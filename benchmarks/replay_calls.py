@@ -37,7 +37,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cxguard.asr.wer import WerCounts, score, token_class, tokens
-from cxguard.model import TurnText
+from cxguard.model import TurnText, Verdict
 from cxguard.runtime.server import running_sidecar
 from cxguard.runtime.services import Recorder, Services
 from cxguard.runtime.settings import AsrSettings, Settings
@@ -66,14 +66,42 @@ def _script_for(turn: TurnText, pieces: list[dict[str, Any]]) -> str:
     return " ".join(p.get("script") or p["text"] for p in spoken)
 
 
+def _worth_showing(v: Verdict) -> bool:
+    """Verdicts that alerted, and what customer turns decided without their text."""
+    if v.assertion_id == "disclosure.ai_identifies":
+        return False
+    return v.outcome in ("fail", "undetermined") or (
+        v.speaker == "customer" and v.outcome == "not_applicable"
+    )
+
+
+def _verdict_detail(v: Verdict, rec: Recorder) -> dict[str, Any]:
+    trigger = next((t.text for t in rec.turns if t.index == v.trigger_turn), None)
+    return {
+        "turn": v.turn_index,
+        "speaker": v.speaker,
+        "assertion": v.assertion_id,
+        "outcome": v.outcome,
+        "trigger_turn": v.trigger_turn,
+        "trigger_text": trigger,
+        "text": v.text,
+        "evidence": v.evidence[:300],
+        "decode": v.model_ids.get("asr_decode"),
+    }
+
+
 def summarise(
     manifest: dict[str, Any], rec: Recorder, alerts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     agent = [t for t in rec.turns if t.speaker == "agent"]
+    # A turn is undetermined when a verdict on it is; one whose text was refused but whose
+    # unsure readings all got the same verdicts (cxguard.asr.agreement.readings) is not.
     undetermined_turns = {
         v.turn_index for v in rec.verdicts if v.outcome == "undetermined" and v.speaker == "agent"
     }
-    undetermined_turns |= {t.index for t in agent if t.undetermined_reason}
+    unread = [t for t in agent if t.undetermined_reason]
+    judged = {v.turn_index for v in rec.verdicts if v.speaker == "agent"}
+    undetermined_turns |= {t.index for t in unread if t.index not in judged}
     fails = Counter(v.assertion_id for v in rec.verdicts if v.outcome == "fail")
     kinds = Counter(a["kind"] for a in alerts)
     by_assertion = Counter(
@@ -100,6 +128,7 @@ def summarise(
         details.append({"turn": t.index, "script": ref, "heard": t.text,
                         "undetermined": t.undetermined_reason, "edits": counts.edits,
                         "amount_stated": stated})  # fmt: skip
+    not_passed = [_verdict_detail(v, rec) for v in rec.verdicts if _worth_showing(v)]
     customer = [{"turn": t.index, "script": _script_for(t, manifest["pieces"]), "heard": t.text,
                  "undetermined": t.undetermined_reason}
                 for t in rec.turns if t.speaker == "customer"]  # fmt: skip
@@ -107,6 +136,7 @@ def summarise(
         "call": f"{manifest['source']}-{manifest['call_id']}",
         "agent_turns": len(agent),
         "undetermined_agent_turns": len(undetermined_turns),
+        "unread_agent_turns": len(unread),
         "alerts": dict(kinds),
         "alerts_by_assertion": dict(sorted(by_assertion.items())),
         "fails": dict(sorted(fails.items())),
@@ -116,6 +146,7 @@ def summarise(
         "asr_decodes_of_agent_verdicts": dict(decodes),
         "turns": details,
         "customer_turns": customer,
+        "not_passed": not_passed,
         "_wer": wer,
         "_amounts": (amount_wrong, amount_turns),
     }  # fmt: skip
@@ -170,7 +201,12 @@ async def replay(
 def totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
     wer = WerCounts()
     wrong = stated = 0
-    out: dict[str, Any] = {"calls": len(calls), "agent_turns": 0, "undetermined_agent_turns": 0}
+    out: dict[str, Any] = {
+        "calls": len(calls),
+        "agent_turns": 0,
+        "undetermined_agent_turns": 0,
+        "unread_agent_turns": 0,
+    }
     kinds: Counter[str] = Counter()
     by_assertion: Counter[str] = Counter()
     fails: Counter[str] = Counter()
@@ -179,6 +215,7 @@ def totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
     for c in calls:
         out["agent_turns"] += c["agent_turns"]
         out["undetermined_agent_turns"] += c["undetermined_agent_turns"]
+        out["unread_agent_turns"] += c["unread_agent_turns"]
         kinds.update(c["alerts"])
         by_assertion.update(c["alerts_by_assertion"])
         fails.update(c["fails"])
@@ -224,12 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         default=AsrSettings.agree_logprob,
         help="asr.agree_logprob for this run ('none': refuse what every decode found unsure)",
     )
+    ap.add_argument("--beam-size", type=int, default=None, help="asr.beam_size for this run")
     ap.add_argument("--details", action="store_true", help="each call's turns: script vs heard")
     args = ap.parse_args(argv)
     dirs = call_dirs(args.calls)
     with tempfile.TemporaryDirectory(prefix="cxg-replay-") as tmp:
         asr = AsrSettings() if args.fallbacks is None else AsrSettings(fallbacks=args.fallbacks)
         asr = replace(asr, agree_logprob=args.agree_logprob)
+        if args.beam_size is not None:
+            asr = replace(asr, beam_size=args.beam_size)
         result = asyncio.run(replay(dirs, args.redis_url, Path(tmp), asr))
     report = {
         "total": totals(result["calls"]),
@@ -237,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "calls": result["calls"]
         if args.details
         else [
-            {k: v for k, v in c.items() if k not in ("turns", "customer_turns")}
+            {k: v for k, v in c.items() if k not in ("turns", "customer_turns", "not_passed")}
             for c in result["calls"]
         ],
     }

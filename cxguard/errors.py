@@ -79,7 +79,9 @@ class AudioError(CxguardError):
 
 
 class AsrError(CxguardError):
-    pass
+    readings: tuple[str, ...] = ()
+    """What the decodes heard when they were all unsure (``cxguard.asr.agreement.readings``);
+    empty for every other failure."""
 
 
 class AsrOverloaded(AsrError):

@@ -162,6 +162,9 @@ class TurnText:
     returns ``undetermined`` for every assertion that would have looked at the turn."""
     confidence: float | None = None
     segments: tuple[SegmentSpan, ...] = ()
+    readings: tuple[str, ...] = ()
+    """With ``undetermined_reason``: the whole turn's text under each reading of its one
+    unreadable segment (``cxguard.asr.agreement.readings``); never stored."""
 
 
 # --------------------------------------------------------------------------- verdicts and alerts

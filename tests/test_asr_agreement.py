@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from cxguard.asr import AsrOptions, AsrRejected, RejectReason, Transcriber
-from cxguard.asr.agreement import agreed
+from cxguard.asr.agreement import agreed, readings
 from cxguard.asr.wer import normalize
 from cxguard.audio.files import read_audio
 from cxguard.model import Transcript
+from cxguard.runtime.asr_wire import decode_result, encode_result
 
 UNSURE = Path(__file__).resolve().parent / "data" / "asr_unsure"
 INDEX = {r["kind"]: r for r in json.loads((UNSURE / "index.json").read_text())}
@@ -86,6 +87,47 @@ def test_a_loop_on_words_does_not_veto_two_agreeing_decodes() -> None:
     assert out is not None and out.decode == "agreed:turn-b5+full-b5"
 
 
+def test_readings_are_the_distinct_texts_in_decode_order() -> None:
+    out = readings(
+        [
+            rejected("Feel", "turn-b1", -1.8),
+            rejected("Feel...", "turn-b5", -1.4),
+            rejected("Cool.", "full-b5", -1.3, reason="repetition"),
+        ]
+    )
+    assert out == ("Feel", "Cool.")
+
+
+@pytest.mark.parametrize(
+    "rejections",
+    [
+        [rejected("okay", "turn-b1")],  # one decode's words are no reading of the segment
+        [rejected("okay", "turn-b1"), rejected("", "turn-b5"), rejected(" ", "full-b5")],
+        # A number may have been said that no reading holds whole: no readings at all.
+        [rejected("4 1 1 1", "turn-b1", reason="truncated"), rejected("for one", "turn-b5")],
+        [
+            rejected("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "turn-b1", reason="repetition"),
+            rejected("for a while", "turn-b5"),
+        ],
+        # Nor when any decode heard a number: an SSN read out came back like this.
+        [rejected("This is my F-M 849-56-S-3-1-189", "turn-b1"), rejected("Thank you.", "b5")],
+        [rejected("three point one million", "turn-b1"), rejected("the point is", "turn-b5")],
+        [rejected("$3,000,000,000", "turn-b1"), rejected("Three.", "turn-b5")],
+    ],
+)
+def test_no_readings(rejections: list[AsrRejected]) -> None:
+    assert readings(rejections) == ()
+
+
+def test_readings_cross_the_asr_pools_wire() -> None:
+    sent = rejected("Feel", "turn-b1")
+    sent.readings = ("Feel", "Cool.")
+    fields = encode_result("1-0", sent, "worker-1")
+    _, got = decode_result({k.encode(): v.encode() for k, v in fields.items()})
+    assert isinstance(got, AsrRejected)
+    assert (got.readings, str(got)) == (("Feel", "Cool."), str(sent))
+
+
 @pytest.fixture(scope="module")
 def cascade() -> Transcriber:
     return Transcriber(AsrOptions(device="cpu", fallback_model=None))
@@ -120,6 +162,10 @@ def test_decodes_that_disagree_still_leave_the_turn_undetermined(cascade: Transc
     assert isinstance(refused, AsrRejected), refused
     assert refused.reason == "low_logprob"
     assert len(refused.attempts) == len(cascade.decodes)
+    # What the decodes heard is kept for the policy engine, one entry per distinct text.
+    assert 2 <= len(refused.readings) <= len(cascade.decodes), refused.readings
+    assert len({normalize(r) for r in refused.readings}) == len(refused.readings)
+    assert all(normalize(r) for r in refused.readings)
 
 
 def test_non_speech_gets_no_agreed_text(cascade: Transcriber) -> None:

@@ -312,3 +312,20 @@ def test_presidio_other_entities_are_not_masked() -> None:
             ):
                 wrong.append(r["full_text"][f.start : f.end])
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("849-56-S-3-1-189", True),
+        ("$3,000,000,000", True),  # an amount is a number too: it may be a misheard card
+        ("three point one million", True),
+        ("one moment please", True),
+        ("４１１１", True),  # fullwidth digits
+        ("Have a nice day.", False),
+        ("for checking", False),  # a lone homophone is no number
+        ("Feel.", False),
+    ],
+)
+def test_holds_number(text: str, held: bool) -> None:
+    assert pii.holds_number(text) is held

@@ -12,6 +12,14 @@ Agreement never overrides a guard that says the text is *wrong* rather than unsu
 that looped on digits or dropped part of a number (``truncated``) vetoes it, so a card number
 is never accepted from fewer digits than were spoken; the agreeing texts themselves must have
 failed only the log-probability guard, and each must score at least ``floor``.
+
+When they do not agree, the segment is still refused, but what the decodes heard is kept as
+its *readings* (:func:`readings`): the policy engine may find that no reading of a customer
+turn changes anything it judges, so the turn need not leave those verdicts ``undetermined``.
+The same vetoes hold — a loop on digits or a dropped digit leaves no readings — and one
+more: a segment any decode heard a number in has none, since what was read out may be a card
+number no reading holds whole (measured: an SSN and a card number read by an agent were
+refused, and their readings, "849-56-S-3-1-189", "3,000,000,000", would have passed).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections.abc import Sequence
 from cxguard.asr.guards import AsrRejected
 from cxguard.asr.wer import normalize
 from cxguard.model import Transcript
+from cxguard.pii import holds_number
 
 PREFIX = "agreed:"
 
@@ -52,3 +61,16 @@ def agreed(rejections: Sequence[AsrRejected], floor: float) -> Transcript | None
         sum(r.asr_ms for r in rejections),
         PREFIX + "+".join(r.decode for r in best),
     )
+
+
+def readings(rejections: Sequence[AsrRejected]) -> tuple[str, ...]:
+    """The distinct texts (first spelling of each normalised text, in decode order) that the
+    decodes of a refused segment produced; ``()`` when fewer than two decodes gave words, or
+    when one looped on digits, dropped part of a number or heard a number at all (a number
+    the readings lack may have been said)."""
+    if any(r.digit_loop or r.reason == "truncated" or holds_number(r.text) for r in rejections):
+        return ()
+    worded = [r.text.strip() for r in rejections if normalize(r.text)]
+    if len(worded) < 2:
+        return ()
+    return tuple({normalize(t): t for t in reversed(worded)}.values())[::-1]

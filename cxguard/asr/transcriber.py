@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from cxguard.asr.agreement import agreed
+from cxguard.asr.agreement import agreed, readings
 from cxguard.asr.decoding import Decode
 from cxguard.asr.guards import (
     AsrRejected,
@@ -195,6 +195,7 @@ class Transcriber:
                 r = agreed(rejections[i], floor) or r
             if isinstance(r, AsrRejected):
                 r.record_attempts(tuple(tried[i]))
+                r.readings = readings(rejections[i])
             report(i, r)
             done.append(r)
         return done

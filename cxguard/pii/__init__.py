@@ -45,6 +45,7 @@ from cxguard.pii.detect import (
 )
 from cxguard.pii.redact import DIGITS_MASK, RedactionWindow, mask_turn, redact, redact_data
 from cxguard.pii.sequence import TimedText, carry, sequence_findings
+from cxguard.pii.text import parse
 
 
 def check(
@@ -63,6 +64,12 @@ def check(
     return next((f for f in found if f.kind == kind), None)
 
 
+def holds_number(text: str) -> bool:
+    """Any digit (amounts included) or number words in ``text`` (a lone homophone such as
+    "for" is not one): text that may hold part of a number read out, whatever it is."""
+    return any(c.isdigit() for c in text) or any(not r.weak_only for r in parse(text).runs)
+
+
 __all__ = [
     "DEFAULT_OPTIONS",
     "DIGITS_MASK",
@@ -78,6 +85,7 @@ __all__ = [
     "carry",
     "check",
     "findings",
+    "holds_number",
     "luhn_valid",
     "mask_turn",
     "redact",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from cxguard import pii
 from cxguard.errors import PolicyError
 from cxguard.model import ControlEvent, Outcome, Speaker, TurnText
+from cxguard.policy import readings
 from cxguard.policy.matchers import TurnView, match
 from cxguard.policy.preview import settled_text
 from cxguard.policy.spec import AssertionSpec, TemporalAssertion, TextAssertion
@@ -172,6 +173,15 @@ class Conversation:
         prohibitions they break (``undetermined`` otherwise); a customer turn's heard words set
         intent and open obligations, and what the unheard part might have changed is
         ``undetermined``."""
+        if turn.speaker == "agent" and (
+            agreed := readings.agent_verdicts(
+                turn,
+                lambda t: self._judge_turn(t, self._pack.assertions),
+                number_open=bool(self._state.recent_digits.get("agent")),
+            )
+        ):
+            self._state, results = agreed
+            return results
         heard_fails: dict[str, AssertionResult] = {}
         if turn.speaker == "agent" and turn.undetermined_reason is not None:
             heard = self.preview(replace(turn, undetermined_reason=None))
@@ -233,16 +243,7 @@ class Conversation:
             options = self._engine.pii_options
             timed = pii.TimedText(turn.text, turn.start_ms, turn.end_ms)
             previous = st.recent_digits.get(turn.speaker, ())
-            view = TurnView(
-                turn.text,
-                turn.speaker,
-                self._engine.scoring,
-                self._pack.thresholds,
-                timed=timed,
-                previous=previous,
-                pii_options=options,
-                customer_said=st.customer_said,
-            )
+            view = self._view(turn.text, turn, st)
             recent = pii.carry(previous, timed, options.window_ms)
             st = replace(st, recent_digits={**st.recent_digits, turn.speaker: recent})
             if not agent:
@@ -250,10 +251,20 @@ class Conversation:
                 st = replace(st, customer_said=said)
         unsure: dict[str, str] = {}
         results: list[AssertionResult] = []
+        read_from = st
         if view is not None and agent:
             st = self._confirm_identity(st, turn, view)
         elif view is not None:
             st, unsure, results = self._read_customer(st, turn, view)
+        settled = None
+        if not agent and turn.undetermined_reason is not None and not unsure:
+            settled = readings.customer_settled(
+                turn,
+                st,
+                lambda text: self._read_customer(
+                    read_from, replace(turn, text=text), self._view(text, turn, read_from)
+                ),
+            )
         pending: dict[str, Obligation | None] = {o.assertion_id: o for o in st.pending}
         held = list(st.held)
         for spec in specs:
@@ -271,8 +282,8 @@ class Conversation:
                     results.append(self._result(spec, decision, turn, before))
             elif not isinstance(spec, TemporalAssertion) and spec.when.speaker == turn.speaker:
                 results.append(self._judge_text(spec, st, turn, view))
-            elif not agent and (why := self._unreadable(spec, st, turn, view, unsure)):
-                results.append(self._result(spec, Decision("undetermined", why, None), turn))
+            elif not agent and (unread := self._unreadable(spec, st, turn, view, unsure, settled)):
+                results.append(self._result(spec, Decision(*unread, None), turn))
         kept = tuple(o for o in pending.values() if o is not None)
         return replace(st, pending=kept, held=tuple(held)), results
 
@@ -283,9 +294,12 @@ class Conversation:
         turn: TurnText,
         view: TurnView | None,
         unsure: Mapping[str, str],
-    ) -> str | None:
+        settled: str | None,
+    ) -> tuple[Outcome, str] | None:
+        """What a customer turn that was (partly) unreadable leaves of ``spec``: ``undetermined``
+        where it could have changed it, ``not_applicable`` where its readings ``settled`` it."""
         if spec.id in unsure:
-            return unsure[spec.id]
+            return "undetermined", unsure[spec.id]
         reads = self._engine.sensitive.get(spec.id)
         if turn.undetermined_reason is None or reads is None:
             return None
@@ -294,9 +308,21 @@ class Conversation:
         ):
             return None  # it could not have opened an obligation anyway
         what = "part of customer turn" if view is not None else "customer turn"
-        return (
-            f"{what} {turn.index} unavailable ({turn.undetermined_reason}); it may "
-            f"have changed {_READS[reads]}"
+        unread = f"{what} {turn.index} unavailable ({turn.undetermined_reason})"
+        if settled is not None:
+            return "not_applicable", f"{unread}; {settled}"
+        return "undetermined", f"{unread}; it may have changed {_READS[reads]}"
+
+    def _view(self, text: str, turn: TurnText, st: ConversationState) -> TurnView:
+        return TurnView(
+            text,
+            turn.speaker,
+            self._engine.scoring,
+            self._pack.thresholds,
+            timed=pii.TimedText(text, turn.start_ms, turn.end_ms),
+            previous=st.recent_digits.get(turn.speaker, ()),
+            pii_options=self._engine.pii_options,
+            customer_said=st.customer_said,
         )
 
     def _read_customer(

@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
+from cxguard import pii
 from cxguard.model import SegmentSpan, Speaker, TurnText
 
 E = TypeVar("E")
@@ -108,6 +109,8 @@ class HeardSegment:
     confidence: float | None = None
     partial: bool = False
     """Cut at the VAD's maximum length mid-speech: the speech goes on."""
+    readings: tuple[str, ...] = ()
+    """With ``undetermined_reason``: what the unsure decodes heard (``AsrError.readings``)."""
 
     @property
     def span(self) -> SegmentSpan:
@@ -328,7 +331,18 @@ def _turn_text(turn: _Open) -> TurnText:
     words = [s.text.strip() for s in segs]  # an unreadable segment's text is "" (or partial)
     missing = next((s for s in segs if s.undetermined_reason is not None), None)
     reason = None
+    readings: tuple[str, ...] = ()
     if missing is not None:
+        # Readings only where the refused segment is the turn's one unknown and no number is
+        # heard around it (it may hold the rest of one): see policy/readings.py.
+        if sum(s.undetermined_reason is not None for s in segs) == 1 and not any(
+            pii.holds_number(w) for w in words
+        ):
+            at = segs.index(missing)
+            readings = tuple(
+                " ".join(w for w in (*words[:at], r, *words[at + 1 :]) if w)
+                for r in missing.readings
+            )
         reason = missing.undetermined_reason
         if len(segs) > 1:
             reason = f"segment {missing.index} of the turn: {reason}"
@@ -342,4 +356,5 @@ def _turn_text(turn: _Open) -> TurnText:
         undetermined_reason=reason,
         confidence=min(confidences) if confidences else None,
         segments=tuple(s.span for s in segs),
+        readings=readings,
     )

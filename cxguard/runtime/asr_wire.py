@@ -99,9 +99,9 @@ def encode_result(item_id: str, result: Transcript | AsrError, worker: str) -> d
         }
         return {"id": item_id, "ok": "1", "worker": worker, "body": json.dumps(body)}
     kind = "overloaded" if isinstance(result, AsrOverloaded) else "error"
-    body = {"kind": kind, "message": str(result)}
+    failure: dict[str, object] = {"kind": kind, "message": str(result)}
     if isinstance(result, AsrRejected):
-        body = {
+        failure = {
             "kind": "rejected",
             "message": str(result),
             "reason": result.reason,
@@ -109,8 +109,9 @@ def encode_result(item_id: str, result: Transcript | AsrError, worker: str) -> d
             "model_id": result.model_id,
             "avg_logprob": result.avg_logprob,
             "no_speech_prob": result.no_speech_prob,
+            "readings": list(result.readings),
         }
-    return {"id": item_id, "ok": "0", "worker": worker, "body": json.dumps(body)}
+    return {"id": item_id, "ok": "0", "worker": worker, "body": json.dumps(failure)}
 
 
 def decode_result(f: Fields) -> tuple[str, Transcript | AsrError]:
@@ -138,5 +139,6 @@ def decode_result(f: Fields) -> tuple[str, Transcript | AsrError]:
             no_speech_prob=body["no_speech_prob"],
         )
         exc.args = (message,)  # the worker's message, word for word
+        exc.readings = tuple(str(r) for r in body.get("readings", ()))
         return item_id, exc
     return item_id, AsrError(message)

@@ -126,12 +126,20 @@ def heard_steps(
 
 def _heard(index: int, seg: Segment, transcribe: Transcribe) -> HeardSegment:
     text, reason = "", None
+    readings: tuple[str, ...] = ()
     try:
         text = transcribe(seg).text
     except AsrError as exc:
-        reason = str(exc)
+        reason, readings = str(exc), exc.readings
     return HeardSegment(
-        index, seg.speaker, seg.start_ms, seg.end_ms, text, reason, partial=seg.partial
+        index,
+        seg.speaker,
+        seg.start_ms,
+        seg.end_ms,
+        text,
+        reason,
+        partial=seg.partial,
+        readings=readings,
     )
 
 

@@ -98,15 +98,19 @@ async def _heard(services: Services, seg: SpooledSegment) -> tuple[HeardSegment,
     now = time.monotonic()
     timing = SegmentTiming(now, now)
     text, reason = "", None
+    readings: tuple[str, ...] = ()
     try:
         transcript = await services.asr.submit(_segment(seg))
         text, timing.asr_ms = transcript.text, transcript.asr_ms
         timing.model_id, timing.decode = transcript.model_id, transcript.decode
     except AsrError as exc:
-        reason = f"after a restart: {exc}"
+        reason, readings = f"after a restart: {exc}", exc.readings
     timing.ready_mono = time.monotonic()
     speaker: Speaker = "agent" if seg.speaker == "agent" else "customer"
-    return HeardSegment(seg.index, speaker, seg.start_ms, seg.end_ms, text, reason), timing
+    heard = HeardSegment(
+        seg.index, speaker, seg.start_ms, seg.end_ms, text, reason, readings=readings
+    )
+    return heard, timing
 
 
 async def rejudge(services: Services, call: CallToRecover, summary: RecoverySummary) -> None:

@@ -314,6 +314,7 @@ class CallSession:
     async def _heard(self, item: _PendingSegment) -> HeardSegment:
         seg = item.segment
         text, reason = "", item.error
+        readings: tuple[str, ...] = ()
         timing = SegmentTiming(item.closed_mono, item.speech_end_mono)
         if item.transcript is not None:
             try:
@@ -321,12 +322,19 @@ class CallSession:
                 text, timing.asr_ms = transcript.text, transcript.asr_ms
                 timing.model_id, timing.decode = transcript.model_id, transcript.decode
             except AsrError as exc:
-                reason = str(exc)
+                reason, readings = str(exc), exc.readings
             except Exception as exc:  # not the ASR room's error: a bug, said loudly
                 reason = f"transcription failed ({type(exc).__name__})"
                 await self._verdicts.failure("asr", exc, seg.end_ms, self.summary)
         timing.ready_mono = time.monotonic()
         self._timing[item.index] = timing
         return HeardSegment(
-            item.index, seg.speaker, seg.start_ms, seg.end_ms, text, reason, partial=seg.partial
+            item.index,
+            seg.speaker,
+            seg.start_ms,
+            seg.end_ms,
+            text,
+            reason,
+            partial=seg.partial,
+            readings=readings,
         )

@@ -280,11 +280,13 @@ def bitext_responses(root: Path, rules: AgentRules) -> Iterator[Example]:
             )
 
 
-_TAU_LABELS = {
+AGENT_LINE_LABELS = {
     "commitment": "agent.unauthorized_commitment",
     "payment_arrangement": "agent.payment_arrangement",
     "escalation": "agent.escalation",
 }
+"""Columns of the read agent-line files (``data/public/*/agent_lines*.jsonl``) and the head
+label each one decides: training here and ``benchmarks/agent_lines_eval.py`` share it."""
 
 
 def taubench_lines(root: Path) -> Iterator[Example]:
@@ -299,7 +301,7 @@ def taubench_lines(root: Path) -> Iterator[Example]:
             row = json.loads(line)
             task = int(row["source"].rsplit("#task", 1)[1])
             labels: dict[str, int | None] = dict.fromkeys(make_labels("agent", []))
-            labels.update({name: row[key] for key, name in _TAU_LABELS.items()})
+            labels.update({name: row[key] for key, name in AGENT_LINE_LABELS.items()})
             yield Example(
                 row["text"],
                 "agent",
