@@ -36,6 +36,7 @@ from cxguard.model import Speaker, TurnText  # noqa: E402
 from cxguard.policy.classifier import OnnxTextScorer  # noqa: E402
 from cxguard.policy.engine import PolicyEngine  # noqa: E402
 from cxguard.policy.pack import default_pack_path, load_pack  # noqa: E402
+from cxguard.policy.readings import turn_readings  # noqa: E402
 from scripts.replay import tts  # noqa: E402
 
 CONTEXT = {"authenticated": "false"}
@@ -83,12 +84,13 @@ def run(limit: int | None, n_voices: int) -> dict[str, Any]:
         if not isinstance(result, AsrRejected):
             continue
         counts[f"{speaker}_refused"] += 1
-        if len(result.readings) >= 2:
+        heard = turn_readings([""], 0, result.readings)  # as a one-segment turn gets them
+        if len(heard) >= 2:
             counts[f"{speaker}_refused_with_readings"] += 1
         truth, truth_changes = outcomes(engine, TurnText(0, speaker, text, 0.0, 1000.0))
-        unsure = TurnText(0, speaker, "", 0.0, 1000.0, str(result), readings=result.readings)
-        heard, _ = outcomes(engine, unsure)
-        if "undetermined" in heard.values():
+        unsure = TurnText(0, speaker, "", 0.0, 1000.0, str(result), readings=heard)
+        decided, _ = outcomes(engine, unsure)
+        if "undetermined" in decided.values():
             continue
         counts[f"{speaker}_decided_on_readings"] += 1
         wrong: list[str] = []
@@ -96,17 +98,17 @@ def run(limit: int | None, n_voices: int) -> dict[str, Any]:
             wrong = ["changes the call"]
         if speaker == "agent":
             for name, outcome in truth.items():
-                if outcome == "fail" and heard.get(name) != "fail":
+                if outcome == "fail" and decided.get(name) != "fail":
                     counts["agent_missed_fails"] += 1
                     wrong.append(f"missed {name}")
-                elif outcome != "fail" and heard.get(name) == "fail":
+                elif outcome != "fail" and decided.get(name) == "fail":
                     counts["agent_false_fails"] += 1
                     wrong.append(f"false {name}")
         if speaker == "customer" and wrong:
             counts["customer_wrong"] += 1
         if wrong:
             examples.append({"speaker": speaker, "text": text, "voice": voice.label,
-                             "readings": result.readings, "wrong": wrong})  # fmt: skip
+                             "readings": heard, "wrong": wrong})  # fmt: skip
     return {
         "lines": len(lines),
         "spoken": len(spoken),

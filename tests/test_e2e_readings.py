@@ -13,11 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from support_services import ByCall, ledger_settings, serving
 
-from cxguard.model import CallInfo, TurnText, Verdict
-from cxguard.runtime.server import running_sidecar
-from cxguard.runtime.services import Services
-from cxguard.runtime.settings import AsrSettings, Settings
+from cxguard.runtime.settings import AsrSettings
 from cxguard.runtime.simulate import SimulationOptions, simulate_call
 
 CALL = Path(__file__).parent / "data" / "unsure_call"
@@ -27,28 +25,19 @@ CLOSURE = "billing.closure_escalation"
 
 async def test_an_unsure_customer_turn_is_decided_on_its_readings(tmp_path: Path) -> None:
     tenant = f"unsure{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        port=0,
-        evidence_url=f"sqlite:///{tmp_path / 'ev.db'}",
+    # The base model is not part of the default cascade; keep it out where it is installed.
+    settings = ledger_settings(
+        tmp_path,
         redis_url=REDIS_URL,
         default_tenant=tenant,
+        asr=replace(AsrSettings(), fallback_model=None),
     )
-    # The base model is not part of the default cascade; keep it out where it is installed.
-    settings = replace(settings, asr=replace(AsrSettings(), fallback_model=None))
-    final: list[tuple[TurnText, list[Verdict]]] = []
-
-    def on_final(info: CallInfo, text: TurnText | None, verdicts: list[Verdict]) -> None:
-        if text is not None:
-            final.append((text, verdicts))
-
-    services = await Services.start(settings)
-    services.listeners.append(on_final)
+    heard = ByCall()
     client = aioredis.from_url(REDIS_URL, decode_responses=True)
     try:
-        async with running_sidecar(services, "127.0.0.1", 0) as (side, server):
-            port = next(iter(server.sockets)).getsockname()[1]
+        async with serving(settings, heard) as (side, address):
             await simulate_call(
-                f"ws://127.0.0.1:{port}/twilio",
+                f"ws://{address}/twilio",
                 CALL / "agent.wav",
                 CALL / "customer.wav",
                 SimulationOptions(fast=True),
@@ -56,19 +45,21 @@ async def test_an_unsure_customer_turn_is_decided_on_its_readings(tmp_path: Path
             await side.drain()
         alerts = await client.xrange(f"cxguard:{tenant}:alerts")
     finally:
-        await services.close()
         keys = [k async for k in client.scan_iter(f"cxguard:{tenant}:*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()
 
-    customer = [(t, vs) for t, vs in final if t.speaker == "customer"]
-    assert len(customer) == 1, [t.text for t, _ in final]
-    turn, verdicts = customer[0]
+    (call_id,) = heard.turns
+    turns, verdicts = heard.turns[call_id], heard.verdicts[call_id]
+    customer = [t for t in turns if t.speaker == "customer"]
+    assert len(customer) == 1, [t.text for t in turns]
+    turn = customer[0]
     assert turn.undetermined_reason is not None and "low_logprob" in turn.undetermined_reason
     assert turn.text == ""
-    closure = {v.assertion_id: v for v in verdicts}[CLOSURE]
+    on_turn = {v.assertion_id: v for v in verdicts if v.turn_index == turn.index}
+    closure = on_turn[CLOSURE]
     assert closure.outcome == "not_applicable", closure.evidence
     assert "unsure readings" in closure.evidence
-    assert not [v for _, vs in final for v in vs if v.outcome == "undetermined"]
+    assert not [v for v in verdicts if v.outcome == "undetermined"]
     assert all(fields.get("kind") != "undetermined" for _, fields in alerts), alerts

@@ -20,6 +20,7 @@ from cxguard.policy.classifier import OnnxTextScorer
 from cxguard.policy.conversation import AssertionResult
 from cxguard.policy.engine import PolicyEngine
 from cxguard.policy.pack import default_pack_path, load_pack
+from cxguard.policy.readings import turn_readings
 from cxguard.policy.turns import HeardSegment, TurnOptions
 
 RULES = default_pack_path().with_name("billing-rules.yaml")
@@ -215,3 +216,23 @@ def test_no_agent_readings_while_a_number_read_across_turns_is_open(
     other.say("customer", "Uh huh.")
     other.say("agent", readings=["Thank you.", "Thank you very much."])
     assert other.results(4)["pii.no_full_card_number"].outcome == "pass"
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        # An SSN and a card number read by an agent came back like this, and passed.
+        ("This is my F-M 849-56-S-3-1-189", "This is my F& 849-66-3,189.", "Thank you."),
+        ("3.", "3,000,000,000", "3.1 million."),
+        ("three point one million", "the point is"),
+    ],
+)
+def test_readings_in_which_a_number_was_heard_are_not_used(heard: tuple[str, ...]) -> None:
+    assert turn_readings([""], 0, heard) == ()
+
+
+def test_turn_readings_put_each_reading_in_the_refused_segments_place() -> None:
+    assert turn_readings(["Sure.", "", "Bye."], 1, ("ok", "okay then")) == (
+        "Sure. ok Bye.",
+        "Sure. okay then Bye.",
+    )

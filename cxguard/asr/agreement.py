@@ -16,10 +16,8 @@ failed only the log-probability guard, and each must score at least ``floor``.
 When they do not agree, the segment is still refused, but what the decodes heard is kept as
 its *readings* (:func:`readings`): the policy engine may find that no reading of a customer
 turn changes anything it judges, so the turn need not leave those verdicts ``undetermined``.
-The same vetoes hold — a loop on digits or a dropped digit leaves no readings — and one
-more: a segment any decode heard a number in has none, since what was read out may be a card
-number no reading holds whole (measured: an SSN and a card number read by an agent were
-refused, and their readings, "849-56-S-3-1-189", "3,000,000,000", would have passed).
+The same vetoes hold: a loop on digits or a dropped digit leaves no readings. (The policy
+room adds one: readings in which a number was heard are not used, ``policy.turns``.)
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from collections.abc import Sequence
 from cxguard.asr.guards import AsrRejected
 from cxguard.asr.wer import normalize
 from cxguard.model import Transcript
-from cxguard.pii import holds_number
 
 PREFIX = "agreed:"
 
@@ -66,9 +63,9 @@ def agreed(rejections: Sequence[AsrRejected], floor: float) -> Transcript | None
 def readings(rejections: Sequence[AsrRejected]) -> tuple[str, ...]:
     """The distinct texts (first spelling of each normalised text, in decode order) that the
     decodes of a refused segment produced; ``()`` when fewer than two decodes gave words, or
-    when one looped on digits, dropped part of a number or heard a number at all (a number
-    the readings lack may have been said)."""
-    if any(r.digit_loop or r.reason == "truncated" or holds_number(r.text) for r in rejections):
+    when one looped on digits or dropped part of a number (a number the readings lack may
+    have been said)."""
+    if any(r.digit_loop or r.reason == "truncated" for r in rejections):
         return ()
     worded = [r.text.strip() for r in rejections if normalize(r.text)]
     if len(worded) < 2:

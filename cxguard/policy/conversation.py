@@ -172,7 +172,8 @@ class Conversation:
         was unreadable) counts its heard words where they are certain: an agent turn fails the
         prohibitions they break (``undetermined`` otherwise); a customer turn's heard words set
         intent and open obligations, and what the unheard part might have changed is
-        ``undetermined``."""
+        ``undetermined``. Where the turn's unsure readings (``turn.readings``) all lead to the
+        same verdicts, those are recorded instead (:mod:`cxguard.policy.readings`)."""
         if turn.speaker == "agent" and (
             agreed := readings.agent_verdicts(
                 turn,

@@ -1,10 +1,10 @@
 """Unsure readings: judging a turn whose text ASR refused on what its decodes heard.
 
-A refused segment keeps the distinct texts its decodes produced (``TurnText.readings``, from
-``cxguard.asr.agreement.readings``: none when a decode heard a number; nor has a turn whose
-heard words hold one, ``policy.turns``). A verdict that is the same under every reading does
-not depend on which one was said, so it is recorded instead of ``undetermined``
-(docs/TURNS.md, "Unsure readings"):
+A refused segment keeps the distinct texts its decodes produced (``cxguard.asr.agreement``);
+a turn has them as ``TurnText.readings`` unless a number was heard in the turn or in any
+reading (``policy.turns``: a card number read out may be whole in none of them). A verdict
+that is the same under every reading does not depend on which one was said, so it is
+recorded instead of ``undetermined`` (docs/TURNS.md, "Unsure readings"):
 
 * :func:`agent_verdicts` — an agent turn, when every reading gets the same outcome from every
   assertion and leaves the same obligations open, and no number the agent began reading out
@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from cxguard import pii
 from cxguard.model import TurnText
 from cxguard.policy.state import ConversationState
 
@@ -32,6 +33,16 @@ MIN_READINGS = 2
 
 Judged = tuple[ConversationState, list["AssertionResult"]]
 Read = tuple[ConversationState, Mapping[str, str], Sequence["AssertionResult"]]
+
+
+def turn_readings(words: Sequence[str], at: int, heard: Sequence[str]) -> tuple[str, ...]:
+    """The whole turn's text under each reading ``heard`` of its refused segment ``at``
+    (``words``: each segment's text, the refused one's ignored); ``()`` when a number was
+    heard in any of them — a card number read out may be whole in none (measured: an SSN and
+    a card number read by an agent passed on their readings, benchmarks/README.md)."""
+    if any(pii.holds_number(w) for w in (*words, *heard)):
+        return ()
+    return tuple(" ".join(w for w in (*words[:at], r, *words[at + 1 :]) if w) for r in heard)
 
 
 def agent_verdicts(

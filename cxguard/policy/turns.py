@@ -44,8 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
-from cxguard import pii
 from cxguard.model import SegmentSpan, Speaker, TurnText
+from cxguard.policy.readings import turn_readings
 
 E = TypeVar("E")
 EndReason = Literal["floor", "silence", "max_length", "end"]
@@ -333,16 +333,8 @@ def _turn_text(turn: _Open) -> TurnText:
     reason = None
     readings: tuple[str, ...] = ()
     if missing is not None:
-        # Readings only where the refused segment is the turn's one unknown and no number is
-        # heard around it (it may hold the rest of one): see policy/readings.py.
-        if sum(s.undetermined_reason is not None for s in segs) == 1 and not any(
-            pii.holds_number(w) for w in words
-        ):
-            at = segs.index(missing)
-            readings = tuple(
-                " ".join(w for w in (*words[:at], r, *words[at + 1 :]) if w)
-                for r in missing.readings
-            )
+        if sum(s.undetermined_reason is not None for s in segs) == 1:  # its one unknown
+            readings = turn_readings(words, segs.index(missing), missing.readings)
         reason = missing.undetermined_reason
         if len(segs) > 1:
             reason = f"segment {missing.index} of the turn: {reason}"
