@@ -43,13 +43,14 @@ CONTEXT = {"authenticated": "false"}
 
 
 def held_out_lines() -> list[tuple[Speaker, str]]:
-    seen: dict[tuple[str, str], None] = {}
+    seen: dict[tuple[Speaker, str], None] = {}
     for path in sorted((ROOT / "data" / "heldout").glob("*/*.jsonl")):
         for raw in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(raw)
+            speaker: Speaker = "agent" if row.get("speaker") == "agent" else "customer"
             if row.get("speaker") in ("agent", "customer") and row.get("text", "").strip():
-                seen[(row["speaker"], row["text"].strip())] = None
-    return [(s, t) for s, t in seen]  # type: ignore[misc]
+                seen[(speaker, row["text"].strip())] = None
+    return list(seen)
 
 
 def voices_for(text: str, voices: list[tts.Voice], n: int) -> list[tts.Voice]:

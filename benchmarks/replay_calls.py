@@ -75,8 +75,8 @@ def _worth_showing(v: Verdict) -> bool:
     )
 
 
-def _verdict_detail(v: Verdict, rec: Recorder) -> dict[str, Any]:
-    trigger = next((t.text for t in rec.turns if t.index == v.trigger_turn), None)
+def _verdict_detail(v: Verdict, texts: dict[int, str]) -> dict[str, Any]:
+    trigger = texts.get(v.trigger_turn) if v.trigger_turn is not None else None
     return {
         "turn": v.turn_index,
         "speaker": v.speaker,
@@ -128,7 +128,8 @@ def summarise(
         details.append({"turn": t.index, "script": ref, "heard": t.text,
                         "undetermined": t.undetermined_reason, "edits": counts.edits,
                         "amount_stated": stated})  # fmt: skip
-    not_passed = [_verdict_detail(v, rec) for v in rec.verdicts if _worth_showing(v)]
+    texts = {t.index: t.text for t in rec.turns}
+    not_passed = [_verdict_detail(v, texts) for v in rec.verdicts if _worth_showing(v)]
     customer = [{"turn": t.index, "script": _script_for(t, manifest["pieces"]), "heard": t.text,
                  "undetermined": t.undetermined_reason}
                 for t in rec.turns if t.speaker == "customer"]  # fmt: skip

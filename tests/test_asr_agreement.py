@@ -96,6 +96,9 @@ def test_readings_are_the_distinct_texts_in_decode_order() -> None:
         ]
     )
     assert out == ("Feel", "Cool.")
+    # Order is the decodes' order even when a later decode repeats an earlier text.
+    again = [rejected("Feel", "turn-b1"), rejected("Cool.", "turn-b5"), rejected("feel", "full-b5")]
+    assert readings(again) == ("Feel", "Cool.")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 from test_policy_support import Turns
 
-from cxguard.model import Speaker
+from cxguard.model import Speaker, TurnText
 from cxguard.policy.calls import CallJudge, Decided, Judged
 from cxguard.policy.classifier import OnnxTextScorer
 from cxguard.policy.conversation import AssertionResult
@@ -40,11 +40,14 @@ def shipped() -> PolicyEngine:
 
 
 class Call:
+    """A call the agent has opened with a compliant greeting (turn 0)."""
+
     def __init__(self, engine: PolicyEngine) -> None:
         self.judge = CallJudge(engine, {"authenticated": "false"}, TurnOptions())
         self.out: list[object] = []
         self.n = 0
         self.at = 500.0
+        self.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
 
     def say(self, speaker: Speaker, text: str = "", readings: Sequence[str] = ()) -> None:
         start, end = self.at, self.at + 1500
@@ -53,6 +56,20 @@ class Call:
         seg = HeardSegment(self.n, speaker, start, end, text, reason, readings=tuple(readings))
         self.out += self.judge.segment(seg)
         self.n, self.at = self.n + 1, end + 1500
+
+    def say_then_lose(self, speaker: Speaker, text: str, readings: Sequence[str]) -> None:
+        """One turn of two segments: ``text`` heard, then one refused with ``readings``."""
+        start = self.at
+        self.out += self.judge.tick(start, {speaker: start})
+        heard = HeardSegment(self.n, speaker, start, start + 1200, text)
+        lost = HeardSegment(
+            self.n + 1, speaker, start + 1500, start + 2500, "", REFUSED, readings=tuple(readings)
+        )
+        self.out += self.judge.segment(heard) + self.judge.segment(lost)
+        self.n, self.at = self.n + 2, start + 4000
+
+    def turn(self, index: int) -> TurnText:
+        return next(o.turn for o in self.out if isinstance(o, Judged) and o.turn.index == index)
 
     def results(self, turn: int) -> dict[str, AssertionResult]:
         self.out += self.judge.tick(self.at + 10_000, {})
@@ -68,7 +85,6 @@ def test_an_unsure_customer_turn_no_reading_of_which_asks_for_closure_is_decided
     shipped: PolicyEngine,
 ) -> None:
     call = Call(shipped)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", readings=["Feel", "Feel.", "Cool."])  # "Cool." under every decode
     call.say("agent", "Great. Anything else I can help with?")
     closure = call.results(1)[CLOSURE]
@@ -82,7 +98,6 @@ def test_one_reading_that_asks_for_closure_keeps_the_trigger_undetermined(
     shipped: PolicyEngine,
 ) -> None:
     call = Call(shipped)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", readings=["I want to clothe my cow", "I want to close my account"])
     call.say("agent", "Sure, which account is that?")
     closure = call.results(1)[CLOSURE]
@@ -96,7 +111,6 @@ def test_readings_that_all_ask_for_closure_do_not_open_an_obligation(
     # Stricter than "the readings agree": a customer turn is decided only when no reading
     # changes anything; it never opens an obligation from words nobody heard for certain.
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", readings=["close my account", "please close my account"])
     call.say("agent", "Sure, which account is that?")
     assert call.results(1)[CLOSURE].outcome == "undetermined"
@@ -109,7 +123,6 @@ def test_without_two_readings_an_unreadable_customer_turn_stays_undetermined(
     # No readings (a loop on digits leaves none), or one: one decode's words are no reading.
     for readings in ([], ["Feel"]):
         call = Call(rules)
-        call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
         call.say("customer", readings=readings)
         call.say("agent", "Great. Anything else I can help with?")
         assert call.results(1)[CLOSURE].outcome == "undetermined", readings
@@ -119,7 +132,6 @@ def test_an_unsure_agent_turn_whose_readings_all_pass_passes_with_the_reason_kep
     shipped: PolicyEngine,
 ) -> None:
     call = Call(shipped)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "What is my balance?")
     call.say("agent", readings=["I play", "Can I play?", "Have a nice day."])
     results = call.results(2)
@@ -131,7 +143,6 @@ def test_an_unsure_agent_turn_whose_readings_all_pass_passes_with_the_reason_kep
 
 def test_agent_readings_that_disagree_leave_the_turn_undetermined(rules: PolicyEngine) -> None:
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "Can I pay my bill in parts?")
     call.say("agent", readings=["We can set up a payment plan.", "We can set a pay man."])
     assert call.results(2)[PAYMENT].outcome == "undetermined"
@@ -139,7 +150,6 @@ def test_agent_readings_that_disagree_leave_the_turn_undetermined(rules: PolicyE
 
 def test_agent_readings_that_all_break_a_rule_fail_it(rules: PolicyEngine) -> None:
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "Can I pay my bill in parts?")
     call.say("agent", readings=["We can set up a payment plan.", "we can set up a payment plan"])
     payment = call.results(2)[PAYMENT]
@@ -150,18 +160,10 @@ def test_agent_readings_that_all_break_a_rule_fail_it(rules: PolicyEngine) -> No
 def test_a_partly_heard_turn_reads_the_heard_words_with_each_reading(rules: PolicyEngine) -> None:
     # Two segments of one agent turn: the second refused. The readings are whole-turn texts.
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "Can I pay my bill in parts?")
-    start = call.at
-    call.judge.tick(start, {"agent": start})
-    call.out += call.judge.segment(HeardSegment(call.n, "agent", start, start + 1200, "Sure."))
-    refused = HeardSegment(
-        call.n + 1, "agent", start + 1500, start + 2500, "", REFUSED, readings=("a", "b")
-    )
-    call.out += call.judge.segment(refused)
-    call.n, call.at = call.n + 2, start + 4000
+    call.say_then_lose("agent", "Sure.", ["a", "b"])
     call.say("customer", "Okay thanks.")
-    turn = next(o.turn for o in call.out if isinstance(o, Judged) and o.turn.index == 2)
+    turn = call.turn(2)
     assert turn.readings == ("Sure. a", "Sure. b")
     assert turn.text == "Sure."
 
@@ -181,19 +183,10 @@ def test_readings_never_preview_an_early_alert(rules: PolicyEngine) -> None:
 def test_no_readings_beside_a_number_heard_in_the_turn(rules: PolicyEngine) -> None:
     # The refused segment may hold the rest of a card number the agent began reading out.
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "What card do you have on file?")
-    start = call.at
-    call.out += call.judge.segment(
-        HeardSegment(call.n, "agent", start, start + 1200, "It is 4111 1111")
-    )
-    refused = HeardSegment(
-        call.n + 1, "agent", start + 1500, start + 2500, "", REFUSED, readings=("ok", "okay then")
-    )
-    call.out += call.judge.segment(refused)
-    call.n, call.at = call.n + 2, start + 4000
+    call.say_then_lose("agent", "It is 4111 1111", ["ok", "okay then"])
     call.say("customer", "Okay thanks.")
-    turn = next(o.turn for o in call.out if isinstance(o, Judged) and o.turn.index == 2)
+    turn = call.turn(2)
     assert turn.readings == ()
     assert call.results(2)["pii.no_full_card_number"].outcome == "undetermined"
 
@@ -202,7 +195,6 @@ def test_no_agent_readings_while_a_number_read_across_turns_is_open(
     rules: PolicyEngine,
 ) -> None:
     call = Call(rules)
-    call.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     call.say("customer", "Which card is on file?")
     call.say("agent", "The card on file is 4111 1111")
     call.say("customer", "Uh huh.")
@@ -210,7 +202,6 @@ def test_no_agent_readings_while_a_number_read_across_turns_is_open(
     assert call.results(4)["pii.no_full_card_number"].outcome == "undetermined"
     # The same readings with no number in the window decide the turn.
     other = Call(rules)
-    other.say("agent", "Hello, I'm the virtual assistant for Northwind Bank.")
     other.say("customer", "Which card is on file?")
     other.say("agent", "The card on file is your Visa.")
     other.say("customer", "Uh huh.")

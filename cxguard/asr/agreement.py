@@ -70,4 +70,7 @@ def readings(rejections: Sequence[AsrRejected]) -> tuple[str, ...]:
     worded = [r.text.strip() for r in rejections if normalize(r.text)]
     if len(worded) < 2:
         return ()
-    return tuple({normalize(t): t for t in reversed(worded)}.values())[::-1]
+    first: dict[str, str] = {}
+    for text in worded:
+        first.setdefault(normalize(text), text)
+    return tuple(first.values())

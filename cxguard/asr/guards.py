@@ -66,8 +66,6 @@ class AsrRejected(AsrError):
         """Time the model spent on this decode (set by the transcriber)."""
         self.attempts: tuple[str, ...] = ()
         """Every decode tried on the segment, ``name:reason`` for each one that failed."""
-        self.readings: tuple[str, ...] = ()
-        """Set by the transcriber on a refused segment (:func:`cxguard.asr.agreement.readings`)."""
 
     def record_attempts(self, attempts: tuple[str, ...]) -> None:
         """Name every decode tried, in the message too (it becomes the turn's

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
-from cxguard.model import SegmentSpan, Speaker, TurnText
+from cxguard.model import Segment, SegmentSpan, Speaker, TurnText
 from cxguard.policy.readings import turn_readings
 
 E = TypeVar("E")
@@ -111,6 +111,27 @@ class HeardSegment:
     """Cut at the VAD's maximum length mid-speech: the speech goes on."""
     readings: tuple[str, ...] = ()
     """With ``undetermined_reason``: what the unsure decodes heard (``AsrError.readings``)."""
+
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        segment: Segment,
+        text: str = "",
+        reason: str | None = None,
+        readings: tuple[str, ...] = (),
+    ) -> HeardSegment:
+        """What ASR made of VAD segment number ``index``."""
+        return cls(
+            index,
+            segment.speaker,
+            segment.start_ms,
+            segment.end_ms,
+            text,
+            reason,
+            partial=segment.partial,
+            readings=readings,
+        )
 
     @property
     def span(self) -> SegmentSpan:

@@ -131,16 +131,7 @@ def _heard(index: int, seg: Segment, transcribe: Transcribe) -> HeardSegment:
         text = transcribe(seg).text
     except AsrError as exc:
         reason, readings = str(exc), exc.readings
-    return HeardSegment(
-        index,
-        seg.speaker,
-        seg.start_ms,
-        seg.end_ms,
-        text,
-        reason,
-        partial=seg.partial,
-        readings=readings,
-    )
+    return HeardSegment.of(index, seg, text, reason, readings)
 
 
 def segment_transcriber(batch: Callable[[Sequence[np.ndarray]], Sequence[object]]) -> Transcribe:

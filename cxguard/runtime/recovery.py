@@ -99,18 +99,15 @@ async def _heard(services: Services, seg: SpooledSegment) -> tuple[HeardSegment,
     timing = SegmentTiming(now, now)
     text, reason = "", None
     readings: tuple[str, ...] = ()
+    segment = _segment(seg)
     try:
-        transcript = await services.asr.submit(_segment(seg))
+        transcript = await services.asr.submit(segment)
         text, timing.asr_ms = transcript.text, transcript.asr_ms
         timing.model_id, timing.decode = transcript.model_id, transcript.decode
     except AsrError as exc:
         reason, readings = f"after a restart: {exc}", exc.readings
     timing.ready_mono = time.monotonic()
-    speaker: Speaker = "agent" if seg.speaker == "agent" else "customer"
-    heard = HeardSegment(
-        seg.index, speaker, seg.start_ms, seg.end_ms, text, reason, readings=readings
-    )
-    return heard, timing
+    return HeardSegment.of(seg.index, segment, text, reason, readings), timing
 
 
 async def rejudge(services: Services, call: CallToRecover, summary: RecoverySummary) -> None:

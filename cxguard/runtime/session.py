@@ -328,13 +328,4 @@ class CallSession:
                 await self._verdicts.failure("asr", exc, seg.end_ms, self.summary)
         timing.ready_mono = time.monotonic()
         self._timing[item.index] = timing
-        return HeardSegment(
-            item.index,
-            seg.speaker,
-            seg.start_ms,
-            seg.end_ms,
-            text,
-            reason,
-            partial=seg.partial,
-            readings=readings,
-        )
+        return HeardSegment.of(item.index, seg, text, reason, readings)
